@@ -1,0 +1,100 @@
+package io.longmem.model.checkpoint;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+/**
+ * One tensor as a checkpoint stores it: element type, shape, and a read-only little-endian view of
+ * its bytes (memory-mapped: a multi-GiB shard never lands on the Java heap).
+ */
+public final class StoredTensor {
+  private final String name;
+  private final String file;
+  private final StorageType type;
+  private final long[] shape;
+  private final ByteBuffer data;
+
+  StoredTensor(String name, String file, StorageType type, long[] shape, ByteBuffer data) {
+    this.name = name;
+    this.file = file;
+    this.type = type;
+    this.shape = shape.clone();
+    this.data = data.asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    long expected = numel() * type.bytes();
+    if (data.remaining() != expected) {
+      throw new CheckpointException(file + ": tensor " + name + " " + Arrays.toString(shape) + " " + type
+          + " needs " + expected + " bytes, the file holds " + data.remaining());
+    }
+  }
+
+  public String name() {
+    return name;
+  }
+
+  public String file() {
+    return file;
+  }
+
+  public StorageType type() {
+    return type;
+  }
+
+  public long[] shape() {
+    return shape.clone();
+  }
+
+  public long numel() {
+    long n = 1;
+    for (long d : shape) {
+      n *= d;
+    }
+    return n;
+  }
+
+  /** A fresh read-only little-endian view of the bytes (position 0). */
+  public ByteBuffer data() {
+    return data.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+  }
+
+  /** Reads every element as float32 onto the heap; for small tensors and tests. */
+  public float[] toFloatArray() {
+    long n = numel();
+    if (n > Integer.MAX_VALUE) {
+      throw new CheckpointException(name + " is too large for a Java array");
+    }
+    float[] out = new float[(int) n];
+    ByteBuffer b = data();
+    for (int i = 0; i < out.length; i++) {
+      switch (type) {
+        case F32: out[i] = b.getFloat(); break;
+        case BF16: out[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16); break;
+        case F16: out[i] = halfToFloat(b.getShort()); break;
+        default: throw new CheckpointException(file + ": tensor " + name + " has type " + type
+            + ", weights must be F32, F16 or BF16");
+      }
+    }
+    return out;
+  }
+
+  /** IEEE half to float (Java 17 has no Float.float16ToFloat). */
+  static float halfToFloat(short h) {
+    int bits = h & 0xffff;
+    int sign = (bits & 0x8000) << 16;
+    int exp = (bits >>> 10) & 0x1f;
+    int mant = bits & 0x3ff;
+    if (exp == 0x1f) {
+      return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
+    }
+    if (exp == 0) {
+      float v = mant * 0x1p-24f;
+      return sign != 0 ? -v : v;
+    }
+    return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
+  }
+
+  @Override
+  public String toString() {
+    return name + Arrays.toString(shape) + " " + type + " (" + file + ")";
+  }
+}

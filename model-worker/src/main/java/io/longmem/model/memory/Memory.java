@@ -1,0 +1,51 @@
+package io.longmem.model.memory;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * The one question LongLLaMA's memory layers ask, whatever backs the memory: "for layer L, these
+ * queries, which (key, value) pairs do I attend to?", and the one update: "layer L read these
+ * tokens; remember them".
+ *
+ * <p>Keys arrive unrotated (as if at position 0, which is the identity for RoPE) and already
+ * rounded to the model's {@code mem_dtype}. The attention code knows nothing else about the
+ * backend: dense memory answers with everything (the reference behaviour), a kNN backend with the
+ * top-k pairs per head and query.
+ */
+public interface Memory extends AutoCloseable {
+
+  /**
+   * Remembers tokens a memory layer has read.
+   *
+   * @param layer the model layer index (one of {@code mem_layers})
+   * @param keys [batch, heads, n, head_dim] float32
+   * @param values [batch, heads, n, head_dim] float32
+   * @param mask [batch, n] additive: 0 for a real token, a large negative number for padding
+   */
+  void append(int layer, NDArray keys, NDArray values, NDArray mask);
+
+  /**
+   * The pairs these queries attend to, or {@code null} while the layer's memory is empty. The
+   * arrays returned belong to the caller's NDScope or to the memory; the caller must not close them.
+   *
+   * @param queries [batch, heads, q, head_dim], rotated as the layer rotates them
+   */
+  Retrieved retrieve(int layer, NDArray queries);
+
+  /** Number of tokens in the memory of a layer (per batch row). */
+  long size(int layer);
+
+  @Override
+  void close();
+
+  /**
+   * Memory pairs for attention. Either shared by all queries: keys/values [B, H, M, D] with mask
+   * broadcastable to [B, H, q, M]; or chosen per query: keys/values [B, H, q, K, D] with mask
+   * broadcastable to [B, H, q, K].
+   */
+  record Retrieved(NDArray keys, NDArray values, NDArray mask) {
+    public boolean perQuery() {
+      return keys.getShape().dimension() == 5;
+    }
+  }
+}
