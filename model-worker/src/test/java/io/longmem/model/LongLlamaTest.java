@@ -1,0 +1,141 @@
+package io.longmem.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.longmem.Fixtures;
+import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.generate.GenerationOptions;
+import io.longmem.model.generate.Generator;
+import java.io.IOException;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Behaviour beyond the fixtures: batches, attention grouping, sampling, bad input. */
+class LongLlamaTest {
+  private static Checkpoint ckpt;
+  private static LongLlama model;
+  private static long[] prompt;
+
+  @BeforeAll
+  static void load() throws IOException {
+    ckpt = Checkpoint.open(Fixtures.tinyA().resolve("model"));
+    model = LongLlama.load(ckpt, Device.cpu());
+    var cases = Fixtures.json(Fixtures.tinyA().resolve("cases.json"));
+    prompt = Fixtures.concat(Fixtures.ids(cases, "book_ids"), Fixtures.ids(cases, "question_ids"));
+  }
+
+  @AfterAll
+  static void close() {
+    model.close();
+  }
+
+  private static float[] logits(LongLlama m, long[][] ids, boolean useCache, int lastContext) {
+    try (NDManager out = NDManager.newBaseManager(); LongLlamaCache cache = m.newCache(ids.length);
+         NDArray a = m.forward(cache, ids, null, useCache, lastContext, LongLlama.Output.ALL_LOGITS, out)) {
+      return a.toFloatArray();
+    }
+  }
+
+  @Test
+  void batchRowsMatchSingleSequences() {
+    long[] other = prompt.clone();
+    java.util.Collections.reverse(java.util.Arrays.asList(java.util.Arrays.stream(other).boxed().toArray()));
+    for (int i = 0; i < other.length; i++) {
+      other[i] = (prompt[i] * 7 + 3) % 512;
+    }
+    for (boolean useCache : new boolean[] {false, true}) {
+      float[] both = logits(model, new long[][] {prompt, other}, useCache, 20);
+      float[] a = logits(model, new long[][] {prompt}, useCache, 20);
+      float[] b = logits(model, new long[][] {other}, useCache, 20);
+      assertArrayEquals(a, java.util.Arrays.copyOfRange(both, 0, a.length), 1e-5f);
+      assertArrayEquals(b, java.util.Arrays.copyOfRange(both, a.length, both.length), 1e-5f);
+    }
+  }
+
+  @Test
+  void attentionGroupingChangesNothing() {
+    LongLlamaConfig grouped = ckpt.config().withMemAttentionGrouping(new int[] {1, 5});
+    try (LongLlama g = LongLlama.load(ckpt, grouped, Device.cpu())) {
+      assertArrayEquals(logits(model, new long[][] {prompt}, false, 16), logits(g, new long[][] {prompt}, false, 16), 1e-5f);
+      assertArrayEquals(logits(model, new long[][] {prompt}, true, 20), logits(g, new long[][] {prompt}, true, 20), 1e-5f);
+    }
+  }
+
+  @Test
+  void memoryChangesTheAnswer() {
+    // the same question with and without the book in memory must differ: memory is really read
+    try (LongLlama noMem = LongLlama.load(ckpt, ckpt.config().withMemLayers(List.of()), Device.cpu())) {
+      float[] with = logits(model, new long[][] {prompt}, true, 20);
+      float[] without = logits(noMem, new long[][] {prompt}, true, 20);
+      int last = with.length - 512;
+      double diff = 0;
+      for (int i = last; i < with.length; i++) {
+        diff = Math.max(diff, Math.abs(with[i] - without[i]));
+      }
+      assertTrue(diff > 1e-2, "memory had no effect: " + diff);
+    }
+  }
+
+  @Test
+  void samplingIsSeededAndRespectsTopK() {
+    Generator gen = new Generator(model, null);
+    GenerationOptions opts = new GenerationOptions(12, false, 0.8f, 5, 0.9f, 42L, -1, List.of(), 20);
+    long[] a = gen.generate(prompt, opts, true, null).ids();
+    long[] b = gen.generate(prompt, opts, true, null).ids();
+    assertArrayEquals(a, b, "same seed, same tokens");
+    GenerationOptions other = new GenerationOptions(12, false, 0.8f, 5, 0.9f, 43L, -1, List.of(), 20);
+    GenerationOptions hot = new GenerationOptions(12, false, 5f, 0, 1f, 43L, -1, List.of(), 20);
+    assertTrue(!java.util.Arrays.equals(a, gen.generate(prompt, hot, false, null).ids())
+        || !java.util.Arrays.equals(a, gen.generate(prompt, other, false, null).ids()), "seed has an effect");
+    Generator.Result r = gen.generate(prompt, opts, true, null);
+    for (int i = 0; i < r.ids().length; i++) {
+      float[] row = r.stepLogits()[i];
+      float chosen = row[(int) r.ids()[i]];
+      int higher = 0;
+      for (float x : row) {
+        if (x > chosen) {
+          higher++;
+        }
+      }
+      assertTrue(higher < 5, "token " + i + " is outside the top 5");
+    }
+  }
+
+  @Test
+  void eosStopsGeneration() {
+    Generator gen = new Generator(model, null);
+    long[] greedy = gen.generate(prompt, GenerationOptions.greedy(10, -1, 20), false, null).ids();
+    Generator.Result r = gen.generate(prompt, GenerationOptions.greedy(10, (int) greedy[3], 20), false, null);
+    assertEquals("eos", r.stopReason());
+    assertArrayEquals(java.util.Arrays.copyOf(greedy, 4), r.ids());
+  }
+
+  @Test
+  void badInputIsAClearError() {
+    try (LongLlamaCache cache = model.newCache(1); NDManager m = NDManager.newBaseManager()) {
+      var e = assertThrows(IllegalArgumentException.class,
+          () -> model.forward(cache, new long[][] {{1, 512}}, null, false, 16, LongLlama.Output.LAST_LOGITS, m));
+      assertEquals("token id 512 at row 0, position 1 is outside the vocabulary [0, 512)", e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> model.forward(cache, new long[][] {{}}, null, false, 16, LongLlama.Output.LAST_LOGITS, m));
+      assertTrue(e.getMessage().startsWith("empty input"));
+      e = assertThrows(IllegalArgumentException.class,
+          () -> model.forward(cache, new long[][] {{1, 2}, {3}}, null, false, 16, LongLlama.Output.LAST_LOGITS, m));
+      assertTrue(e.getMessage().contains("batch of 2 sequences"), e.getMessage());
+    }
+    assertThrows(IllegalArgumentException.class,
+        () -> new GenerationOptions(5, false, 0f, 0, 1f, 1, -1, List.of(), 16));
+    assertThrows(IllegalArgumentException.class,
+        () -> new GenerationOptions(5, false, 1f, 0, 1.5f, 1, -1, List.of(), 16));
+    assertThrows(IllegalArgumentException.class, () -> GenerationOptions.greedy(0, -1, 16));
+  }
+}

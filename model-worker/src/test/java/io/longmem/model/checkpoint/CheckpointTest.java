@@ -1,0 +1,137 @@
+package io.longmem.model.checkpoint;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.longmem.Fixtures;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.zip.CRC32;
+import java.util.zip.ZipEntry;
+import java.util.zip.ZipOutputStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class CheckpointTest {
+  private static final Path TINY = Fixtures.tinyA();
+
+  @Test
+  void threeLayoutsHoldTheSameValues() throws IOException {
+    Checkpoint f32 = Checkpoint.open(TINY.resolve("model"));
+    Checkpoint bf16 = Checkpoint.open(TINY.resolve("model-bf16"));
+    Checkpoint bin = Checkpoint.open(TINY.resolve("model-bin"));
+    assertEquals("safetensors", f32.layout());
+    assertEquals("sharded pytorch .bin", bin.layout());
+    assertEquals(StorageType.BF16, bf16.tensor("lm_head.weight").type());
+    for (String name : f32.tensors().keySet()) {
+      float[] a = f32.tensor(name).toFloatArray();
+      assertArrayEquals(a, bf16.tensor(name).toFloatArray(), 0f, name);
+      assertArrayEquals(a, bin.tensor(name).toFloatArray(), 0f, name);
+    }
+    LongLlamaConfig c = f32.config();
+    assertEquals(java.util.List.of(1, 2), c.memLayers());
+    assertEquals(MemDType.BFLOAT16, c.memDType());
+    assertEquals(32, c.maxPositionEmbeddings());
+    assertEquals(16, c.lastContextLength());
+  }
+
+  private static Path copy(String layout, Path tmp) throws IOException {
+    Path dst = tmp.resolve(layout);
+    Files.createDirectories(dst);
+    try (var files = Files.list(TINY.resolve(layout))) {
+      for (Path f : files.toList()) {
+        Files.copy(f, dst.resolve(f.getFileName()), StandardCopyOption.REPLACE_EXISTING);
+        dst.resolve(f.getFileName()).toFile().setWritable(true);
+      }
+    }
+    return dst;
+  }
+
+  private static String error(Path dir) {
+    return assertThrows(CheckpointException.class, () -> Checkpoint.open(dir)).getMessage();
+  }
+
+  @Test
+  void missingThingsAreNamed(@TempDir Path tmp) throws IOException {
+    assertTrue(error(tmp.resolve("nowhere")).contains("does not exist"));
+    Path empty = Files.createDirectories(tmp.resolve("empty"));
+    assertTrue(error(empty).contains("no config.json"));
+    Files.copy(TINY.resolve("model/config.json"), empty.resolve("config.json"));
+    assertTrue(error(empty).contains("no weights in"));
+
+    Path bin = copy("model-bin", tmp);
+    Path index = bin.resolve("pytorch_model.bin.index.json");
+    Files.writeString(index, Files.readString(index).replace(
+        "\"model.norm.weight\": \"pytorch_model-00002-of-00002.bin\",", ""));
+    String msg = error(bin);
+    assertTrue(msg.contains("missing tensor model.norm.weight"), msg);
+
+    Path gone = copy("model-bin", tmp.resolve("x"));
+    Files.delete(gone.resolve("pytorch_model-00002-of-00002.bin"));
+    msg = error(gone);
+    assertTrue(msg.contains("pytorch_model-00002-of-00002.bin, which is missing"), msg);
+  }
+
+  @Test
+  void configAndWeightsMustAgree(@TempDir Path tmp) throws IOException {
+    Path dir = copy("model", tmp);
+    Path config = dir.resolve("config.json");
+    Files.writeString(config, Files.readString(config).replace("\"intermediate_size\": 172", "\"intermediate_size\": 180"));
+    String msg = error(dir);
+    assertTrue(msg.contains("model.layers.0.mlp.gate_proj.weight has shape [172, 64], config.json implies [180, 64]"), msg);
+
+    Files.writeString(config, Files.readString(TINY.resolve("model/config.json")).replace("\"num_hidden_layers\": 4", "\"num_hidden_layers\": 3"));
+    msg = error(dir);
+    assertTrue(msg.contains("more layers than num_hidden_layers=3"), msg);
+
+    Files.writeString(config, Files.readString(TINY.resolve("model/config.json")).replace("\"mem_layers\": [\n    1,", "\"mem_layers\": [\n    7,"));
+    msg = error(dir);
+    assertTrue(msg.contains("mem_layers entry 7"), msg);
+  }
+
+  @Test
+  void truncatedFilesAreRefused(@TempDir Path tmp) throws IOException {
+    Path dir = copy("model", tmp);
+    Path st = dir.resolve("model.safetensors");
+    byte[] all = Files.readAllBytes(st);
+    Files.write(st, java.util.Arrays.copyOf(all, all.length - 100));
+    String msg = error(dir);
+    assertTrue(msg.contains("model.safetensors") && msg.contains("truncated"), msg);
+
+    Path bin = copy("model-bin", tmp.resolve("b"));
+    Path shard = bin.resolve("pytorch_model-00001-of-00002.bin");
+    byte[] b = Files.readAllBytes(shard);
+    Files.write(shard, java.util.Arrays.copyOf(b, b.length / 2));
+    msg = error(bin);
+    assertTrue(msg.contains("pytorch_model-00001-of-00002.bin"), msg);
+  }
+
+  @Test
+  void picklesCannotCallArbitraryFunctions(@TempDir Path tmp) throws IOException {
+    Path dir = Files.createDirectories(tmp.resolve("evil"));
+    Files.copy(TINY.resolve("model/config.json"), dir.resolve("config.json"));
+    // {'x': os.system('echo pwned')} in pickle protocol 2
+    byte[] pkl = "\u0080\u0002}q\u0000X\u0001\u0000\u0000\u0000xcos\nsystem\nX\u000a\u0000\u0000\u0000echo pwned\u0085R s."
+        .getBytes(StandardCharsets.ISO_8859_1);
+    try (OutputStream os = Files.newOutputStream(dir.resolve("pytorch_model.bin"));
+         ZipOutputStream zip = new ZipOutputStream(os)) {
+      ZipEntry e = new ZipEntry("archive/data.pkl");
+      e.setMethod(ZipEntry.STORED);
+      e.setSize(pkl.length);
+      CRC32 crc = new CRC32();
+      crc.update(pkl);
+      e.setCrc(crc.getValue());
+      zip.putNextEntry(e);
+      zip.write(pkl);
+      zip.closeEntry();
+    }
+    String msg = error(dir);
+    assertTrue(msg.contains("pickle global os.system is not allowed"), msg);
+  }
+}
