@@ -65,8 +65,9 @@ class LongLlamaTest {
   void attentionGroupingChangesNothing() {
     LongLlamaConfig grouped = ckpt.config().withMemAttentionGrouping(new int[] {1, 5});
     try (LongLlama g = LongLlama.load(ckpt, grouped, Device.cpu())) {
-      assertArrayEquals(logits(model, new long[][] {prompt}, false, 16), logits(g, new long[][] {prompt}, false, 16), 1e-5f);
-      assertArrayEquals(logits(model, new long[][] {prompt}, true, 20), logits(g, new long[][] {prompt}, true, 20), 1e-5f);
+      // same sums in other GEMM shapes: equal up to float32 rounding (the conformance tolerance)
+      assertArrayEquals(logits(model, new long[][] {prompt}, false, 16), logits(g, new long[][] {prompt}, false, 16), 1e-4f);
+      assertArrayEquals(logits(model, new long[][] {prompt}, true, 20), logits(g, new long[][] {prompt}, true, 20), 1e-4f);
     }
   }
 
