@@ -1,0 +1,104 @@
+package io.longmem.cli;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.longmem.model.LongLlama;
+import io.longmem.model.LongLlamaCache;
+import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.RandomCheckpoint;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
+    subcommands = {BenchCommand.Model.class})
+final class BenchCommand implements Runnable {
+  @Override
+  public void run() {
+    new picocli.CommandLine(this).usage(System.out);
+  }
+
+  @Command(name = "model", mixinStandardHelpOptions = true,
+      description = "Prefill tokens/s and decode ms/token of a random checkpoint shaped like LongLLaMA-3B "
+          + "(hidden 3200, 32 heads, intermediate 8640, vocab 32000) with few layers, memory in layers 1 and 2.")
+  static final class Model implements Callable<Integer> {
+    @Option(names = "--layers", defaultValue = "4") int layers;
+    @Option(names = "--hidden", defaultValue = "3200") int hidden;
+    @Option(names = "--heads", defaultValue = "32") int heads;
+    @Option(names = "--intermediate", defaultValue = "8640") int intermediate;
+    @Option(names = "--vocab", defaultValue = "32000") int vocab;
+    @Option(names = "--window", defaultValue = "2048", description = "max_position_embeddings") int window;
+    @Option(names = "--last-context-length", defaultValue = "1024") int lastContextLength;
+    @Option(names = "--tokens", defaultValue = "8192", description = "prompt length for prefill") int tokens;
+    @Option(names = "--decode-tokens", defaultValue = "32") int decodeTokens;
+    @Option(names = "--checkpoint-dir", description = "where the random checkpoint is kept (reused if present)")
+    Path checkpointDir;
+    @Option(names = "--device", defaultValue = "cpu") String device;
+
+    @Override
+    public Integer call() throws Exception {
+      if (tokens < 1 || decodeTokens < 1) {
+        throw new IllegalArgumentException("--tokens and --decode-tokens must be >= 1");
+      }
+      Path dir = checkpointDir != null ? checkpointDir : Files.createTempDirectory("longmem-bench-");
+      RandomCheckpoint.Shape shape = new RandomCheckpoint.Shape(vocab, hidden, heads, intermediate, layers,
+          window, lastContextLength, new int[] {Math.min(1, layers - 1), Math.min(2, layers - 1)});
+      if (!Files.exists(dir.resolve("model.safetensors"))) {
+        long t = System.nanoTime();
+        RandomCheckpoint.write(dir, shape, 1234);
+        System.err.printf("wrote random checkpoint to %s in %.1f s%n", dir, (System.nanoTime() - t) / 1e9);
+      }
+      Device dev = "gpu".equals(device) ? Device.gpu() : Device.cpu();
+      long t0 = System.nanoTime();
+      try (LongLlama model = LongLlama.load(Checkpoint.open(dir), dev); NDManager out = NDManager.newBaseManager()) {
+        double loadSeconds = (System.nanoTime() - t0) / 1e9;
+        SplittableRandom r = new SplittableRandom(7);
+        long[] prompt = new long[tokens];
+        for (int i = 0; i < tokens; i++) {
+          prompt[i] = 3 + r.nextInt(vocab - 3);
+        }
+        // warm-up: one short prompt and a few steps (allocator, kernels)
+        run(model, Arrays.copyOf(prompt, Math.min(tokens, 64)), 2, out);
+        double[] result = run(model, prompt, decodeTokens, out);
+        System.out.printf("bench model: layers=%d hidden=%d heads=%d intermediate=%d vocab=%d window=%d "
+            + "last_context_length=%d device=%s threads=%d%n", layers, hidden, heads, intermediate, vocab, window,
+            lastContextLength, dev, Runtime.getRuntime().availableProcessors());
+        System.out.printf("load: %.2f s%n", loadSeconds);
+        System.out.printf("prefill: %d tokens in %.2f s = %.1f tokens/s%n", tokens, result[0], tokens / result[0]);
+        System.out.printf("decode: %d tokens, median %.1f ms/token, mean %.1f ms/token (memory %d tokens/layer)%n",
+            decodeTokens, result[1] * 1000, result[2] * 1000, (long) result[3]);
+      }
+      return 0;
+    }
+
+    /** Returns prefill seconds, median and mean decode seconds per token, memory size. */
+    private static double[] run(LongLlama model, long[] prompt, int steps, NDManager out) {
+      try (LongLlamaCache cache = model.newCache(1)) {
+        long t = System.nanoTime();
+        long next;
+        try (NDArray logits = model.forward(cache, new long[][] {prompt}, null, true,
+            model.config().lastContextLength(), LongLlama.Output.LAST_LOGITS, out)) {
+          next = logits.argMax().getLong();
+        }
+        double prefill = (System.nanoTime() - t) / 1e9;
+        double[] step = new double[steps];
+        for (int i = 0; i < steps; i++) {
+          long s = System.nanoTime();
+          try (NDArray logits = model.forward(cache, new long[][] {{next}}, null, true, 0,
+              LongLlama.Output.LAST_LOGITS, out)) {
+            next = logits.argMax().getLong();
+          }
+          step[i] = (System.nanoTime() - s) / 1e9;
+        }
+        double mean = Arrays.stream(step).average().orElse(0);
+        Arrays.sort(step);
+        return new double[] {prefill, step[steps / 2], mean, cache.memory().size(model.config().memLayers().get(0))};
+      }
+    }
+  }
+}
