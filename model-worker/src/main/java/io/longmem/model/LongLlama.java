@@ -41,6 +41,8 @@ public final class LongLlama implements AutoCloseable {
   static final float MASK_MIN = -Float.MAX_VALUE;
   /** The reference clamps attention scores at -1e6 after masking. */
   static final float SCORE_FLOOR = -1e6f;
+  /** Largest attention score block (floats) computed at once; bounds memory for long windows. */
+  static final long SCORE_BUDGET = 1L << 25;
 
   /** What {@link #forward} returns. */
   public enum Output {
@@ -169,16 +171,20 @@ public final class LongLlama implements AutoCloseable {
 
   /** BF16 to F32 by shifting the 16 bits up, in chunks so direct memory stays small. */
   private NDArray widenBFloat16(StoredTensor t) {
-    ByteBuffer src = t.data();
+    java.nio.ShortBuffer src = t.data().asShortBuffer();
     long n = t.numel();
     final int chunk = 1 << 24;
+    short[] in = new short[(int) Math.min(chunk, n)];
+    int[] widened = new int[in.length];
     List<NDArray> parts = new ArrayList<>();
     for (long start = 0; start < n; start += chunk) {
       int len = (int) Math.min(chunk, n - start);
-      ByteBuffer dst = ByteBuffer.allocateDirect(len * 4).order(ByteOrder.nativeOrder());
+      src.get(in, 0, len);
       for (int i = 0; i < len; i++) {
-        dst.putInt(i * 4, (src.getShort((int) ((start + i) * 2)) & 0xffff) << 16);
+        widened[i] = (in[i] & 0xffff) << 16;
       }
+      ByteBuffer dst = ByteBuffer.allocateDirect(len * 4).order(ByteOrder.nativeOrder());
+      dst.asIntBuffer().put(widened, 0, len);
       try (NDArray view = manager.create(dst, new Shape(len), DataType.FLOAT32)) {
         parts.add(view.duplicate()); // copy into torch memory; the direct buffer can go
       }
@@ -346,14 +352,24 @@ public final class LongLlama implements AutoCloseable {
     NDArray h = embed.get(new NDIndex("{}", ids));
     NDArray[][] nextLocal = useCache ? new NDArray[config.numLayers()][] : null;
     for (int l = 0; l <= upToLayer; l++) {
-      Layer w = layers[l];
-      NDArray x = rmsNorm(h, w.inputNorm());
-      NDArray[] pastKv = cache.local != null ? cache.local[l] : null;
-      h = h.add(attention(l, x, mask, positions, pastKv, useCache, cache.memory(), nextLocal));
-      x = rmsNorm(h, w.postNorm());
-      NDArray gateUp = linear(x, w.gateUp());
-      NDList gu = gateUp.split(2, 2);
-      h = h.add(linear(silu(gu.get(0)).mul(gu.get(1)), w.down()));
+      // each layer in its own scope: its intermediates are freed before the next layer runs
+      NDArray[] kept;
+      try (NDScope layerScope = new NDScope()) {
+        layerScope.suppressNotUsedWarning();
+        Layer w = layers[l];
+        NDArray x = rmsNorm(h, w.inputNorm());
+        NDArray[] pastKv = cache.local != null ? cache.local[l] : null;
+        NDArray out = h.add(attention(l, x, mask, positions, pastKv, useCache, cache.memory(), nextLocal));
+        x = rmsNorm(out, w.postNorm());
+        NDList gu = linear(x, w.gateUp()).split(2, 2);
+        out = out.add(linear(silu(gu.get(0)).mul(gu.get(1)), w.down()));
+        kept = useCache ? new NDArray[] {out, nextLocal[l][0], nextLocal[l][1], nextLocal[l][2]} : new NDArray[] {out};
+        NDScope.unregister(kept);
+      }
+      for (NDArray a : kept) {
+        NDScope.register(a); // back into the scope of this call
+      }
+      h = kept[0];
     }
     if (useCache) {
       long kept = nextLocal[0][0].getShape().get(2);
@@ -476,6 +492,10 @@ public final class LongLlama implements AutoCloseable {
       groupHeads = config.memAttentionGrouping()[0];
       groupQueries = config.memAttentionGrouping()[1];
     }
+    // score matrices above SCORE_BUDGET floats are computed in blocks of queries (softmax is per query)
+    long keys = k.getShape().get(2) + (mem == null ? 0 : mem.keys().getShape().get(mem.perQuery() ? 3 : 2));
+    long perQuery = (long) Math.min(groupHeads, heads) * keys * q.getShape().get(0);
+    groupQueries = Math.max(1, Math.min(groupQueries, SCORE_BUDGET / Math.max(1, perQuery)));
     float scale = (float) Math.sqrt(config.headDim());
     boolean whole = groupHeads >= heads && groupQueries >= length;
     NDList byHeads = new NDList();
@@ -488,32 +508,47 @@ public final class LongLlama implements AutoCloseable {
         NDArray kk = whole ? k : part(k, h0, h1, 0, -1);
         NDArray vv = whole ? v : part(v, h0, h1, 0, -1);
         NDArray mm = whole ? mask : part(mask, h0, h1, q0, q1);
-        NDArray scores = qq.matMul(kk.swapAxes(2, 3)).div(scale).add(mm).maximum(SCORE_FLOOR);
+        NDArray scores = maskedScores(qq.matMul(kk.swapAxes(2, 3)), scale, mm);
         NDArray o;
         if (mem == null) {
-          o = scores.softmax(-1).matMul(vv);
+          NDArray weights = scores.softmax(-1);
+          scores.close();
+          o = weights.matMul(vv);
+          weights.close();
         } else {
           NDArray mk = mem.perQuery() ? part(mem.keys(), h0, h1, q0, q1) : part(mem.keys(), h0, h1, 0, -1);
           NDArray mv = mem.perQuery() ? part(mem.values(), h0, h1, q0, q1) : part(mem.values(), h0, h1, 0, -1);
-          NDArray mmask = part(mem.mask(), h0, h1, q0, q1);
-          NDArray memScores = mem.perQuery()
+          NDArray memScores = maskedScores(mem.perQuery()
               ? qq.expandDims(3).mul(mk).sum(new int[] {-1})
-              : qq.matMul(mk.swapAxes(2, 3));
-          memScores = memScores.div(scale).add(mmask).maximum(SCORE_FLOOR);
+              : qq.matMul(mk.swapAxes(2, 3)), scale, part(mem.mask(), h0, h1, q0, q1));
           long local = scores.getShape().get(3);
-          NDArray weights = NDArrays.concat(new NDList(scores, memScores), -1).softmax(-1);
+          NDArray joined = NDArrays.concat(new NDList(scores, memScores), -1);
+          scores.close();
+          memScores.close();
+          NDArray weights = joined.softmax(-1);
+          joined.close();
           NDArray wLocal = weights.get(new NDIndex("..., :{}", local));
           NDArray wMem = weights.get(new NDIndex("..., {}:", local));
           NDArray fromMem = mem.perQuery()
               ? wMem.expandDims(-1).mul(mv).sum(new int[] {-2})
               : wMem.matMul(mv);
-          o = wLocal.matMul(vv).add(fromMem);
+          o = wLocal.matMul(vv).addi(fromMem);
+          weights.close();
+          fromMem.close();
         }
         byQueries.add(o);
       }
       byHeads.add(byQueries.size() == 1 ? byQueries.get(0) : NDArrays.concat(byQueries, 2));
     }
     return byHeads.size() == 1 ? byHeads.get(0) : NDArrays.concat(byHeads, 1);
+  }
+
+  /** (q.k) / sqrt(d) + mask, floored at -1e6 as the reference does; the raw product is reused in place. */
+  private static NDArray maskedScores(NDArray product, float scale, NDArray mask) {
+    product.divi(scale).addi(mask);
+    NDArray floored = product.maximum(SCORE_FLOOR);
+    product.close();
+    return floored;
   }
 
   /** Slices heads [h0, h1) (dim 1) and queries [q0, q1) (dim 2, q1 = -1: all) where a dim is not broadcast. */
