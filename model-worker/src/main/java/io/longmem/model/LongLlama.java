@@ -66,6 +66,8 @@ public final class LongLlama implements AutoCloseable {
   private final NDArray lmHead;
   private final Layer[] layers;
   private final Rope rope;
+  /** Direct buffers that weight arrays use as storage (DJL does not keep them reachable). */
+  private final java.util.Map<NDArray, ByteBuffer> pinned = new java.util.IdentityHashMap<>();
 
   private LongLlama(LongLlamaConfig config, Checkpoint checkpoint, Device device) {
     this.config = config;
@@ -169,32 +171,31 @@ public final class LongLlama implements AutoCloseable {
     return a;
   }
 
-  /** BF16 to F32 by shifting the 16 bits up, in chunks so direct memory stays small. */
+  /**
+   * BF16 to F32 by shifting the 16 bits up, into one direct buffer that the array then uses as its
+   * storage (zero-copy); the buffer is pinned for as long as the array lives.
+   */
   private NDArray widenBFloat16(StoredTensor t) {
     java.nio.ShortBuffer src = t.data().asShortBuffer();
     long n = t.numel();
-    final int chunk = 1 << 24;
-    short[] in = new short[(int) Math.min(chunk, n)];
+    if (n * 4 > Integer.MAX_VALUE) {
+      throw new CheckpointException(t.file() + ": tensor " + t.name() + " is larger than 2 GiB as float32");
+    }
+    ByteBuffer dst = ByteBuffer.allocateDirect((int) n * 4).order(ByteOrder.nativeOrder());
+    java.nio.IntBuffer out = dst.asIntBuffer();
+    short[] in = new short[(int) Math.min(1 << 20, n)];
     int[] widened = new int[in.length];
-    List<NDArray> parts = new ArrayList<>();
-    for (long start = 0; start < n; start += chunk) {
-      int len = (int) Math.min(chunk, n - start);
+    while (src.hasRemaining()) {
+      int len = Math.min(in.length, src.remaining());
       src.get(in, 0, len);
       for (int i = 0; i < len; i++) {
         widened[i] = (in[i] & 0xffff) << 16;
       }
-      ByteBuffer dst = ByteBuffer.allocateDirect(len * 4).order(ByteOrder.nativeOrder());
-      dst.asIntBuffer().put(widened, 0, len);
-      try (NDArray view = manager.create(dst, new Shape(len), DataType.FLOAT32)) {
-        parts.add(view.duplicate()); // copy into torch memory; the direct buffer can go
-      }
+      out.put(widened, 0, len);
     }
-    NDArray flat = parts.size() == 1 ? parts.get(0) : NDArrays.concat(new NDList(parts));
-    NDArray out = flat.reshape(new Shape(t.shape()));
-    if (parts.size() > 1) {
-      parts.forEach(NDArray::close);
-    }
-    return out;
+    NDArray a = manager.create(dst, new Shape(t.shape()), DataType.FLOAT32);
+    pinned.put(a, dst);
+    return a;
   }
 
   private NDArray fuse(String... names) {
@@ -203,7 +204,10 @@ public final class LongLlama implements AutoCloseable {
       parts.add(load(n));
     }
     NDArray fused = NDArrays.concat(parts, 0);
-    parts.close();
+    for (NDArray p : parts) {
+      p.close();
+      pinned.remove(p);
+    }
     return fused;
   }
 
