@@ -65,15 +65,31 @@ final class BenchCommand implements Runnable {
         // warm-up: one short prompt and a few steps (allocator, kernels)
         run(model, Arrays.copyOf(prompt, Math.min(tokens, 64)), 2, out);
         double[] result = run(model, prompt, decodeTokens, out);
+        // baseline in the same run: the prompt read as the reference's forward reads it, with the
+        // logits of every token computed (generation needs only the last)
+        double allLogits = prefillAllLogits(model, prompt, out);
         System.out.printf("bench model: layers=%d hidden=%d heads=%d intermediate=%d vocab=%d window=%d "
             + "last_context_length=%d device=%s threads=%d%n", layers, hidden, heads, intermediate, vocab, window,
             lastContextLength, dev, Runtime.getRuntime().availableProcessors());
         System.out.printf("load: %.2f s%n", loadSeconds);
         System.out.printf("prefill: %d tokens in %.2f s = %.1f tokens/s%n", tokens, result[0], tokens / result[0]);
+        System.out.printf("baseline prefill computing every token's logits (as the reference's forward): "
+            + "%.2f s = %.1f tokens/s; longmem/baseline = %.2fx%n", allLogits, tokens / allLogits, allLogits / result[0]);
         System.out.printf("decode: %d tokens, median %.1f ms/token, mean %.1f ms/token (memory %d tokens/layer)%n",
             decodeTokens, result[1] * 1000, result[2] * 1000, (long) result[3]);
       }
       return 0;
+    }
+
+    private static double prefillAllLogits(LongLlama model, long[] prompt, NDManager out) {
+      try (LongLlamaCache cache = model.newCache(1)) {
+        long t = System.nanoTime();
+        try (NDArray logits = model.forward(cache, new long[][] {prompt}, null, true,
+            model.config().lastContextLength(), LongLlama.Output.ALL_LOGITS, out)) {
+          logits.argMax().getLong();
+        }
+        return (System.nanoTime() - t) / 1e9;
+      }
     }
 
     /** Returns prefill seconds, median and mean decode seconds per token, memory size. */

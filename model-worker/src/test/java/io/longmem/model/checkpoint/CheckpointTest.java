@@ -12,6 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.Map;
 import java.util.zip.CRC32;
 import java.util.zip.ZipEntry;
 import java.util.zip.ZipOutputStream;
@@ -111,6 +112,62 @@ class CheckpointTest {
     Files.write(shard, java.util.Arrays.copyOf(b, b.length / 2));
     msg = error(bin);
     assertTrue(msg.contains("pytorch_model-00001-of-00002.bin"), msg);
+  }
+
+  /**
+   * A shard whose tensors sit beyond 2 GiB (two sparse 1.05 GiB filler tensors first) loads with
+   * the same values: tensors are mapped one by one at 64-bit offsets.
+   */
+  @Test
+  void tensorsBeyondTwoGibibytes(@TempDir Path tmp) throws IOException {
+    Map<String, StoredTensor> small = Checkpoint.open(TINY.resolve("model")).tensors();
+    long half = (1L << 30) + (50L << 20);
+    long filler = 2 * half;
+    com.google.gson.JsonObject header = new com.google.gson.JsonObject();
+    header.add("filler.0", tensorJson("U8", new long[] {half}, 0, half));
+    header.add("filler.1", tensorJson("U8", new long[] {half}, half, filler));
+    long offset = filler;
+    for (StoredTensor t : small.values()) {
+      long bytes = t.numel() * 4;
+      header.add(t.name(), tensorJson("F32", t.shape(), offset, offset + bytes));
+      offset += bytes;
+    }
+    byte[] h = header.toString().getBytes(StandardCharsets.UTF_8);
+    Path dir = Files.createDirectories(tmp.resolve("big"));
+    Files.copy(TINY.resolve("model/config.json"), dir.resolve("config.json"));
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(dir.resolve("model.safetensors"),
+        java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE,
+        java.nio.file.StandardOpenOption.SPARSE)) {
+      ch.write(java.nio.ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(0, h.length));
+      ch.write(java.nio.ByteBuffer.wrap(h));
+      long pos = 8 + h.length + filler; // the filler stays a hole on disk
+      for (StoredTensor t : small.values()) {
+        java.nio.ByteBuffer data = t.data();
+        while (data.hasRemaining()) {
+          pos += ch.write(data, pos);
+        }
+      }
+    }
+    assertTrue(Files.size(dir.resolve("model.safetensors")) > (1L << 31));
+    Checkpoint big = Checkpoint.open(dir);
+    for (StoredTensor t : small.values()) {
+      assertArrayEquals(t.toFloatArray(), big.tensor(t.name()).toFloatArray(), 0f, t.name());
+    }
+  }
+
+  private static com.google.gson.JsonObject tensorJson(String dtype, long[] shape, long begin, long end) {
+    com.google.gson.JsonObject o = new com.google.gson.JsonObject();
+    o.addProperty("dtype", dtype);
+    com.google.gson.JsonArray s = new com.google.gson.JsonArray();
+    for (long d : shape) {
+      s.add(d);
+    }
+    o.add("shape", s);
+    com.google.gson.JsonArray offs = new com.google.gson.JsonArray();
+    offs.add(begin);
+    offs.add(end);
+    o.add("data_offsets", offs);
+    return o;
   }
 
   @Test
