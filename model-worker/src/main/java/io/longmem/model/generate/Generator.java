@@ -103,7 +103,7 @@ public final class Generator {
       }
       double promptSeconds = (t1 - t0) / 1e9;
       double decodeSeconds = (t2 - t1) / 1e9;
-      LOG.info("prompt {} tokens in {} s ({} tokens/s); generated {} tokens in {} s ({} tokens/s), stop: {}",
+      LOG.debug("prompt {} tokens in {} s ({} tokens/s); generated {} tokens in {} s ({} tokens/s), stop: {}",
           prompt.length, String.format("%.3f", promptSeconds), String.format("%.1f", prompt.length / promptSeconds),
           out.size(), String.format("%.3f", decodeSeconds),
           String.format("%.2f", out.size() / Math.max(decodeSeconds, 1e-9)), stopReason);
