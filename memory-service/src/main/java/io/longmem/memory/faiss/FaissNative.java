@@ -1,0 +1,74 @@
+package io.longmem.memory.faiss;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+
+/**
+ * The JNI entry points of {@code src/main/native/faiss_jni.cpp}. The library ships inside the jar
+ * (FAISS and OpenBLAS linked in statically, libgomp beside it) and is unpacked to a private
+ * temporary directory on first use, so no FAISS needs to be installed where it runs.
+ */
+final class FaissNative {
+  private static final String[] FILES = {"libgomp.so.1", "libfaissjni.so"};
+
+  static {
+    load();
+  }
+
+  private FaissNative() {}
+
+  private static void load() {
+    String os = System.getProperty("os.name").toLowerCase(java.util.Locale.ROOT);
+    String arch = System.getProperty("os.arch");
+    if (!os.contains("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
+      throw new UnsatisfiedLinkError("longmem's FAISS library is built for linux-x86_64, not " + os + "-" + arch);
+    }
+    try {
+      Path dir = Files.createTempDirectory("longmem-faiss-");
+      dir.toFile().deleteOnExit();
+      for (String f : FILES) {
+        try (InputStream in = FaissNative.class.getResourceAsStream("/native/linux-x86_64/" + f)) {
+          if (in == null) {
+            throw new UnsatisfiedLinkError("native/linux-x86_64/" + f + " is missing from the classpath: "
+                + "build memory-service with Maven (it compiles src/main/native)");
+          }
+          Path p = dir.resolve(f);
+          Files.copy(in, p, StandardCopyOption.REPLACE_EXISTING);
+          p.toFile().deleteOnExit();
+        }
+      }
+      System.load(dir.resolve("libfaissjni.so").toString()); // finds libgomp beside it ($ORIGIN)
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot unpack the FAISS native library", e);
+    }
+  }
+
+  static native long create(int d, String factory, boolean innerProduct);
+
+  static native void train(long handle, long n, float[] x);
+
+  static native void addWithIds(long handle, long n, float[] x, long[] ids);
+
+  static native void search(long handle, long n, float[] x, int k, int nprobe, int efSearch, float[] distances,
+      long[] labels);
+
+  static native long ntotal(long handle);
+
+  static native int dim(long handle);
+
+  static native boolean isTrained(long handle);
+
+  static native boolean isInnerProduct(long handle);
+
+  static native void write(long handle, String path);
+
+  static native long read(String path, boolean mmap);
+
+  static native void free(long handle);
+
+  static native void setThreads(int n);
+}

@@ -1,0 +1,214 @@
+// JNI bindings for FAISS: the only native code of longmem.
+//
+// Everything that reaches this file has been validated in Java (FaissIndex): shapes, finite
+// values, k, ids. FAISS errors raised here (outside OpenMP regions) become Java exceptions;
+// errors raised inside OpenMP regions would abort the process, which is why Java checks first.
+#include <jni.h>
+
+#include <faiss/Index.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+#include <omp.h>
+
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+void throwJava(JNIEnv* env, const char* message) {
+  jclass cls = env->FindClass("io/longmem/memory/faiss/FaissException");
+  if (cls != nullptr) {
+    env->ThrowNew(cls, message);
+  }
+}
+
+// Runs body, turning C++ exceptions into io.longmem.memory.faiss.FaissException.
+template <typename F>
+auto guarded(JNIEnv* env, F body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const faiss::FaissException& e) {
+    throwJava(env, e.what());
+  } catch (const std::exception& e) {
+    throwJava(env, e.what());
+  } catch (...) {
+    throwJava(env, "unknown native error");
+  }
+  return decltype(body())();
+}
+
+faiss::Index* index(jlong handle) { return reinterpret_cast<faiss::Index*>(handle); }
+
+std::vector<float> floats(JNIEnv* env, jfloatArray a) {
+  std::vector<float> v(env->GetArrayLength(a));
+  env->GetFloatArrayRegion(a, 0, static_cast<jsize>(v.size()), v.data());
+  return v;
+}
+
+// Flat and HNSW indexes cannot take ids themselves: they are wrapped in an IndexIDMap.
+faiss::Index* withIds(faiss::Index* idx) {
+  if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(idx)) {
+    // polysemous training (code reordering for Hamming pre-filtering, which we never use) costs
+    // seconds to minutes per training; the factory string's "np" suffix would skip it too
+    pq->do_polysemous_training = false;
+  }
+  if (dynamic_cast<faiss::IndexIVF*>(idx) != nullptr) {
+    return idx;
+  }
+  auto* map = new faiss::IndexIDMap(idx);
+  map->own_fields = true;
+  return map;
+}
+
+}  // namespace
+
+extern "C" {
+
+JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_create(
+    JNIEnv* env, jclass, jint d, jstring factory, jboolean innerProduct) {
+  return guarded(env, [&]() -> jlong {
+    const char* chars = env->GetStringUTFChars(factory, nullptr);
+    std::string desc(chars);
+    env->ReleaseStringUTFChars(factory, chars);
+    faiss::Index* idx = faiss::index_factory(
+        d, desc.c_str(), innerProduct ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
+    return reinterpret_cast<jlong>(withIds(idx));
+  });
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_train(
+    JNIEnv* env, jclass, jlong h, jlong n, jfloatArray x) {
+  guarded(env, [&]() -> int {
+    std::vector<float> v = floats(env, x);
+    index(h)->train(n, v.data());
+    return 0;
+  });
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_addWithIds(
+    JNIEnv* env, jclass, jlong h, jlong n, jfloatArray x, jlongArray ids) {
+  guarded(env, [&]() -> int {
+    std::vector<float> v = floats(env, x);
+    std::vector<faiss::Index::idx_t> i(n);
+    env->GetLongArrayRegion(ids, 0, static_cast<jsize>(n), reinterpret_cast<jlong*>(i.data()));
+    index(h)->add_with_ids(n, v.data(), i.data());
+    return 0;
+  });
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_search(
+    JNIEnv* env, jclass, jlong h, jlong n, jfloatArray x, jint k, jint nprobe, jint efSearch,
+    jfloatArray distances, jlongArray labels) {
+  guarded(env, [&]() -> int {
+    std::vector<float> q = floats(env, x);
+    std::vector<float> dist(static_cast<size_t>(n) * k);
+    std::vector<faiss::Index::idx_t> lab(static_cast<size_t>(n) * k);
+    const faiss::Index* target = index(h);
+    const faiss::IndexIDMap* map = dynamic_cast<const faiss::IndexIDMap*>(target);
+    if (map != nullptr) {
+      target = map->index;  // search the inner index with parameters, translate ids below
+    }
+    faiss::IndexHNSW* hnswIndex = nullptr;
+    int savedEf = 0;
+    faiss::SearchParametersIVF ivf;
+    faiss::SearchParametersHNSW hnsw;
+    const faiss::SearchParameters* params = nullptr;
+    if (nprobe > 0 && dynamic_cast<const faiss::IndexIVF*>(target) != nullptr) {
+      ivf.nprobe = nprobe;
+      params = &ivf;
+    } else if (efSearch > 0 && dynamic_cast<const faiss::IndexHNSW*>(target) != nullptr) {
+      // FAISS 1.7.3 reads part of the search from the index's own efSearch, not the parameters:
+      // set both (Java holds the index exclusively for such searches)
+      hnswIndex = const_cast<faiss::IndexHNSW*>(dynamic_cast<const faiss::IndexHNSW*>(target));
+      savedEf = hnswIndex->hnsw.efSearch;
+      hnswIndex->hnsw.efSearch = efSearch;
+      hnsw.efSearch = efSearch;
+      params = &hnsw;
+    }
+    struct Restore {
+      faiss::IndexHNSW* index;
+      int ef;
+      ~Restore() {
+        if (index != nullptr) index->hnsw.efSearch = ef;
+      }
+    } restore{hnswIndex, savedEf};
+    target->search(n, q.data(), k, dist.data(), lab.data(), params);
+    if (map != nullptr) {
+      for (auto& l : lab) {
+        l = l < 0 ? -1 : map->id_map[l];
+      }
+    }
+    env->SetFloatArrayRegion(distances, 0, static_cast<jsize>(dist.size()), dist.data());
+    env->SetLongArrayRegion(labels, 0, static_cast<jsize>(lab.size()),
+                            reinterpret_cast<const jlong*>(lab.data()));
+    return 0;
+  });
+}
+
+JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_ntotal(JNIEnv*, jclass, jlong h) {
+  return index(h)->ntotal;
+}
+
+JNIEXPORT jint JNICALL Java_io_longmem_memory_faiss_FaissNative_dim(JNIEnv*, jclass, jlong h) {
+  return index(h)->d;
+}
+
+JNIEXPORT jboolean JNICALL Java_io_longmem_memory_faiss_FaissNative_isTrained(JNIEnv*, jclass, jlong h) {
+  return index(h)->is_trained;
+}
+
+JNIEXPORT jboolean JNICALL Java_io_longmem_memory_faiss_FaissNative_isInnerProduct(JNIEnv*, jclass, jlong h) {
+  return index(h)->metric_type == faiss::METRIC_INNER_PRODUCT;
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_write(
+    JNIEnv* env, jclass, jlong h, jstring path) {
+  guarded(env, [&]() -> int {
+    const char* p = env->GetStringUTFChars(path, nullptr);
+    std::string file(p);
+    env->ReleaseStringUTFChars(path, p);
+    faiss::write_index(index(h), file.c_str());
+    return 0;
+  });
+}
+
+JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_read(
+    JNIEnv* env, jclass, jstring path, jboolean mmap) {
+  return guarded(env, [&]() -> jlong {
+    const char* p = env->GetStringUTFChars(path, nullptr);
+    std::string file(p);
+    env->ReleaseStringUTFChars(path, p);
+    int flags = mmap ? faiss::IO_FLAG_MMAP : 0;
+    return reinterpret_cast<jlong>(faiss::read_index(file.c_str(), flags));
+  });
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_free(JNIEnv*, jclass, jlong h) {
+  delete index(h);
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_setThreads(JNIEnv*, jclass, jint n) {
+  omp_set_num_threads(n);
+}
+
+// OpenBLAS's Fortran LAPACK objects that FAISS pulls in (error reporting) call this one
+// libgfortran routine; Debian's libgfortran.a is not position-independent, so it is defined here
+// with libgfortran's semantics: dest = s1 + s2, cut or padded with blanks to destlen.
+void _gfortran_concat_string(size_t destlen, char* dest, size_t len1, const char* s1, size_t len2,
+                             const char* s2) {
+  size_t n = len1 < destlen ? len1 : destlen;
+  std::memcpy(dest, s1, n);
+  size_t m = len2 < destlen - n ? len2 : destlen - n;
+  std::memcpy(dest + n, s2, m);
+  std::memset(dest + n + m, ' ', destlen - n - m);
+}
+
+}  // extern "C"
