@@ -4,6 +4,7 @@
 # Needs: g++ and Debian's libfaiss-dev and libopenblas-openmp-dev (bin/install-build-deps).
 set -euo pipefail
 out="$1"
+stamp_dir="${2:-$out}"
 here="$(cd "$(dirname "$0")" && pwd)"
 lib=/usr/lib/x86_64-linux-gnu
 need=("$lib/libfaiss.a" "$lib/openblas-openmp/libopenblas.a")
@@ -16,7 +17,7 @@ for f in "${need[@]}"; do
 done
 java_home="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}"
 mkdir -p "$out"
-stamp="$out/.built-from"
+stamp="$stamp_dir/.faissjni-built-from"
 sum="$(sha256sum "$here/faiss_jni.cpp" "$0" | sha256sum | cut -c1-16)"
 if [ -f "$out/libfaissjni.so" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
   exit 0  # up to date

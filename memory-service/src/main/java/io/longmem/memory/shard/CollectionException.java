@@ -1,0 +1,10 @@
+package io.longmem.memory.shard;
+
+/** A collection or shard that cannot be used as it is on disk; the message names the path. */
+public class CollectionException extends IllegalArgumentException {
+  private static final long serialVersionUID = 1L;
+
+  public CollectionException(String message) {
+    super(message);
+  }
+}

@@ -1,0 +1,96 @@
+package io.longmem.memory.shard;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+
+/**
+ * Creates a collection directory: shards are written under {@code .staging/} and renamed into
+ * {@code shards/} when complete; {@link #commit} writes {@code manifest.json} last. A writer that
+ * dies leaves no manifest, so nothing reads the collection as complete.
+ */
+public final class CollectionWriter implements AutoCloseable {
+  static final String STAGING = ".staging";
+  static final String SHARDS = "shards";
+  /** Keys buffered per shard and layer to train IVF/PQ indexes. */
+  public static final int DEFAULT_TRAINING_ROWS = 65_536;
+
+  private final Path dir;
+  private final Manifest manifest;
+  private final BufferAllocator allocator = new RootAllocator();
+  private int trainingRows = DEFAULT_TRAINING_ROWS;
+
+  private CollectionWriter(Path dir, Manifest manifest) {
+    this.dir = dir;
+    this.manifest = manifest;
+  }
+
+  /**
+   * Starts a new collection in {@code dir}, which must not hold a committed one.
+   *
+   * @param modelFingerprint identifies the model whose memory this is; readers refuse other models
+   * @param memDtype the model's mem_dtype (recorded; values are stored in {@code layout.storage()})
+   * @param indexFactory FAISS factory string for every (shard, layer, head) index
+   */
+  public static CollectionWriter create(Path dir, String modelFingerprint, ShardLayout layout, String memDtype,
+      String indexFactory) throws IOException {
+    if (Files.exists(dir.resolve(Manifest.FILE))) {
+      throw new CollectionException(dir + " already holds a committed collection; choose another directory "
+          + "or delete it first");
+    }
+    if (modelFingerprint == null || modelFingerprint.isBlank()) {
+      throw new IllegalArgumentException("a collection needs the fingerprint of the model that wrote it");
+    }
+    Files.createDirectories(dir);
+    return new CollectionWriter(dir, Manifest.create(modelFingerprint, layout, memDtype, indexFactory));
+  }
+
+  /** Keys buffered to train IVF/PQ indexes (default {@value #DEFAULT_TRAINING_ROWS}). */
+  public CollectionWriter trainingRows(int rows) {
+    if (rows < 1) {
+      throw new IllegalArgumentException("training rows must be >= 1");
+    }
+    this.trainingRows = rows;
+    return this;
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
+  public ShardLayout layout() {
+    return manifest.layout();
+  }
+
+  /** A writer for one new shard; {@link ShardWriter#finish} moves it into the collection. */
+  public ShardWriter newShard(String id) throws IOException {
+    return new ShardWriter(dir, id, manifest.layout(), manifest.indexFactory(), trainingRows, allocator);
+  }
+
+  /** Writes the manifest listing these shards: the collection is complete from here on. */
+  public void commit(List<Manifest.ShardEntry> shards) throws IOException {
+    if (shards.isEmpty()) {
+      throw new IllegalArgumentException("a collection needs at least one shard");
+    }
+    java.util.Set<String> docs = new java.util.HashSet<>();
+    for (Manifest.ShardEntry s : shards) {
+      for (Manifest.DocumentEntry d : s.documents()) {
+        if (!docs.add(d.id())) {
+          throw new CollectionException("document " + d.id() + " is in more than one shard");
+        }
+      }
+    }
+    manifest.shards.clear();
+    manifest.shards.addAll(shards);
+    manifest.write(dir);
+    ShardWriter.deleteRecursively(dir.resolve(STAGING));
+  }
+
+  @Override
+  public void close() {
+    allocator.close();
+  }
+}

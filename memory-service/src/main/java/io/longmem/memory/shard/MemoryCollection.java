@@ -1,0 +1,268 @@
+package io.longmem.memory.shard;
+
+import io.longmem.memory.faiss.FaissIndex;
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.Float2Vector;
+import org.apache.arrow.vector.Float4Vector;
+import org.apache.arrow.vector.IntVector;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.complex.FixedSizeListVector;
+import org.apache.arrow.vector.ipc.ArrowFileReader;
+import org.apache.arrow.vector.ipc.message.ArrowBlock;
+
+/**
+ * A committed collection, opened for reading: its manifest checked against the model that will
+ * use it, every file checked (size, and SHA-256 unless told not to) before anything is loaded, the
+ * Arrow files read and the FAISS indexes opened. A damaged file is refused with its path.
+ */
+public final class MemoryCollection implements AutoCloseable {
+  private final Path dir;
+  private final Manifest manifest;
+  private final List<Shard> shards = new ArrayList<>();
+
+  private MemoryCollection(Path dir, Manifest manifest) {
+    this.dir = dir;
+    this.manifest = manifest;
+  }
+
+  /**
+   * @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection)
+   * @param verifyChecksums re-hash every file (catches corruption, costs a full read)
+   * @param mmapIndexes leave IVF inverted lists on disk
+   */
+  public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
+      boolean mmapIndexes) throws IOException {
+    Manifest m = Manifest.read(dir);
+    if (expectedFingerprint != null && !expectedFingerprint.equals(m.modelFingerprint())) {
+      throw new CollectionException(dir + " was written by model " + m.modelFingerprint()
+          + ", not by this model (" + expectedFingerprint + "): its memory means nothing to it");
+    }
+    for (Manifest.ShardEntry s : m.shards()) {
+      for (Manifest.FileEntry f : s.files()) {
+        Path p = dir.resolve(f.path()).normalize();
+        if (!p.startsWith(dir.normalize())) {
+          throw new CollectionException(dir + ": manifest names a file outside the collection: " + f.path());
+        }
+        if (!Files.isRegularFile(p)) {
+          throw new CollectionException(p + " is missing (shard " + s.id() + ")");
+        }
+        long size = Files.size(p);
+        if (size != f.bytes()) {
+          throw new CollectionException(p + " has " + size + " bytes, the manifest says " + f.bytes()
+              + " (truncated or rewritten)");
+        }
+        if (verifyChecksums && !ShardWriter.sha256(p).equals(f.sha256())) {
+          throw new CollectionException(p + " does not match its SHA-256 in the manifest (corrupted)");
+        }
+      }
+    }
+    MemoryCollection c = new MemoryCollection(dir, m);
+    try {
+      for (Manifest.ShardEntry s : m.shards()) {
+        c.shards.add(new Shard(dir, s, m.layout(), mmapIndexes));
+      }
+    } catch (IOException | RuntimeException e) {
+      c.close();
+      throw e;
+    }
+    return c;
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
+  public Manifest manifest() {
+    return manifest;
+  }
+
+  public ShardLayout layout() {
+    return manifest.layout();
+  }
+
+  public List<Shard> shards() {
+    return shards;
+  }
+
+  @Override
+  public void close() {
+    for (Shard s : shards) {
+      s.close();
+    }
+  }
+
+  /** One shard in memory: per layer the token rows, per (layer, head) the index. */
+  public static final class Shard implements AutoCloseable {
+    private final Manifest.ShardEntry entry;
+    private final ShardLayout layout;
+    private final Map<Integer, float[]> keys = new HashMap<>();
+    private final Map<Integer, float[]> values = new HashMap<>();
+    private int[] positions;
+    private final Map<Integer, FaissIndex[]> indexes = new HashMap<>();
+
+    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap) throws IOException {
+      this.entry = entry;
+      this.layout = layout;
+      if (entry.rows() * layout.width() > Integer.MAX_VALUE) {
+        throw new CollectionException("shard " + entry.id() + " has " + entry.rows() + " rows: too many to load "
+            + "on the heap; write smaller shards");
+      }
+      Path shardDir = dir.resolve(CollectionWriter.SHARDS).resolve(entry.id());
+      try {
+        for (int layer : layout.layers()) {
+          readLayer(shardDir.resolve(ShardLayout.layerFile(layer)), layer);
+          FaissIndex[] perHead = new FaissIndex[layout.heads()];
+          indexes.put(layer, perHead);
+          for (int h = 0; h < perHead.length; h++) {
+            Path f = shardDir.resolve(ShardLayout.indexFile(layer, h));
+            perHead[h] = FaissIndex.read(f, mmap);
+            if (perHead[h].size() != entry.rows() || perHead[h].dim() != layout.headDim()) {
+              throw new CollectionException(f + " indexes " + perHead[h].size() + " vectors of dimension "
+                  + perHead[h].dim() + ", the shard has " + entry.rows() + " of " + layout.headDim());
+            }
+          }
+        }
+      } catch (IOException | RuntimeException e) {
+        close();
+        throw e;
+      }
+    }
+
+    private void readLayer(Path file, int layer) throws IOException {
+      int width = layout.width();
+      float[] k = new float[(int) (entry.rows() * width)];
+      float[] v = new float[k.length];
+      int[] pos = new int[(int) entry.rows()];
+      int row = 0;
+      try (BufferAllocator allocator = new RootAllocator();
+           FileChannel ch = FileChannel.open(file, StandardOpenOption.READ);
+           ArrowFileReader reader = new ArrowFileReader(ch, allocator)) {
+        VectorSchemaRoot root = reader.getVectorSchemaRoot();
+        if (!root.getSchema().equals(ArrowSchemas.layer(layout, layer))) {
+          throw new CollectionException(file + ": schema " + root.getSchema() + " does not match the manifest");
+        }
+        for (ArrowBlock block : reader.getRecordBlocks()) {
+          reader.loadRecordBatch(block);
+          int n = root.getRowCount();
+          if (row + n > entry.rows()) {
+            throw new CollectionException(file + " holds more rows than the manifest's " + entry.rows());
+          }
+          IntVector p = (IntVector) root.getVector(ArrowSchemas.POSITION);
+          for (int i = 0; i < n; i++) {
+            pos[row + i] = p.get(i);
+          }
+          copy((FixedSizeListVector) root.getVector(ArrowSchemas.KEY), n, k, row * width);
+          copy((FixedSizeListVector) root.getVector(ArrowSchemas.VALUE), n, v, row * width);
+          row += n;
+        }
+      } catch (IOException | RuntimeException e) {
+        if (e instanceof CollectionException) {
+          throw e;
+        }
+        throw new CollectionException(file + ": not a readable Arrow IPC file: " + e.getMessage());
+      }
+      if (row != entry.rows()) {
+        throw new CollectionException(file + " holds " + row + " rows, the manifest says " + entry.rows());
+      }
+      keys.put(layer, k);
+      values.put(layer, v);
+      positions = pos;
+    }
+
+    private static void copy(FixedSizeListVector list, int n, float[] dst, int offset) {
+      FieldVector data = list.getDataVector();
+      int count = n * list.getListSize();
+      if (data instanceof Float4Vector f) {
+        for (int i = 0; i < count; i++) {
+          dst[offset + i] = f.get(i);
+        }
+      } else {
+        Float2Vector f = (Float2Vector) data;
+        for (int i = 0; i < count; i++) {
+          dst[offset + i] = f.getValueAsFloat(i);
+        }
+      }
+    }
+
+    public String id() {
+      return entry.id();
+    }
+
+    public long rows() {
+      return entry.rows();
+    }
+
+    public List<Manifest.DocumentEntry> documents() {
+      return entry.documents();
+    }
+
+    /** Keys of a layer: [rows, heads, head_dim] row-major. */
+    public float[] keys(int layer) {
+      return require(keys, layer);
+    }
+
+    /** Values of a layer: [rows, heads, head_dim] row-major. */
+    public float[] values(int layer) {
+      return require(values, layer);
+    }
+
+    /** Position of each row within its document. */
+    public int[] positions() {
+      return positions;
+    }
+
+    /** The document a row belongs to. */
+    public String documentOf(long row) {
+      for (Manifest.DocumentEntry d : entry.documents()) {
+        if (row >= d.begin() && row < d.end()) {
+          return d.id();
+        }
+      }
+      throw new IllegalArgumentException("row " + row + " is outside shard " + entry.id());
+    }
+
+    public FaissIndex index(int layer, int head) {
+      FaissIndex[] perHead = indexes.get(layer);
+      if (perHead == null) {
+        throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers "
+            + layout.layers() + ")");
+      }
+      if (head < 0 || head >= perHead.length) {
+        throw new IllegalArgumentException("head " + head + " is outside 0.." + (perHead.length - 1));
+      }
+      return perHead[head];
+    }
+
+    private float[] require(Map<Integer, float[]> m, int layer) {
+      float[] a = m.get(layer);
+      if (a == null) {
+        throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers " + layout.layers()
+            + ")");
+      }
+      return a;
+    }
+
+    @Override
+    public void close() {
+      for (FaissIndex[] perHead : indexes.values()) {
+        for (FaissIndex i : perHead) {
+          if (i != null) {
+            i.close();
+          }
+        }
+      }
+      indexes.clear();
+    }
+  }
+}
