@@ -167,6 +167,68 @@ public final class Checkpoint {
     return layout;
   }
 
+  /**
+   * Identifies the model whose memory a collection holds: a SHA-256 over the config fields and
+   * weights that shape memory (the embedding and every layer up to the last memory layer; a
+   * sample of 3 x 1024 values per tensor, read as float32, so the same weights in any layout and
+   * storage type give the same fingerprint). Collections written by another model are refused.
+   */
+  public String fingerprint() {
+    try {
+      java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+      LongLlamaConfig c = config;
+      String head = String.join(",", "longllama-memory-v1", Integer.toString(c.vocabSize()),
+          Integer.toString(c.hiddenSize()), Integer.toString(c.intermediateSize()), Integer.toString(c.numHeads()),
+          Integer.toString(c.maxPositionEmbeddings()), Double.toString(c.rmsNormEps()), Double.toString(c.ropeTheta()),
+          c.memLayers().toString(), Boolean.toString(c.memPositionals()));
+      md.update(head.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      java.util.List<String> names = new java.util.ArrayList<>();
+      names.add("model.embed_tokens.weight");
+      for (String n : new java.util.TreeSet<>(tensors.keySet())) {
+        if (n.startsWith("model.layers.")) {
+          int layer = Integer.parseInt(n.split("\\.")[2]);
+          if (layer <= c.lastMemoryLayer()) {
+            names.add(n);
+          }
+        }
+      }
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4);
+      for (String n : names) {
+        StoredTensor t = tensors.get(n);
+        md.update((n + java.util.Arrays.toString(t.shape())).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        for (float f : sample(t)) {
+          md.update(b.putFloat(0, f).array());
+        }
+      }
+      return "sha256:" + java.util.HexFormat.of().formatHex(md.digest()).substring(0, 32);
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static float[] sample(StoredTensor t) {
+    long n = t.numel();
+    int k = (int) Math.min(1024, n);
+    float[] out = new float[3 * k];
+    java.nio.ByteBuffer d = t.data();
+    long stride = Math.max(1, n / k);
+    for (int i = 0; i < k; i++) {
+      out[i] = element(t, d, i);
+      out[k + i] = element(t, d, n - k + i);
+      out[2 * k + i] = element(t, d, Math.min(n - 1, i * stride));
+    }
+    return out;
+  }
+
+  private static float element(StoredTensor t, java.nio.ByteBuffer d, long i) {
+    switch (t.type()) {
+      case F32: return d.getFloat((int) (i * 4));
+      case BF16: return Float.intBitsToFloat((d.getShort((int) (i * 2)) & 0xffff) << 16);
+      case F16: return StoredTensor.halfToFloat(d.getShort((int) (i * 2)));
+      default: throw new CheckpointException(t.name() + ": type " + t.type());
+    }
+  }
+
   /** The tokenizer shipped with the checkpoint, if any. */
   public Path tokenizerModel() {
     Path p = dir.resolve("tokenizer.model");

@@ -42,6 +42,53 @@ class CheckpointTest {
     assertEquals(16, c.lastContextLength());
   }
 
+  @Test
+  void fingerprintIsTheModelNotTheLayout(@TempDir Path tmp) throws IOException {
+    String f32 = Checkpoint.open(TINY.resolve("model")).fingerprint();
+    assertEquals(f32, Checkpoint.open(TINY.resolve("model-bf16")).fingerprint());
+    assertEquals(f32, Checkpoint.open(TINY.resolve("model-bin")).fingerprint());
+    assertTrue(f32.startsWith("sha256:"));
+    // memory depends on layers up to the last memory layer (2): layer 3 does not count, layer 0 does
+    Path dir = copy("model", tmp);
+    Path st = dir.resolve("model.safetensors");
+    Checkpoint c = Checkpoint.open(dir);
+    long layer3 = offsetOf(c, st, "model.layers.3.mlp.up_proj.weight");
+    long layer0 = offsetOf(c, st, "model.layers.0.self_attn.k_proj.weight");
+    flipFirstFloat(st, layer3);
+    assertEquals(f32, Checkpoint.open(dir).fingerprint());
+    flipFirstFloat(st, layer0);
+    assertTrue(!f32.equals(Checkpoint.open(dir).fingerprint()));
+  }
+
+  /** File offset of a tensor's first byte, found by its content (tensors are small and distinct). */
+  private static long offsetOf(Checkpoint c, Path file, String name) throws IOException {
+    byte[] all = Files.readAllBytes(file);
+    java.nio.ByteBuffer d = c.tensor(name).data();
+    byte[] head = new byte[64];
+    d.get(head);
+    outer:
+    for (int i = 0; i + head.length <= all.length; i++) {
+      for (int j = 0; j < head.length; j++) {
+        if (all[i + j] != head[j]) {
+          continue outer;
+        }
+      }
+      return i;
+    }
+    throw new AssertionError(name + " not found");
+  }
+
+  private static void flipFirstFloat(Path file, long offset) throws IOException {
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file,
+        java.nio.file.StandardOpenOption.READ, java.nio.file.StandardOpenOption.WRITE)) {
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      ch.read(b, offset);
+      b.putFloat(0, b.getFloat(0) + 1f);
+      b.rewind();
+      ch.write(b, offset);
+    }
+  }
+
   private static Path copy(String layout, Path tmp) throws IOException {
     Path dst = tmp.resolve(layout);
     Files.createDirectories(dst);

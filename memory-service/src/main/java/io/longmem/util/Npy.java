@@ -92,9 +92,32 @@ public final class Npy {
     if (n != data.length) {
       throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " does not match " + data.length + " values");
     }
+    write(file, shape, "<f4", out -> {
+      ByteBuffer buf = ByteBuffer.allocate(1 << 16).order(ByteOrder.LITTLE_ENDIAN);
+      for (float f : data) {
+        if (!buf.hasRemaining()) {
+          out.write(buf.array(), 0, buf.position());
+          buf.clear();
+        }
+        buf.putFloat(f);
+      }
+      out.write(buf.array(), 0, buf.position());
+    });
+  }
+
+  /** Writes the little-endian payload of an array of the given numpy dtype. */
+  public interface Payload {
+    void writeTo(OutputStream out) throws IOException;
+  }
+
+  /**
+   * Writes a .npy file whose data the payload streams (for arrays too large for one Java array),
+   * atomically: temporary file, then rename.
+   */
+  public static void write(Path file, long[] shape, String descr, Payload payload) throws IOException {
     String dims = Arrays.stream(shape).mapToObj(Long::toString).collect(java.util.stream.Collectors.joining(", "))
         + (shape.length == 1 ? "," : "");
-    String dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+    String dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
     int total = MAGIC.length + 4 + dict.length() + 1;
     int pad = (64 - total % 64) % 64;
     String header = dict + " ".repeat(pad) + "\n";
@@ -102,19 +125,11 @@ public final class Npy {
     Files.createDirectories(dir);
     Path tmp = Files.createTempFile(dir, "." + file.getFileName(), ".tmp");
     try {
-      try (OutputStream out = Files.newOutputStream(tmp)) {
+      try (OutputStream out = new java.io.BufferedOutputStream(Files.newOutputStream(tmp), 1 << 16)) {
         out.write(MAGIC);
         out.write(new byte[] {1, 0, (byte) (header.length() & 0xff), (byte) (header.length() >>> 8)});
         out.write(header.getBytes(StandardCharsets.ISO_8859_1));
-        ByteBuffer buf = ByteBuffer.allocate(1 << 16).order(ByteOrder.LITTLE_ENDIAN);
-        for (float f : data) {
-          if (!buf.hasRemaining()) {
-            out.write(buf.array(), 0, buf.position());
-            buf.clear();
-          }
-          buf.putFloat(f);
-        }
-        out.write(buf.array(), 0, buf.position());
+        payload.writeTo(out);
       }
       Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     } finally {
