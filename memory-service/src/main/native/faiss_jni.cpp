@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <algorithm>
 #include <exception>
 #include <memory>
 #include <string>
@@ -52,6 +53,21 @@ std::vector<float> floats(JNIEnv* env, jfloatArray a) {
   env->GetFloatArrayRegion(a, 0, static_cast<jsize>(v.size()), v.data());
   return v;
 }
+
+// Ids inside sorted, disjoint [begin, end) ranges: a search restricted to some documents.
+// Under an IndexIDMap the inner index sees its own sequential ids: they are translated first.
+struct RangesSelector : faiss::IDSelector {
+  std::vector<faiss::Index::idx_t> bounds;  // begin0, end0, begin1, end1, ...
+  const std::vector<faiss::Index::idx_t>* idMap = nullptr;
+  bool is_member(idx_t id) const override {
+    if (idMap != nullptr) {
+      id = (*idMap)[id];
+    }
+    // the first bound greater than id: id is inside a range when that bound is a range's end
+    auto it = std::upper_bound(bounds.begin(), bounds.end(), id);
+    return (it - bounds.begin()) % 2 == 1;
+  }
+};
 
 // Flat and HNSW indexes cannot take ids themselves: they are wrapped in an IndexIDMap.
 faiss::Index* withIds(faiss::Index* idx) {
@@ -106,7 +122,7 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_addWithIds(
 
 JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_search(
     JNIEnv* env, jclass, jlong h, jlong n, jfloatArray x, jint k, jint nprobe, jint efSearch,
-    jfloatArray distances, jlongArray labels) {
+    jlongArray ranges, jfloatArray distances, jlongArray labels) {
   guarded(env, [&]() -> int {
     std::vector<float> q = floats(env, x);
     std::vector<float> dist(static_cast<size_t>(n) * k);
@@ -120,18 +136,39 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_search(
     int savedEf = 0;
     faiss::SearchParametersIVF ivf;
     faiss::SearchParametersHNSW hnsw;
+    faiss::SearchParameters plain;
     const faiss::SearchParameters* params = nullptr;
-    if (nprobe > 0 && dynamic_cast<const faiss::IndexIVF*>(target) != nullptr) {
-      ivf.nprobe = nprobe;
-      params = &ivf;
-    } else if (efSearch > 0 && dynamic_cast<const faiss::IndexHNSW*>(target) != nullptr) {
-      // FAISS 1.7.3 reads part of the search from the index's own efSearch, not the parameters:
-      // set both (Java holds the index exclusively for such searches)
-      hnswIndex = const_cast<faiss::IndexHNSW*>(dynamic_cast<const faiss::IndexHNSW*>(target));
-      savedEf = hnswIndex->hnsw.efSearch;
-      hnswIndex->hnsw.efSearch = efSearch;
-      hnsw.efSearch = efSearch;
-      params = &hnsw;
+    RangesSelector selector;
+    const faiss::IDSelector* sel = nullptr;
+    if (ranges != nullptr) {
+      selector.bounds.resize(env->GetArrayLength(ranges));
+      env->GetLongArrayRegion(ranges, 0, static_cast<jsize>(selector.bounds.size()),
+                              reinterpret_cast<jlong*>(selector.bounds.data()));
+      selector.idMap = map != nullptr ? &map->id_map : nullptr;
+      sel = &selector;
+    }
+    if (auto* ivfIndex = dynamic_cast<const faiss::IndexIVF*>(target)) {
+      if (nprobe > 0 || sel != nullptr) {
+        ivf.nprobe = nprobe > 0 ? nprobe : ivfIndex->nprobe;
+        ivf.sel = const_cast<faiss::IDSelector*>(sel);
+        params = &ivf;
+      }
+    } else if (auto* hnswConst = dynamic_cast<const faiss::IndexHNSW*>(target)) {
+      if (efSearch > 0) {
+        // FAISS 1.7.3 reads part of the search from the index's own efSearch, not the
+        // parameters: set both (Java holds the index exclusively for such searches)
+        hnswIndex = const_cast<faiss::IndexHNSW*>(hnswConst);
+        savedEf = hnswIndex->hnsw.efSearch;
+        hnswIndex->hnsw.efSearch = efSearch;
+      }
+      if (efSearch > 0 || sel != nullptr) {
+        hnsw.efSearch = efSearch > 0 ? efSearch : hnswConst->hnsw.efSearch;
+        hnsw.sel = const_cast<faiss::IDSelector*>(sel);
+        params = &hnsw;
+      }
+    } else if (sel != nullptr) {
+      plain.sel = const_cast<faiss::IDSelector*>(sel);
+      params = &plain;
     }
     struct Restore {
       faiss::IndexHNSW* index;

@@ -33,13 +33,30 @@ public final class FaissIndex implements AutoCloseable {
     this.description = description;
   }
 
-  /** Search-time knobs; 0 keeps the index's own setting. */
-  public record SearchParams(int nprobe, int efSearch) {
-    public static final SearchParams DEFAULT = new SearchParams(0, 0);
+  /**
+   * Search-time knobs; 0 keeps the index's own setting. {@code idRanges}, if not null, restricts
+   * the search to ids in sorted, disjoint [begin, end) ranges (flattened begin, end pairs).
+   */
+  public record SearchParams(int nprobe, int efSearch, long[] idRanges) {
+    public static final SearchParams DEFAULT = new SearchParams(0, 0, null);
+
+    public SearchParams(int nprobe, int efSearch) {
+      this(nprobe, efSearch, null);
+    }
 
     public SearchParams {
       if (nprobe < 0 || efSearch < 0) {
         throw new IllegalArgumentException("nprobe and efSearch must be >= 0, got " + nprobe + ", " + efSearch);
+      }
+      if (idRanges != null) {
+        if (idRanges.length % 2 != 0) {
+          throw new IllegalArgumentException("id ranges come in [begin, end) pairs");
+        }
+        for (int i = 0; i < idRanges.length; i += 2) {
+          if (idRanges[i] >= idRanges[i + 1] || (i > 0 && idRanges[i] < idRanges[i - 1])) {
+            throw new IllegalArgumentException("id ranges must be non-empty, sorted and disjoint");
+          }
+        }
       }
     }
   }
@@ -162,7 +179,7 @@ public final class FaissIndex implements AutoCloseable {
       if (!FaissNative.isTrained(handle)) {
         throw new IllegalStateException("index " + description + " is not trained");
       }
-      FaissNative.search(handle, n, queries, k, params.nprobe(), params.efSearch(), scores, ids);
+      FaissNative.search(handle, n, queries, k, params.nprobe(), params.efSearch(), params.idRanges(), scores, ids);
       return new Result((int) n, k, scores, ids);
     });
   }

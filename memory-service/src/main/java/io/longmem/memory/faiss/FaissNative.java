@@ -53,8 +53,9 @@ final class FaissNative {
 
   static native void addWithIds(long handle, long n, float[] x, long[] ids);
 
-  static native void search(long handle, long n, float[] x, int k, int nprobe, int efSearch, float[] distances,
-      long[] labels);
+  /** @param ranges sorted disjoint [begin, end) id ranges to restrict to, flattened; null: all ids */
+  static native void search(long handle, long n, float[] x, int k, int nprobe, int efSearch, long[] ranges,
+      float[] distances, long[] labels);
 
   static native long ntotal(long handle);
 

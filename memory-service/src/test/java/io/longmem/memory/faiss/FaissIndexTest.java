@@ -255,6 +255,27 @@ class FaissIndexTest {
   }
 
   @Test
+  void idRangesRestrictTheSearch() {
+    float[] base = clustered(3000, 13);
+    float[] queries = clustered(10, 14);
+    long[] ranges = {1000 + 100, 1000 + 300, 1000 + 2000, 1000 + 2100};
+    for (String factory : new String[] {"Flat", "IVF16,Flat", "HNSW16"}) {
+      try (FaissIndex index = FaissIndex.create(DIM, factory)) {
+        if (!index.isTrained()) {
+          index.train(base);
+        }
+        index.add(base, ids(3000));
+        FaissIndex.Result r = index.search(queries, 20, new FaissIndex.SearchParams(0, 0, ranges));
+        for (long id : r.ids()) {
+          long row = id - 1000;
+          assertTrue(id == -1 || (row >= 100 && row < 300) || (row >= 2000 && row < 2100), factory + " id " + id);
+        }
+        assertTrue(r.id(0, 0) != -1, factory);
+      }
+    }
+  }
+
+  @Test
   void fewerVectorsThanKEndWithMinusOne() {
     try (FaissIndex index = FaissIndex.create(DIM, "Flat")) {
       index.add(clustered(3, 11), ids(3));
