@@ -43,12 +43,35 @@ public final class MemoryCollection implements AutoCloseable {
    */
   public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
       boolean mmapIndexes) throws IOException {
+    return open(dir, expectedFingerprint, verifyChecksums, mmapIndexes, null);
+  }
+
+  /**
+   * Opens a collection loading only some of its shards (a node of a cluster serves a part; the
+   * manifest, which every node has, describes the whole).
+   *
+   * @param shardsToLoad ids of the shards to load; null loads all
+   */
+  public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
+      boolean mmapIndexes, java.util.Set<String> shardsToLoad) throws IOException {
     Manifest m = Manifest.read(dir);
+    if (shardsToLoad != null) {
+      java.util.Set<String> known = new java.util.HashSet<>();
+      m.shards().forEach(s -> known.add(s.id()));
+      for (String id : shardsToLoad) {
+        if (!known.contains(id)) {
+          throw new CollectionException(dir + " has no shard " + id);
+        }
+      }
+    }
     if (expectedFingerprint != null && !expectedFingerprint.equals(m.modelFingerprint())) {
       throw new CollectionException(dir + " was written by model " + m.modelFingerprint()
           + ", not by this model (" + expectedFingerprint + "): its memory means nothing to it");
     }
     for (Manifest.ShardEntry s : m.shards()) {
+      if (shardsToLoad != null && !shardsToLoad.contains(s.id())) {
+        continue;
+      }
       for (Manifest.FileEntry f : s.files()) {
         Path p = dir.resolve(f.path()).normalize();
         if (!p.startsWith(dir.normalize())) {
@@ -70,7 +93,9 @@ public final class MemoryCollection implements AutoCloseable {
     MemoryCollection c = new MemoryCollection(dir, m);
     try {
       for (Manifest.ShardEntry s : m.shards()) {
-        c.shards.add(new Shard(dir, s, m.layout(), mmapIndexes));
+        if (shardsToLoad == null || shardsToLoad.contains(s.id())) {
+          c.shards.add(new Shard(dir, s, m.layout(), mmapIndexes));
+        }
       }
     } catch (IOException | RuntimeException e) {
       c.close();
@@ -91,8 +116,19 @@ public final class MemoryCollection implements AutoCloseable {
     return manifest.layout();
   }
 
+  /** The loaded shards, in manifest order. */
   public List<Shard> shards() {
     return shards;
+  }
+
+  /** The loaded shard of that id, or null. */
+  public Shard shard(String id) {
+    for (Shard s : shards) {
+      if (s.id().equals(id)) {
+        return s;
+      }
+    }
+    return null;
   }
 
   @Override
@@ -222,14 +258,23 @@ public final class MemoryCollection implements AutoCloseable {
       return positions;
     }
 
-    /** The document a row belongs to. */
+    /** The document a row belongs to (documents are sorted runs of rows). */
     public String documentOf(long row) {
-      for (Manifest.DocumentEntry d : entry.documents()) {
-        if (row >= d.begin() && row < d.end()) {
+      List<Manifest.DocumentEntry> docs = entry.documents();
+      int lo = 0;
+      int hi = docs.size() - 1;
+      while (lo <= hi) {
+        int mid = (lo + hi) >>> 1;
+        Manifest.DocumentEntry d = docs.get(mid);
+        if (row < d.begin()) {
+          hi = mid - 1;
+        } else if (row >= d.end()) {
+          lo = mid + 1;
+        } else {
           return d.id();
         }
       }
-      throw new IllegalArgumentException("row " + row + " is outside shard " + entry.id());
+      throw new IllegalArgumentException("row " + row + " is outside the documents of shard " + entry.id());
     }
 
     public FaissIndex index(int layer, int head) {

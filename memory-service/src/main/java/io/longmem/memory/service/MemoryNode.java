@@ -1,0 +1,341 @@
+package io.longmem.memory.service;
+
+import io.longmem.memory.faiss.FaissIndex;
+import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.MemoryCollection;
+import io.longmem.memory.shard.ShardLayout;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One memory node: the collections (or the shards of them the cluster file gives it), the
+ * sessions, and the search that fans out over shards, sessions and other nodes and merges their
+ * exact top-k. The gRPC service is a thin layer over this class.
+ */
+public final class MemoryNode implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(MemoryNode.class);
+
+  private final ServiceConfig config;
+  private final ClusterConfig cluster;
+  private final Map<String, MemoryCollection> collections = new LinkedHashMap<>();
+  private final Map<String, String> refused = new LinkedHashMap<>();
+  private final ConcurrentHashMap<String, Session> sessions = new ConcurrentHashMap<>();
+  private final ExecutorService pool;
+  private final RemoteNodes remote;
+
+  public MemoryNode(ServiceConfig config) throws IOException {
+    this.config = config;
+    this.cluster = config.cluster == null ? null : ClusterConfig.load(config.resolve(config.cluster));
+    if (cluster != null && cluster.node(config.nodeId) == null) {
+      throw new IllegalArgumentException("node_id " + config.nodeId + " is not in the cluster file " + config.cluster);
+    }
+    this.pool = Executors.newFixedThreadPool(config.threads(), r -> {
+      Thread t = new Thread(r, "memory-search");
+      t.setDaemon(true);
+      return t;
+    });
+    this.remote = new RemoteNodes(config);
+    for (Map.Entry<String, String> e : config.collections.entrySet()) {
+      Path dir = config.resolve(e.getValue());
+      Set<String> mine = null;
+      if (cluster != null) {
+        mine = new HashSet<>(cluster.node(config.nodeId).shards.getOrDefault(e.getKey(), List.of()));
+      }
+      long t0 = System.nanoTime();
+      try {
+        MemoryCollection c = MemoryCollection.open(dir, config.expectedFingerprint, config.verifyChecksums,
+            config.mmapIndexes, mine);
+        collections.put(e.getKey(), c);
+        LOG.info("collection {}: {} tokens in {} shards ({} loaded here) from {} in {} ms", e.getKey(),
+            c.manifest().rows(), c.manifest().shards().size(), c.shards().size(), dir,
+            (System.nanoTime() - t0) / 1_000_000);
+      } catch (IOException | RuntimeException ex) {
+        // a damaged collection is refused with its path; the node serves the others
+        refused.put(e.getKey(), ex.getMessage());
+        LOG.error("collection {} refused: {}", e.getKey(), ex.getMessage());
+      }
+    }
+  }
+
+  public Map<String, MemoryCollection> collections() {
+    return java.util.Collections.unmodifiableMap(collections);
+  }
+
+  /** Collections that could not be loaded, with why. */
+  public Map<String, String> refused() {
+    return java.util.Collections.unmodifiableMap(refused);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Search
+
+  /** The exact merge of the top-k of every shard and session the query names. */
+  public Hits search(SearchQuery q) {
+    q.validate(config.maxK, config.maxMessageBytes());
+    Map<String, Map<String, long[]>> plan = plan(q);
+    List<Future<Hits>> local = new ArrayList<>();
+    Map<String, List<String>> remoteShards = new LinkedHashMap<>();
+    for (Map.Entry<String, Map<String, long[]>> c : plan.entrySet()) {
+      MemoryCollection col = collections.get(c.getKey());
+      for (Map.Entry<String, long[]> s : c.getValue().entrySet()) {
+        MemoryCollection.Shard shard = col.shard(s.getKey());
+        if (shard != null) {
+          long[] ranges = s.getValue();
+          local.add(pool.submit(() -> searchShard(shard, col.layout(), q, ranges)));
+        } else {
+          remoteShards.computeIfAbsent(c.getKey(), x -> new ArrayList<>()).add(s.getKey());
+        }
+      }
+    }
+    for (String name : q.sessions()) {
+      Session s = session(name);
+      checkSession(s, q);
+      local.add(pool.submit(() -> s.search(q)));
+    }
+    List<Hits> parts = new ArrayList<>();
+    List<String> missing = new ArrayList<>();
+    for (Map.Entry<String, List<String>> e : remoteShards.entrySet()) {
+      parts.addAll(remote.search(cluster, config.nodeId, e.getKey(), e.getValue(), q, missing));
+    }
+    for (Future<Hits> f : local) {
+      parts.add(await(f));
+    }
+    if (!missing.isEmpty()) {
+      throw new RequestException(RequestException.Kind.UNAVAILABLE, "no live replica for shards " + missing
+          + ": refusing to answer from part of the memory");
+    }
+    return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+  }
+
+  /** The top-k over some of this node's shards of one collection (a coordinator asked). */
+  public Hits searchShards(String collection, List<String> shards, SearchQuery q) {
+    q.validate(config.maxK, config.maxMessageBytes());
+    MemoryCollection col = collection(collection);
+    checkLayout(collection, col.layout(), q);
+    Map<String, long[]> ranges = plan(q).getOrDefault(collection, Map.of());
+    List<Future<Hits>> local = new ArrayList<>();
+    for (String id : shards) {
+      MemoryCollection.Shard shard = col.shard(id);
+      if (shard == null) {
+        throw new RequestException(RequestException.Kind.UNAVAILABLE, "node " + config.nodeId + " does not serve "
+            + collection + "/" + id);
+      }
+      if (!q.documents().isEmpty() && !ranges.containsKey(id)) {
+        continue;
+      }
+      long[] r = ranges.get(id);
+      local.add(pool.submit(() -> searchShard(shard, col.layout(), q, r)));
+    }
+    List<Hits> parts = new ArrayList<>();
+    for (Future<Hits> f : local) {
+      parts.add(await(f));
+    }
+    return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+  }
+
+  /**
+   * Which shards of which collections to search, with each shard's row ranges when documents are
+   * named (null: the whole shard). Checks collections, layer, shapes and documents.
+   */
+  private Map<String, Map<String, long[]>> plan(SearchQuery q) {
+    Map<String, Map<String, long[]>> plan = new LinkedHashMap<>();
+    Set<String> wanted = new HashSet<>(q.documents());
+    Set<String> found = new HashSet<>();
+    for (String name : q.collections()) {
+      MemoryCollection col = collection(name);
+      checkLayout(name, col.layout(), q);
+      Map<String, long[]> shards = new LinkedHashMap<>();
+      for (Manifest.ShardEntry s : col.manifest().shards()) {
+        if (wanted.isEmpty()) {
+          shards.put(s.id(), null);
+          continue;
+        }
+        List<Long> bounds = new ArrayList<>();
+        for (Manifest.DocumentEntry d : s.documents()) {
+          if (wanted.contains(d.id())) {
+            found.add(d.id());
+            bounds.add(d.begin());
+            bounds.add(d.end());
+          }
+        }
+        if (!bounds.isEmpty()) {
+          shards.put(s.id(), bounds.stream().mapToLong(Long::longValue).toArray());
+        }
+      }
+      plan.put(name, shards);
+    }
+    if (!wanted.isEmpty()) {
+      wanted.removeAll(found);
+      if (!wanted.isEmpty() && !q.collections().isEmpty()) {
+        throw RequestException.notFound("documents " + new java.util.TreeSet<>(wanted) + " are in none of the collections "
+            + q.collections());
+      }
+    }
+    return plan;
+  }
+
+  private MemoryCollection collection(String name) {
+    MemoryCollection c = collections.get(name);
+    if (c == null) {
+      String why = refused.get(name);
+      if (why != null) {
+        throw new RequestException(RequestException.Kind.FAILED_PRECONDITION, "collection " + name
+            + " was refused at load: " + why);
+      }
+      throw RequestException.notFound("unknown collection " + name + " (served: " + collections.keySet() + ")");
+    }
+    return c;
+  }
+
+  private static void checkLayout(String name, ShardLayout layout, SearchQuery q) {
+    if (!layout.layers().contains(q.layer())) {
+      throw RequestException.invalid("layer " + q.layer() + " is not a memory layer of collection " + name
+          + " (layers " + layout.layers() + ")");
+    }
+    if (q.heads() != layout.heads()) {
+      throw RequestException.invalid("heads: " + q.heads() + ", collection " + name + " has " + layout.heads());
+    }
+    if (q.headDim() != layout.headDim()) {
+      throw RequestException.invalid("head_dim: " + q.headDim() + ", collection " + name + " has " + layout.headDim());
+    }
+  }
+
+  private static void checkSession(Session s, SearchQuery q) {
+    if (!s.hasLayer(q.layer())) {
+      throw RequestException.invalid("layer " + q.layer() + " is not a layer of session " + s.id());
+    }
+    if (q.heads() != s.heads() || q.headDim() != s.headDim()) {
+      throw RequestException.invalid("heads/head_dim: " + q.heads() + "/" + q.headDim() + ", session " + s.id()
+          + " has " + s.heads() + "/" + s.headDim());
+    }
+  }
+
+  /** Top-k of one shard for every head and query, with the pairs it chose. */
+  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges) {
+    int dim = layout.headDim();
+    int heads = layout.heads();
+    Hits out = new Hits(q.heads(), q.queries(), q.k(), dim);
+    Map<String, Integer> docs = new HashMap<>();
+    float[] keys = shard.keys(q.layer());
+    float[] values = shard.values(q.layer());
+    int[] positions = shard.positions();
+    FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
+    for (int h = 0; h < heads; h++) {
+      FaissIndex.Result r = shard.index(q.layer(), h).search(q.head(h), q.k(), params);
+      Hits.Head head = out.perHead[h];
+      Map<Long, Integer> slotOf = new HashMap<>();
+      for (int i = 0; i < q.queries(); i++) {
+        for (int j = 0; j < q.k(); j++) {
+          long row = r.id(i, j);
+          if (row < 0) {
+            continue;
+          }
+          Integer slot = slotOf.get(row);
+          if (slot == null) {
+            int at = (int) ((row * heads + h) * dim);
+            slot = head.addPair(keys, at, values, at, dim, out.document(shard.documentOf(row), docs),
+                positions[(int) row]);
+            slotOf.put(row, slot);
+          }
+          head.scores[i * q.k() + j] = r.score(i, j);
+          head.slots[i * q.k() + j] = slot;
+        }
+      }
+    }
+    return out;
+  }
+
+  private static Hits await(Future<Hits> f) {
+    try {
+      return f.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new RequestException(RequestException.Kind.UNAVAILABLE, "interrupted");
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException re) {
+        throw re;
+      }
+      throw new IllegalStateException(e.getCause());
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sessions
+
+  public String createSession(List<Integer> layers, int heads, int headDim) {
+    if (layers.isEmpty() || heads <= 0 || headDim <= 0) {
+      throw RequestException.invalid("a session needs layers, and positive heads and head_dim");
+    }
+    if (sessions.size() >= config.maxSessions) {
+      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "this node holds " + sessions.size()
+          + " sessions, its limit; drop some first");
+    }
+    String id = "session-" + UUID.randomUUID();
+    sessions.put(id, new Session(id, layers, heads, headDim, config.maxSessionTokens));
+    return id;
+  }
+
+  /** keys/values [heads, n, head_dim]. */
+  public long appendSession(String id, int layer, int n, float[] keys, float[] values, int[] positions) {
+    Session s = session(id);
+    if (n <= 0) {
+      throw RequestException.invalid("tokens must be positive, got " + n);
+    }
+    long expected = (long) s.heads() * n * s.headDim();
+    if (keys.length != expected || values.length != expected) {
+      throw RequestException.invalid("keys/values: " + keys.length + "/" + values.length + " floats, heads x tokens x "
+          + "head_dim = " + expected);
+    }
+    if (positions != null && positions.length != 0 && positions.length != n) {
+      throw RequestException.invalid("positions: " + positions.length + " for " + n + " tokens");
+    }
+    for (float[] a : new float[][] {keys, values}) {
+      for (int i = 0; i < a.length; i++) {
+        if (!Float.isFinite(a[i])) {
+          throw RequestException.invalid((a == keys ? "keys" : "values") + ": element " + i + " is " + a[i]);
+        }
+      }
+    }
+    return s.append(layer, n, keys, values, positions == null || positions.length == 0 ? null : positions);
+  }
+
+  public void dropSession(String id) {
+    Session s = sessions.remove(id);
+    if (s == null) {
+      throw RequestException.notFound("unknown session " + id);
+    }
+    s.close();
+  }
+
+  private Session session(String id) {
+    Session s = sessions.get(id);
+    if (s == null) {
+      throw RequestException.notFound("unknown session " + id);
+    }
+    return s;
+  }
+
+  @Override
+  public void close() {
+    pool.shutdownNow();
+    remote.close();
+    sessions.values().forEach(Session::close);
+    sessions.clear();
+    collections.values().forEach(MemoryCollection::close);
+  }
+}

@@ -1,0 +1,114 @@
+package io.longmem.memory.service;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
+import io.longmem.memory.grpc.HeadResult;
+import io.longmem.memory.grpc.SearchRequest;
+import io.longmem.memory.grpc.SearchResponse;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+
+/** Conversions between the wire messages and {@link SearchQuery} / {@link Hits}. */
+public final class Protos {
+  private Protos() {}
+
+  public static SearchQuery toQuery(SearchRequest r) {
+    return new SearchQuery(r.getCollectionsList(), r.getSessionsList(), r.getLayer(), r.getHeads(), r.getQueries(),
+        r.getHeadDim(), floats(r.getQuery(), "query"), r.getK(), r.getDocumentsList(), r.getNprobe(), r.getEfSearch());
+  }
+
+  public static SearchRequest toProto(SearchQuery q) {
+    return SearchRequest.newBuilder().addAllCollections(q.collections()).addAllSessions(q.sessions())
+        .setLayer(q.layer()).setHeads(q.heads()).setQueries(q.queries()).setHeadDim(q.headDim())
+        .setQuery(bytes(q.query(), q.query().length)).setK(q.k()).addAllDocuments(q.documents())
+        .setNprobe(q.nprobe()).setEfSearch(q.efSearch()).build();
+  }
+
+  public static SearchResponse toResponse(Hits hits) {
+    SearchResponse.Builder b = SearchResponse.newBuilder().addAllDocuments(hits.documents);
+    for (Hits.Head h : hits.perHead) {
+      int dim = hits.headDim;
+      HeadResult.Builder hr = HeadResult.newBuilder().setPairs(h.pairs)
+          .setKeys(bytes(h.keys, h.pairs * dim)).setValues(bytes(h.values, h.pairs * dim))
+          .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots));
+      for (int i = 0; i < h.pairs; i++) {
+        hr.addPairDocument(h.pairDocument[i]).addPairPosition(h.pairPosition[i]);
+      }
+      b.addHeads(hr);
+    }
+    return b.build();
+  }
+
+  /** Reads an answer; every size is checked, since it may come from another node. */
+  public static Hits fromResponse(SearchResponse r, int heads, int queries, int k, int headDim) {
+    if (r.getHeadsCount() != heads) {
+      throw new IllegalStateException("answer has " + r.getHeadsCount() + " heads, asked for " + heads);
+    }
+    Hits out = new Hits(heads, queries, k, headDim);
+    out.documents.addAll(r.getDocumentsList());
+    for (int h = 0; h < heads; h++) {
+      HeadResult hr = r.getHeads(h);
+      int m = hr.getPairs();
+      float[] keys = floats(hr.getKeys(), "keys");
+      float[] values = floats(hr.getValues(), "values");
+      float[] scores = floats(hr.getScores(), "scores");
+      int[] slots = ints(hr.getSlots());
+      if (keys.length != m * headDim || values.length != m * headDim || scores.length != queries * k
+          || slots.length != queries * k || hr.getPairDocumentCount() != m || hr.getPairPositionCount() != m) {
+        throw new IllegalStateException("answer for head " + h + " has inconsistent sizes");
+      }
+      Hits.Head head = out.perHead[h];
+      for (int i = 0; i < m; i++) {
+        int doc = hr.getPairDocument(i);
+        if (doc < 0 || doc >= out.documents.size()) {
+          throw new IllegalStateException("answer refers to document " + doc + " of " + out.documents.size());
+        }
+        head.addPair(keys, i * headDim, values, i * headDim, headDim, doc, hr.getPairPosition(i));
+      }
+      for (int i = 0; i < slots.length; i++) {
+        if (slots[i] < -1 || slots[i] >= m) {
+          throw new IllegalStateException("answer has slot " + slots[i] + " of " + m + " pairs");
+        }
+      }
+      System.arraycopy(scores, 0, head.scores, 0, scores.length);
+      System.arraycopy(slots, 0, head.slots, 0, slots.length);
+    }
+    return out;
+  }
+
+  public static ByteString bytes(float[] a, int n) {
+    ByteBuffer b = ByteBuffer.allocate(n * 4).order(ByteOrder.LITTLE_ENDIAN);
+    b.asFloatBuffer().put(a, 0, n);
+    return UnsafeByteOperations.unsafeWrap(b.array());
+  }
+
+  static ByteString ints(int[] a) {
+    ByteBuffer b = ByteBuffer.allocate(a.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+    b.asIntBuffer().put(a);
+    return UnsafeByteOperations.unsafeWrap(b.array());
+  }
+
+  /** Little-endian float32 bytes; a length that is not a multiple of 4 is the field's fault. */
+  public static float[] floats(ByteString s, String field) {
+    if (s.size() % 4 != 0) {
+      throw RequestException.invalid(field + ": " + s.size() + " bytes is not a whole number of float32 values");
+    }
+    float[] out = new float[s.size() / 4];
+    s.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
+    return out;
+  }
+
+  static int[] ints(ByteString s) {
+    if (s.size() % 4 != 0) {
+      throw RequestException.invalid("slots: " + s.size() + " bytes is not a whole number of int32 values");
+    }
+    int[] out = new int[s.size() / 4];
+    s.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(out);
+    return out;
+  }
+
+  static List<String> none() {
+    return List.of();
+  }
+}

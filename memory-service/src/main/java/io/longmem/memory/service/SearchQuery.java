@@ -1,0 +1,62 @@
+package io.longmem.memory.service;
+
+import java.util.List;
+
+/**
+ * One search, as plain Java: for each head and query the top-k pairs of some collections and
+ * sessions of one layer. {@link #validate} checks everything that does not need the data.
+ *
+ * @param query float32 [heads, queries, headDim]
+ */
+public record SearchQuery(List<String> collections, List<String> sessions, int layer, int heads, int queries,
+    int headDim, float[] query, int k, List<String> documents, int nprobe, int efSearch) {
+
+  public SearchQuery {
+    collections = List.copyOf(collections);
+    sessions = List.copyOf(sessions);
+    documents = List.copyOf(documents);
+  }
+
+  /** The queries of one head, [queries, headDim]. */
+  public float[] head(int h) {
+    int n = queries * headDim;
+    float[] out = new float[n];
+    System.arraycopy(query, h * n, out, 0, n);
+    return out;
+  }
+
+  /** Checks shapes, values and limits; the message names the field. */
+  public void validate(int maxK, long maxResponseBytes) {
+    if (collections.isEmpty() && sessions.isEmpty()) {
+      throw RequestException.invalid("collections/sessions: name at least one collection or session to search");
+    }
+    if (heads <= 0 || queries <= 0 || headDim <= 0) {
+      throw RequestException.invalid("heads, queries and head_dim must be positive, got " + heads + ", " + queries
+          + ", " + headDim);
+    }
+    long expected = (long) heads * queries * headDim;
+    if (query == null || query.length != expected) {
+      throw RequestException.invalid("query: " + (query == null ? 0 : query.length) + " floats, heads x queries x "
+          + "head_dim = " + expected);
+    }
+    for (int i = 0; i < query.length; i++) {
+      if (!Float.isFinite(query[i])) {
+        int perHead = queries * headDim;
+        throw RequestException.invalid("query: " + query[i] + " at head " + i / perHead + ", query "
+            + (i % perHead) / headDim + ", component " + i % headDim + " is not finite");
+      }
+    }
+    if (k <= 0 || k > maxK) {
+      throw RequestException.invalid("k must be in [1, " + maxK + "], got " + k);
+    }
+    if (nprobe < 0 || efSearch < 0) {
+      throw RequestException.invalid("nprobe and ef_search must be >= 0");
+    }
+    // every (head, query) may bring k distinct pairs: key + value + score + slot + document + position
+    long response = (long) heads * queries * k * (2L * headDim * 4 + 16);
+    if (response > maxResponseBytes) {
+      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "the answer could reach " + response
+          + " bytes, more than the limit of " + maxResponseBytes + ": ask for fewer queries or a smaller k");
+    }
+  }
+}

@@ -1,0 +1,88 @@
+package io.longmem.memory.service;
+
+import com.google.gson.FieldNamingPolicy;
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonParseException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * A memory node's settings: {@code conf/memory-service.json} holds the defaults; relative paths
+ * in a file are resolved against the file's directory.
+ */
+public final class ServiceConfig {
+  private static final Gson GSON = new GsonBuilder()
+      .setFieldNamingPolicy(FieldNamingPolicy.LOWER_CASE_WITH_UNDERSCORES).create();
+
+  /** Address to bind: loopback unless told otherwise. */
+  public String bind = "127.0.0.1";
+  /** Port; 0 picks a free one. */
+  public int port = 7070;
+  /** This node's id in the cluster file. */
+  public String nodeId = "local";
+  /** Collections by name: their directories (every node has every manifest). */
+  public Map<String, String> collections = new LinkedHashMap<>();
+  /** A cluster file (nodes, their shards, replication); null: this node serves everything alone. */
+  public String cluster;
+  public int maxK = 4096;
+  public int maxMessageMb = 512;
+  public int maxSessions = 1024;
+  public long maxSessionTokens = 1L << 22;
+  /** Threads searching shards in parallel; 0: one per core. */
+  public int searchThreads;
+  public boolean verifyChecksums = true;
+  public boolean mmapIndexes = true;
+  /** If set, collections of another model are refused at load. */
+  public String expectedFingerprint;
+  /** Deadline of a node-to-node call. */
+  public long remoteDeadlineMs = 10_000;
+
+  transient Path baseDir = Path.of(".");
+
+  public static ServiceConfig load(Path file) throws IOException {
+    try {
+      ServiceConfig c = GSON.fromJson(Files.readString(file, StandardCharsets.UTF_8), ServiceConfig.class);
+      if (c == null) {
+        throw new IllegalArgumentException(file + " is empty");
+      }
+      c.baseDir = file.toAbsolutePath().getParent();
+      c.validate(file.toString());
+      return c;
+    } catch (NoSuchFileException e) {
+      throw new NoSuchFileException(file.toString(), null, "memory-service configuration not found");
+    } catch (JsonParseException e) {
+      throw new IllegalArgumentException(file + ": invalid JSON: " + e.getMessage());
+    }
+  }
+
+  void validate(String where) {
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException(where + ": port " + port + " is outside 0..65535");
+    }
+    if (maxK < 1 || maxMessageMb < 1 || maxSessions < 0 || maxSessionTokens < 1 || searchThreads < 0) {
+      throw new IllegalArgumentException(where + ": max_k, max_message_mb, max_session_tokens must be positive, "
+          + "max_sessions and search_threads >= 0");
+    }
+    if (collections == null) {
+      collections = new LinkedHashMap<>();
+    }
+  }
+
+  Path resolve(String path) {
+    return baseDir.resolve(path).normalize();
+  }
+
+  long maxMessageBytes() {
+    return (long) maxMessageMb << 20;
+  }
+
+  int threads() {
+    return searchThreads > 0 ? searchThreads : Runtime.getRuntime().availableProcessors();
+  }
+}
