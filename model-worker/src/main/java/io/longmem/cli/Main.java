@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 /** {@code bin/longmem}: one launcher, a subcommand per job. */
 @Command(name = "longmem", mixinStandardHelpOptions = true, version = "longmem 0.1.0",
     description = "LongLLaMA with memory that outgrows one process.",
-    subcommands = {TokenizeCommand.class, LogitsCommand.class, GenerateCommand.class, ShardsCommand.class,
+    subcommands = {TokenizeCommand.class, LogitsCommand.class, GenerateCommand.class, ServeCommand.class,
+        ShardsCommand.class,
         BenchCommand.class})
 public final class Main implements Runnable {
   @CommandLine.Spec

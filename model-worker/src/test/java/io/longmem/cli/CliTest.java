@@ -7,9 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.longmem.Fixtures;
 import io.longmem.util.Json;
 import io.longmem.util.Npy;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -19,27 +16,13 @@ import org.junit.jupiter.api.io.TempDir;
 class CliTest {
   private static final Path TINY = Fixtures.tinyA();
 
-  private record Run(int code, String out, String err) {}
-
-  private static Run run(String... args) {
-    PrintStream oldOut = System.out;
-    PrintStream oldErr = System.err;
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    try {
-      System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-      System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-      int code = Main.run(args);
-      return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    } finally {
-      System.setOut(oldOut);
-      System.setErr(oldErr);
-    }
+  private static CliTestSupport.Run run(String... args) {
+    return CliTestSupport.run(args);
   }
 
   @Test
   void tokenizePrintsIds() {
-    Run r = run("tokenize", "--tokenizer", Fixtures.dir("tokenizers").resolve("openllama_v1.model").toString(),
+    CliTestSupport.Run r = run("tokenize", "--tokenizer", Fixtures.dir("tokenizers").resolve("openllama_v1.model").toString(),
         "--text", "Hello world!");
     assertEquals(0, r.code(), r.err());
     assertEquals("[16644, 924, 31905]", r.out().trim());
@@ -52,7 +35,7 @@ class CliTest {
     Path ids = tmp.resolve("prompt.json");
     Files.writeString(ids, Json.idList(prompt));
     Path out = tmp.resolve("logits.npy");
-    Run r = run("logits", "--model", TINY.resolve("model-bf16").toString(), "--input-ids", ids.toString(),
+    CliTestSupport.Run r = run("logits", "--model", TINY.resolve("model-bf16").toString(), "--input-ids", ids.toString(),
         "--output", out.toString(), "--mem-dtype", "float32");
     assertEquals(0, r.code(), r.err());
     Npy.Array got = Npy.read(out);
@@ -77,7 +60,7 @@ class CliTest {
     Path ids = tmp.resolve("ids.json");
     Files.writeString(ids, "[1, 2, 99999]");
     String model = TINY.resolve("model").toString();
-    Run r = run("logits", "--model", model, "--input-ids", ids.toString(), "--output", tmp.resolve("o.npy").toString());
+    CliTestSupport.Run r = run("logits", "--model", model, "--input-ids", ids.toString(), "--output", tmp.resolve("o.npy").toString());
     assertEquals(2, r.code());
     assertTrue(r.err().contains("token id 99999 at row 0, position 2 is outside the vocabulary"), r.err());
     assertTrue(!Files.exists(tmp.resolve("o.npy")), "no output on failure");
@@ -115,14 +98,14 @@ class CliTest {
     Files.copy(TINY.resolve("model/model.safetensors"), dir.resolve("model.safetensors"));
     Files.copy(Fixtures.dir("tokenizers").resolve("openllama_v2.model"), dir.resolve("tokenizer.model"));
     // the tokenizer's 32000 pieces do not fit the tiny 512-token model: refused
-    Run r = run("generate", "--model", dir.toString(), "--prompt", "The pass key is", "--max-new-tokens", "4");
+    CliTestSupport.Run r = run("generate", "--model", dir.toString(), "--prompt", "The pass key is", "--max-new-tokens", "4");
     assertEquals(2, r.code());
     assertTrue(r.err().contains("do not belong together"), r.err());
   }
 
   @Test
   void benchRunsOnASmallShape(@TempDir Path tmp) {
-    Run r = run("bench", "model", "--layers", "3", "--hidden", "64", "--heads", "4", "--intermediate", "172",
+    CliTestSupport.Run r = run("bench", "model", "--layers", "3", "--hidden", "64", "--heads", "4", "--intermediate", "172",
         "--vocab", "512", "--window", "32", "--last-context-length", "16", "--tokens", "100", "--decode-tokens", "40",
         "--checkpoint-dir", tmp.resolve("ck").toString());
     assertEquals(0, r.code(), r.err());

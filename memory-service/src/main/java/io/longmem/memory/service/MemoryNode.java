@@ -231,9 +231,8 @@ public final class MemoryNode implements AutoCloseable {
     int heads = layout.heads();
     Hits out = new Hits(q.heads(), q.queries(), q.k(), dim);
     Map<String, Integer> docs = new HashMap<>();
-    float[] keys = shard.keys(q.layer());
-    float[] values = shard.values(q.layer());
-    int[] positions = shard.positions();
+    float[] key = new float[dim];
+    float[] value = new float[dim];
     FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
     for (int h = 0; h < heads; h++) {
       FaissIndex.Result r = shard.index(q.layer(), h).search(q.head(h), q.k(), params);
@@ -247,9 +246,9 @@ public final class MemoryNode implements AutoCloseable {
           }
           Integer slot = slotOf.get(row);
           if (slot == null) {
-            int at = (int) ((row * heads + h) * dim);
-            slot = head.addPair(keys, at, values, at, dim, out.document(shard.documentOf(row), docs),
-                positions[(int) row]);
+            shard.readKey(q.layer(), row, h, key, 0);
+            shard.readValue(q.layer(), row, h, value, 0);
+            slot = head.addPair(key, 0, value, 0, dim, out.document(shard.documentOf(row), docs), shard.position(row));
             slotOf.put(row, slot);
           }
           head.scores[i * q.k() + j] = r.score(i, j);

@@ -36,8 +36,8 @@ public final class CollectionExport {
     Npy.write(out.resolve("positions.npy"), new long[] {tokens}, "<i4", o -> {
       ByteBuffer b = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN);
       for (MemoryCollection.Shard s : collection.shards()) {
-        for (int p : s.positions()) {
-          o.write(b.putInt(0, p).array());
+        for (long row = 0; row < s.rows(); row++) {
+          o.write(b.putInt(0, s.position(row)).array());
         }
       }
     });
@@ -57,15 +57,17 @@ public final class CollectionExport {
     ShardLayout layout = c.layout();
     int dim = layout.headDim();
     ByteBuffer b = ByteBuffer.allocate(dim * 4).order(ByteOrder.LITTLE_ENDIAN);
+    float[] row = new float[dim];
     for (int h = 0; h < layout.heads(); h++) {
       for (MemoryCollection.Shard s : c.shards()) {
-        float[] data = keys ? s.keys(layer) : s.values(layer);
-        for (long row = 0; row < s.rows(); row++) {
-          b.clear();
-          int base = (int) ((row * layout.heads() + h) * dim);
-          for (int d = 0; d < dim; d++) {
-            b.putFloat(data[base + d]);
+        for (long r = 0; r < s.rows(); r++) {
+          if (keys) {
+            s.readKey(layer, r, h, row, 0);
+          } else {
+            s.readValue(layer, r, h, row, 0);
           }
+          b.clear();
+          b.asFloatBuffer().put(row);
           o.write(b.array());
         }
       }

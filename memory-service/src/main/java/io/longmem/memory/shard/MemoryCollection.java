@@ -2,29 +2,17 @@ package io.longmem.memory.shard;
 
 import io.longmem.memory.faiss.FaissIndex;
 import java.io.IOException;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
-import org.apache.arrow.vector.FieldVector;
-import org.apache.arrow.vector.Float2Vector;
-import org.apache.arrow.vector.Float4Vector;
-import org.apache.arrow.vector.IntVector;
-import org.apache.arrow.vector.VectorSchemaRoot;
-import org.apache.arrow.vector.complex.FixedSizeListVector;
-import org.apache.arrow.vector.ipc.ArrowFileReader;
-import org.apache.arrow.vector.ipc.message.ArrowBlock;
 
 /**
  * A committed collection, opened for reading: its manifest checked against the model that will
  * use it, every file checked (size, and SHA-256 unless told not to) before anything is loaded, the
- * Arrow files read and the FAISS indexes opened. A damaged file is refused with its path.
+ * Arrow files memory-mapped and the FAISS indexes opened. A damaged file is refused with its path.
  */
 public final class MemoryCollection implements AutoCloseable {
   private final Path dir;
@@ -138,26 +126,28 @@ public final class MemoryCollection implements AutoCloseable {
     }
   }
 
-  /** One shard in memory: per layer the token rows, per (layer, head) the index. */
+  /**
+   * One shard: per layer its Arrow file, memory-mapped (rows are read where they lie), and per
+   * (layer, head) its FAISS index.
+   */
   public static final class Shard implements AutoCloseable {
     private final Manifest.ShardEntry entry;
     private final ShardLayout layout;
-    private final Map<Integer, float[]> keys = new HashMap<>();
-    private final Map<Integer, float[]> values = new HashMap<>();
-    private int[] positions;
+    private final Map<Integer, LayerFile> layers = new HashMap<>();
     private final Map<Integer, FaissIndex[]> indexes = new HashMap<>();
 
     Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap) throws IOException {
       this.entry = entry;
       this.layout = layout;
-      if (entry.rows() * layout.width() > Integer.MAX_VALUE) {
-        throw new CollectionException("shard " + entry.id() + " has " + entry.rows() + " rows: too many to load "
-            + "on the heap; write smaller shards");
-      }
       Path shardDir = dir.resolve(CollectionWriter.SHARDS).resolve(entry.id());
       try {
         for (int layer : layout.layers()) {
-          readLayer(shardDir.resolve(ShardLayout.layerFile(layer)), layer);
+          Path file = shardDir.resolve(ShardLayout.layerFile(layer));
+          LayerFile data = LayerFile.open(file, layout, layer);
+          if (data.rows() != entry.rows()) {
+            throw new CollectionException(file + " holds " + data.rows() + " rows, the manifest says " + entry.rows());
+          }
+          layers.put(layer, data);
           FaissIndex[] perHead = new FaissIndex[layout.heads()];
           indexes.put(layer, perHead);
           for (int h = 0; h < perHead.length; h++) {
@@ -175,62 +165,6 @@ public final class MemoryCollection implements AutoCloseable {
       }
     }
 
-    private void readLayer(Path file, int layer) throws IOException {
-      int width = layout.width();
-      float[] k = new float[(int) (entry.rows() * width)];
-      float[] v = new float[k.length];
-      int[] pos = new int[(int) entry.rows()];
-      int row = 0;
-      try (BufferAllocator allocator = new RootAllocator();
-           FileChannel ch = FileChannel.open(file, StandardOpenOption.READ);
-           ArrowFileReader reader = new ArrowFileReader(ch, allocator)) {
-        VectorSchemaRoot root = reader.getVectorSchemaRoot();
-        if (!root.getSchema().equals(ArrowSchemas.layer(layout, layer))) {
-          throw new CollectionException(file + ": schema " + root.getSchema() + " does not match the manifest");
-        }
-        for (ArrowBlock block : reader.getRecordBlocks()) {
-          reader.loadRecordBatch(block);
-          int n = root.getRowCount();
-          if (row + n > entry.rows()) {
-            throw new CollectionException(file + " holds more rows than the manifest's " + entry.rows());
-          }
-          IntVector p = (IntVector) root.getVector(ArrowSchemas.POSITION);
-          for (int i = 0; i < n; i++) {
-            pos[row + i] = p.get(i);
-          }
-          copy((FixedSizeListVector) root.getVector(ArrowSchemas.KEY), n, k, row * width);
-          copy((FixedSizeListVector) root.getVector(ArrowSchemas.VALUE), n, v, row * width);
-          row += n;
-        }
-      } catch (IOException | RuntimeException e) {
-        if (e instanceof CollectionException) {
-          throw e;
-        }
-        throw new CollectionException(file + ": not a readable Arrow IPC file: " + e.getMessage());
-      }
-      if (row != entry.rows()) {
-        throw new CollectionException(file + " holds " + row + " rows, the manifest says " + entry.rows());
-      }
-      keys.put(layer, k);
-      values.put(layer, v);
-      positions = pos;
-    }
-
-    private static void copy(FixedSizeListVector list, int n, float[] dst, int offset) {
-      FieldVector data = list.getDataVector();
-      int count = n * list.getListSize();
-      if (data instanceof Float4Vector f) {
-        for (int i = 0; i < count; i++) {
-          dst[offset + i] = f.get(i);
-        }
-      } else {
-        Float2Vector f = (Float2Vector) data;
-        for (int i = 0; i < count; i++) {
-          dst[offset + i] = f.getValueAsFloat(i);
-        }
-      }
-    }
-
     public String id() {
       return entry.id();
     }
@@ -243,19 +177,19 @@ public final class MemoryCollection implements AutoCloseable {
       return entry.documents();
     }
 
-    /** Keys of a layer: [rows, heads, head_dim] row-major. */
-    public float[] keys(int layer) {
-      return require(keys, layer);
+    /** Copies the key of (row, head) of a layer, head_dim floats, into dst at off. */
+    public void readKey(int layer, long row, int head, float[] dst, int off) {
+      layer(layer).read(true, row, head * layout.headDim(), layout.headDim(), dst, off);
     }
 
-    /** Values of a layer: [rows, heads, head_dim] row-major. */
-    public float[] values(int layer) {
-      return require(values, layer);
+    /** Copies the value of (row, head) of a layer into dst at off. */
+    public void readValue(int layer, long row, int head, float[] dst, int off) {
+      layer(layer).read(false, row, head * layout.headDim(), layout.headDim(), dst, off);
     }
 
-    /** Position of each row within its document. */
-    public int[] positions() {
-      return positions;
+    /** Position of a row within its document. */
+    public int position(long row) {
+      return layer(layout.layers().get(0)).position(row);
     }
 
     /** The document a row belongs to (documents are sorted runs of rows). */
@@ -289,13 +223,13 @@ public final class MemoryCollection implements AutoCloseable {
       return perHead[head];
     }
 
-    private float[] require(Map<Integer, float[]> m, int layer) {
-      float[] a = m.get(layer);
-      if (a == null) {
+    private LayerFile layer(int layer) {
+      LayerFile f = layers.get(layer);
+      if (f == null) {
         throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers " + layout.layers()
             + ")");
       }
-      return a;
+      return f;
     }
 
     @Override
@@ -308,6 +242,7 @@ public final class MemoryCollection implements AutoCloseable {
         }
       }
       indexes.clear();
+      layers.clear(); // mappings go with the garbage collector
     }
   }
 }

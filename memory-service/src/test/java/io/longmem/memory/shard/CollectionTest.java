@@ -70,6 +70,23 @@ class CollectionTest {
     return r;
   }
 
+  /** A layer's keys or values of a shard, [rows, heads, dim], read row by row. */
+  private static float[] all(MemoryCollection.Shard s, int layer, boolean keys) {
+    int dim = LAYOUT.headDim();
+    float[] out = new float[(int) s.rows() * LAYOUT.width()];
+    for (long r = 0; r < s.rows(); r++) {
+      for (int h = 0; h < LAYOUT.heads(); h++) {
+        int at = (int) ((r * LAYOUT.heads() + h) * dim);
+        if (keys) {
+          s.readKey(layer, r, h, out, at);
+        } else {
+          s.readValue(layer, r, h, out, at);
+        }
+      }
+    }
+    return out;
+  }
+
   @Test
   void roundTripsKeysValuesAndDocuments(@TempDir Path tmp) throws IOException {
     Doc a = doc("a", 700, 1);
@@ -86,12 +103,12 @@ class CollectionTest {
       assertEquals("b", s0.documentOf(701));
       for (int l = 0; l < 2; l++) {
         int layer = LAYOUT.layers().get(l);
-        float[] keys = s0.keys(layer);
+        float[] keys = all(s0, layer, true);
         assertArrayEquals(a.keys()[l], java.util.Arrays.copyOf(keys, a.keys()[l].length));
-        assertArrayEquals(b.values()[l], java.util.Arrays.copyOfRange(s0.values(layer), a.keys()[l].length, keys.length));
-        assertArrayEquals(c.keys()[l], col.shards().get(1).keys(layer));
+        assertArrayEquals(b.values()[l], java.util.Arrays.copyOfRange(all(s0, layer, false), a.keys()[l].length, keys.length));
+        assertArrayEquals(c.keys()[l], all(col.shards().get(1), layer, true));
       }
-      assertEquals(4999, s0.positions()[5699]);
+      assertEquals(4999, s0.position(5699));
       // the index of (layer 2, head 3) finds exactly what brute force over that head finds
       float[] q = new float[16];
       Random r = new Random(9);
@@ -99,7 +116,7 @@ class CollectionTest {
         q[i] = (float) r.nextGaussian();
       }
       FaissIndex.Result res = s0.index(2, 3).search(q, 5);
-      float[] keys = s0.keys(2);
+      float[] keys = all(s0, 2, true);
       Integer[] order = new Integer[5700];
       double[] score = new double[5700];
       for (int row = 0; row < 5700; row++) {
@@ -131,7 +148,7 @@ class CollectionTest {
     try (MemoryCollection col = MemoryCollection.open(dir, MODEL, true, true)) {
       MemoryCollection.Shard s = col.shards().get(0);
       assertEquals(2000, s.index(1, 0).size());
-      float[] k = s.keys(1);
+      float[] k = all(s, 1, true);
       for (int i = 0; i < k.length; i++) {
         assertEquals(d.keys()[0][i], k[i], Math.abs(d.keys()[0][i]) * 1e-3 + 1e-4, "float16 storage");
       }

@@ -1,0 +1,172 @@
+package io.longmem.memory.shard;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.MappedByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.arrow.flatbuf.Buffer;
+import org.apache.arrow.flatbuf.MessageHeader;
+import org.apache.arrow.flatbuf.RecordBatch;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.ipc.ArrowFileReader;
+import org.apache.arrow.vector.ipc.ReadChannel;
+import org.apache.arrow.vector.ipc.message.ArrowBlock;
+import org.apache.arrow.vector.ipc.message.MessageMetadataResult;
+import org.apache.arrow.vector.ipc.message.MessageSerializer;
+
+/**
+ * One layer file of a shard, memory-mapped: the Arrow footer and batch headers are read, and the
+ * key, value and position buffers of every record batch are mapped where they lie in the file.
+ * Nothing is copied onto the heap, so a shard may be far larger than memory; the page cache keeps
+ * what is used.
+ */
+final class LayerFile {
+  // buffer order of a batch, depth first: document (validity, offsets, data), position (validity,
+  // data), key (validity, item validity, item data), value (likewise)
+  private static final int POSITION_DATA = 4;
+  private static final int KEY_DATA = 7;
+  private static final int VALUE_DATA = 10;
+
+  private final int width;
+  private final boolean half;
+  private final long[] firstRow;
+  private final ByteBuffer[] keys;
+  private final ByteBuffer[] values;
+  private final ByteBuffer[] positions;
+  private final long rows;
+
+  private LayerFile(int width, boolean half, List<long[]> ranges, List<ByteBuffer[]> buffers) {
+    this.width = width;
+    this.half = half;
+    int n = ranges.size();
+    firstRow = new long[n];
+    keys = new ByteBuffer[n];
+    values = new ByteBuffer[n];
+    positions = new ByteBuffer[n];
+    long total = 0;
+    for (int i = 0; i < n; i++) {
+      firstRow[i] = ranges.get(i)[0];
+      keys[i] = buffers.get(i)[0];
+      values[i] = buffers.get(i)[1];
+      positions[i] = buffers.get(i)[2];
+      total += ranges.get(i)[1];
+    }
+    rows = total;
+  }
+
+  static LayerFile open(Path file, ShardLayout layout, int layer) throws IOException {
+    int elem = layout.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4;
+    int width = layout.width();
+    List<long[]> ranges = new ArrayList<>();
+    List<ByteBuffer[]> buffers = new ArrayList<>();
+    try (BufferAllocator allocator = new RootAllocator();
+         FileChannel ch = FileChannel.open(file, StandardOpenOption.READ);
+         ArrowFileReader reader = new ArrowFileReader(ch, allocator)) {
+      if (!reader.getVectorSchemaRoot().getSchema().equals(ArrowSchemas.layer(layout, layer))) {
+        throw new CollectionException(file + ": schema " + reader.getVectorSchemaRoot().getSchema()
+            + " does not match the manifest");
+      }
+      long size = ch.size();
+      long row = 0;
+      for (ArrowBlock block : reader.getRecordBlocks()) {
+        ch.position(block.getOffset());
+        MessageMetadataResult meta = MessageSerializer.readMessage(new ReadChannel(ch));
+        if (meta == null || meta.headerType() != MessageHeader.RecordBatch) {
+          throw new CollectionException(file + ": block at " + block.getOffset() + " is not a record batch");
+        }
+        RecordBatch batch = (RecordBatch) meta.getMessage().header(new RecordBatch());
+        if (batch.compression() != null) {
+          throw new CollectionException(file + ": compressed record batches are not supported");
+        }
+        long n = batch.length();
+        long body = block.getOffset() + block.getMetadataLength();
+        ByteBuffer k = map(ch, file, body, batch.buffers(KEY_DATA), n * width * elem, size);
+        ByteBuffer v = map(ch, file, body, batch.buffers(VALUE_DATA), n * width * elem, size);
+        ByteBuffer p = map(ch, file, body, batch.buffers(POSITION_DATA), n * 4, size);
+        ranges.add(new long[] {row, n});
+        buffers.add(new ByteBuffer[] {k, v, p});
+        row += n;
+      }
+    } catch (CollectionException e) {
+      throw e;
+    } catch (IOException | RuntimeException e) {
+      throw new CollectionException(file + ": not a readable Arrow IPC file: " + e);
+    }
+    return new LayerFile(width, elem == 2, ranges, buffers);
+  }
+
+  private static ByteBuffer map(FileChannel ch, Path file, long body, Buffer b, long need, long size)
+      throws IOException {
+    if (b.length() < need || body + b.offset() + need > size || need > Integer.MAX_VALUE) {
+      throw new CollectionException(file + ": a buffer of " + b.length() + " bytes where " + need
+          + " are needed (truncated file?)");
+    }
+    MappedByteBuffer m = ch.map(FileChannel.MapMode.READ_ONLY, body + b.offset(), need);
+    return m.order(ByteOrder.LITTLE_ENDIAN);
+  }
+
+  long rows() {
+    return rows;
+  }
+
+  private int batch(long row) {
+    int lo = 0;
+    int hi = firstRow.length - 1;
+    while (lo < hi) {
+      int mid = (lo + hi + 1) >>> 1;
+      if (firstRow[mid] <= row) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return lo;
+  }
+
+  /** Copies n numbers of a row, from {@code offset} within it, into dst. */
+  void read(boolean key, long row, int offset, int n, float[] dst, int dstOffset) {
+    int b = batch(row);
+    ByteBuffer buf = key ? keys[b] : values[b];
+    long index = (row - firstRow[b]) * width + offset;
+    if (half) {
+      for (int i = 0; i < n; i++) {
+        dst[dstOffset + i] = Float16.toFloat(buf.getShort((int) ((index + i) * 2)));
+      }
+    } else {
+      for (int i = 0; i < n; i++) {
+        dst[dstOffset + i] = buf.getFloat((int) ((index + i) * 4));
+      }
+    }
+  }
+
+  int position(long row) {
+    int b = batch(row);
+    return positions[b].getInt((int) ((row - firstRow[b]) * 4));
+  }
+
+  /** IEEE half precision to float. */
+  static final class Float16 {
+    private Float16() {}
+
+    static float toFloat(short h) {
+      int bits = h & 0xffff;
+      int sign = (bits & 0x8000) << 16;
+      int exp = (bits >>> 10) & 0x1f;
+      int mant = bits & 0x3ff;
+      if (exp == 0x1f) {
+        return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
+      }
+      if (exp == 0) {
+        float v = mant * 0x1p-24f;
+        return sign != 0 ? -v : v;
+      }
+      return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
+    }
+  }
+}

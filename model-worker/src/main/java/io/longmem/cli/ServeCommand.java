@@ -1,0 +1,66 @@
+package io.longmem.cli;
+
+import io.longmem.memory.service.MemoryServer;
+import io.longmem.memory.service.ServiceConfig;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "serve", mixinStandardHelpOptions = true,
+    description = "Run a memory node: the gRPC Memory service over collections (binds 127.0.0.1 by default).")
+final class ServeCommand implements Callable<Integer> {
+  @Option(names = "--conf", paramLabel = "FILE", description = "node configuration (default: conf/memory-service.json)")
+  Path conf;
+
+  @Option(names = "--collection", paramLabel = "NAME=DIR", description = "serve a collection (repeatable; adds to the conf)")
+  List<String> collections = List.of();
+
+  @Option(names = "--port", description = "override the configured port (0: any free port)")
+  Integer port;
+
+  @Option(names = "--bind", description = "override the configured address")
+  String bind;
+
+  @Override
+  public Integer call() throws Exception {
+    Path file = conf != null ? conf : defaultConf();
+    ServiceConfig config = ServiceConfig.load(file);
+    Map<String, String> all = new LinkedHashMap<>(config.collections);
+    for (String c : collections) {
+      int eq = c.indexOf('=');
+      if (eq <= 0) {
+        throw new IllegalArgumentException("--collection takes NAME=DIR, got " + c);
+      }
+      all.put(c.substring(0, eq), Path.of(c.substring(eq + 1)).toAbsolutePath().toString());
+    }
+    config.collections = all;
+    if (port != null) {
+      config.port = port;
+    }
+    if (bind != null) {
+      config.bind = bind;
+    }
+    try (MemoryServer server = MemoryServer.start(config)) {
+      System.err.println("memory node " + config.nodeId + " listening on " + config.bind + ":" + server.port()
+          + " with collections " + server.node().collections().keySet()
+          + (server.node().refused().isEmpty() ? "" : ", refused " + server.node().refused().keySet()));
+      Runtime.getRuntime().addShutdownHook(new Thread(server::close));
+      server.awaitTermination();
+    }
+    return 0;
+  }
+
+  private static Path defaultConf() {
+    String home = System.getProperty("longmem.home");
+    Path p = home != null ? Path.of(home, "conf", "memory-service.json") : Path.of("conf", "memory-service.json");
+    if (!Files.exists(p)) {
+      throw new IllegalArgumentException("no --conf given and no default at " + p.toAbsolutePath());
+    }
+    return p;
+  }
+}
