@@ -119,7 +119,9 @@ public final class MemoryNode implements AutoCloseable {
       throw new RequestException(RequestException.Kind.UNAVAILABLE, "no live replica for shards " + missing
           + ": refusing to answer from part of the memory");
     }
-    return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    Hits merged = Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    SearchQuery.checkSize(merged, config.maxMessageBytes());
+    return merged;
   }
 
   /** The top-k over some of this node's shards of one collection (a coordinator asked). */
@@ -145,7 +147,9 @@ public final class MemoryNode implements AutoCloseable {
     for (Future<Hits> f : local) {
       parts.add(await(f));
     }
-    return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    Hits merged = Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    SearchQuery.checkSize(merged, config.maxMessageBytes());
+    return merged;
   }
 
   /**

@@ -25,6 +25,18 @@ public record SearchQuery(List<String> collections, List<String> sessions, int l
     return out;
   }
 
+  /** Refuses an answer larger than the limit (pairs are deduplicated per head, so this is known late). */
+  static void checkSize(Hits hits, long maxResponseBytes) {
+    long bytes = 0;
+    for (int h = 0; h < hits.heads; h++) {
+      bytes += (long) hits.head(h).pairs * (2L * hits.headDim * 4 + 8) + (long) hits.queries * hits.k * 8;
+    }
+    if (bytes > maxResponseBytes) {
+      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "the answer holds " + bytes
+          + " bytes, more than the limit of " + maxResponseBytes + ": ask for fewer queries or a smaller k");
+    }
+  }
+
   /** Checks shapes, values and limits; the message names the field. */
   public void validate(int maxK, long maxResponseBytes) {
     if (collections.isEmpty() && sessions.isEmpty()) {
@@ -52,11 +64,12 @@ public record SearchQuery(List<String> collections, List<String> sessions, int l
     if (nprobe < 0 || efSearch < 0) {
       throw RequestException.invalid("nprobe and ef_search must be >= 0");
     }
-    // every (head, query) may bring k distinct pairs: key + value + score + slot + document + position
-    long response = (long) heads * queries * k * (2L * headDim * 4 + 16);
-    if (response > maxResponseBytes) {
-      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "the answer could reach " + response
-          + " bytes, more than the limit of " + maxResponseBytes + ": ask for fewer queries or a smaller k");
+    // scores and slots alone must fit an answer (pairs are counted once found, see checkSize)
+    long choices = (long) heads * queries * k * 8;
+    if (choices > maxResponseBytes) {
+      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "heads x queries x k choices need "
+          + choices + " bytes, more than the answer limit of " + maxResponseBytes + ": ask for fewer queries or a "
+          + "smaller k");
     }
   }
 }

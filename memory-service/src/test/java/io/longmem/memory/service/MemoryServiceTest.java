@@ -206,8 +206,10 @@ class MemoryServiceTest {
       expect(stub, request(q, 2, 5).addDocuments("doc-9"), Status.Code.NOT_FOUND, "doc-9");
       expect(stub, request(q, 2, 5).setQuery(ByteString.copyFrom(new byte[7])), Status.Code.INVALID_ARGUMENT,
           "query: 7 bytes");
-      float[] big = randomQuery(400, 3);
-      expect(stub, request(big, 400, 64), Status.Code.RESOURCE_EXHAUSTED, "limit");
+      float[] big = randomQuery(2100, 3); // its choices alone exceed the 4 MiB answer limit
+      expect(stub, request(big, 2100, 64), Status.Code.RESOURCE_EXHAUSTED, "heads x queries x k");
+      float[] many = randomQuery(1000, 4); // fits until the distinct pairs are counted
+      expect(stub, request(many, 1000, 64), Status.Code.RESOURCE_EXHAUSTED, "the answer holds");
       expect(stub, request(q, 2, 5).clearCollections(), Status.Code.INVALID_ARGUMENT, "name at least one");
       expect(stub, request(q, 2, 5).addSessions("session-x"), Status.Code.NOT_FOUND, "unknown session");
     } finally {
