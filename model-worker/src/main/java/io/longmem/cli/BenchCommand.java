@@ -16,11 +16,42 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
-    subcommands = {BenchCommand.Model.class})
+    subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class})
 final class BenchCommand implements Runnable {
   @Override
   public void run() {
     new picocli.CommandLine(this).usage(System.out);
+  }
+
+  @Command(name = "memory", mixinStandardHelpOptions = true,
+      description = "Memory-service throughput, latency and recall on a collection of clustered keys shaped like "
+          + "LongLLaMA-3B's memory (32 heads, head_dim 100), against the same FAISS searches in process.")
+  static final class Memory implements Callable<Integer> {
+    @Option(names = "--tokens", defaultValue = "1048576", description = "tokens per head") long tokens;
+    @Option(names = "--heads", defaultValue = "32") int heads;
+    @Option(names = "--head-dim", defaultValue = "100") int headDim;
+    @Option(names = "--clusters", defaultValue = "256") int clusters;
+    @Option(names = "--shard-tokens", defaultValue = "262144") int shardTokens;
+    @Option(names = "--index", defaultValue = "IVF1024,PQ25", description = "FAISS factory string") String factory;
+    @Option(names = "--float32", description = "store float32 (default float16)") boolean float32;
+    @Option(names = "--nprobe", defaultValue = "16") int nprobe;
+    @Option(names = "--k", defaultValue = "128") int k;
+    @Option(names = "--decode-requests", defaultValue = "100") int decodeRequests;
+    @Option(names = "--prefill-queries", defaultValue = "512") int prefillQueries;
+    @Option(names = "--prefill-k", defaultValue = "128") int prefillK;
+    @Option(names = "--prefill-requests", defaultValue = "5") int prefillRequests;
+    @Option(names = "--recall-heads", defaultValue = "2") int recallHeads;
+    @Option(names = "--dir", required = true, paramLabel = "DIR",
+        description = "where the bench collection is written (reused if complete)")
+    Path dir;
+
+    @Override
+    public Integer call() throws Exception {
+      io.longmem.memory.bench.MemoryBench.run(new io.longmem.memory.bench.MemoryBench.Options(tokens, heads, headDim,
+          clusters, shardTokens, factory, !float32, nprobe, k, decodeRequests, prefillQueries, prefillK,
+          prefillRequests, recallHeads, dir));
+      return 0;
+    }
   }
 
   @Command(name = "model", mixinStandardHelpOptions = true,

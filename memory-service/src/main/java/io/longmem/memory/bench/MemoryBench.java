@@ -1,0 +1,330 @@
+package io.longmem.memory.bench;
+
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.longmem.memory.faiss.FaissIndex;
+import io.longmem.memory.grpc.MemoryGrpc;
+import io.longmem.memory.grpc.SearchRequest;
+import io.longmem.memory.grpc.SearchResponse;
+import io.longmem.memory.service.Hits;
+import io.longmem.memory.service.MemoryServer;
+import io.longmem.memory.service.Protos;
+import io.longmem.memory.service.ServiceConfig;
+import io.longmem.memory.shard.CollectionWriter;
+import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.MemoryCollection;
+import io.longmem.memory.shard.ShardLayout;
+import io.longmem.memory.shard.ShardWriter;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code bin/longmem bench memory}: searches shaped like LongLLaMA-3B's (a decode step: 32 heads x
+ * 1 query; a prefill chunk: 32 heads x 512 queries; head_dim 100) against a collection of clustered
+ * keys, through the gRPC service on loopback and, as the baseline measured in the same run, the
+ * same FAISS searches on the same indexes in process.
+ */
+public final class MemoryBench {
+  private static final Logger LOG = LoggerFactory.getLogger(MemoryBench.class);
+  private static final int LAYER = 0;
+
+  /** What to build and measure. */
+  public record Options(long tokens, int heads, int headDim, int clusters, int shardTokens, String factory,
+      boolean float16, int nprobe, int k, int decodeRequests, int prefillQueries, int prefillK, int prefillRequests,
+      int recallHeads, Path dir) {}
+
+  private MemoryBench() {}
+
+  public static void run(Options o) throws Exception {
+    Path dir = o.dir();
+    if (!Files.exists(dir.resolve(Manifest.FILE))) {
+      build(o);
+    } else {
+      LOG.info("reusing the collection in {}", dir);
+    }
+    ServiceConfig config = new ServiceConfig();
+    config.port = 0;
+    config.collections = Map.of("bench", dir.toString());
+    config.verifyChecksums = false; // sizes are still checked; hashing 10+ GB is not what is measured
+    config.maxMessageMb = 2047;
+    config.maxK = Math.max(o.k(), o.prefillK());
+    Centres centres = new Centres(o.heads(), o.headDim(), o.clusters(), 1);
+    try (MemoryServer server = MemoryServer.start(config)) {
+      MemoryCollection collection = server.node().collections().get("bench");
+      if (collection == null) {
+        throw new IllegalStateException("the bench collection was refused: " + server.node().refused());
+      }
+      ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext()
+          .maxInboundMessageSize(Integer.MAX_VALUE).build();
+      try {
+        MemoryGrpc.MemoryBlockingStub stub = MemoryGrpc.newBlockingStub(ch).withMaxOutboundMessageSize(Integer.MAX_VALUE);
+        System.out.printf("bench memory: %d tokens x %d heads x head_dim %d (%d shards), index %s, nprobe %d, "
+            + "%d CPU cores%n", collection.manifest().rows(), o.heads(), o.headDim(), collection.shards().size(),
+            o.factory(), o.nprobe(), Runtime.getRuntime().availableProcessors());
+        float[][] decode = new float[o.decodeRequests()][];
+        for (int i = 0; i < decode.length; i++) {
+          decode[i] = centres.queries(1, 1000 + i);
+        }
+        measure("decode step (" + o.heads() + " heads x 1 query, k " + o.k() + ")", stub, collection, decode, 1, o.k(),
+            o);
+        float[][] prefill = new float[o.prefillRequests()][];
+        for (int i = 0; i < prefill.length; i++) {
+          prefill[i] = centres.queries(o.prefillQueries(), 5000 + i);
+        }
+        measure("prefill chunk (" + o.heads() + " heads x " + o.prefillQueries() + " queries, k " + o.prefillK() + ")",
+            stub, collection, prefill, o.prefillQueries(), o.prefillK(), o);
+        recall(stub, collection, decode, o);
+      } finally {
+        ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      }
+    }
+  }
+
+  private static SearchRequest request(float[] q, int queries, int k, Options o) {
+    return SearchRequest.newBuilder().addCollections("bench").setLayer(LAYER).setHeads(o.heads()).setQueries(queries)
+        .setHeadDim(o.headDim()).setQuery(Protos.bytes(q, q.length)).setK(k).setNprobe(o.nprobe()).build();
+  }
+
+  private static void measure(String what, MemoryGrpc.MemoryBlockingStub stub, MemoryCollection collection,
+      float[][] queries, int n, int k, Options o) {
+    // warm-up: page in the touched lists and rows, JIT
+    for (int i = 0; i < Math.min(3, queries.length); i++) {
+      stub.search(request(queries[i], n, k, o));
+      inProcess(collection, queries[i], n, k, o);
+    }
+    double[] service = new double[queries.length];
+    long pairs = 0;
+    long t0 = System.nanoTime();
+    for (int i = 0; i < queries.length; i++) {
+      long s = System.nanoTime();
+      SearchResponse r = stub.search(request(queries[i], n, k, o));
+      service[i] = (System.nanoTime() - s) / 1e6;
+      pairs += r.getHeadsList().stream().mapToInt(h -> h.getPairs()).sum();
+    }
+    double serviceSeconds = (System.nanoTime() - t0) / 1e9;
+    double[] local = new double[queries.length];
+    t0 = System.nanoTime();
+    for (int i = 0; i < queries.length; i++) {
+      long s = System.nanoTime();
+      inProcess(collection, queries[i], n, k, o);
+      local[i] = (System.nanoTime() - s) / 1e6;
+    }
+    double localSeconds = (System.nanoTime() - t0) / 1e9;
+    double serviceQps = queries.length / serviceSeconds;
+    double localQps = queries.length / localSeconds;
+    System.out.printf("%s: %d requests%n", what, queries.length);
+    System.out.printf("  service (gRPC, loopback): %.2f QPS, p50 %.1f ms, p99 %.1f ms, %d distinct pairs/request "
+        + "returned with keys and values%n", serviceQps, pct(service, 50), pct(service, 99), pairs / queries.length);
+    System.out.printf("  in process (FAISS searches only): %.2f QPS, p50 %.1f ms, p99 %.1f ms%n", localQps,
+        pct(local, 50), pct(local, 99));
+    System.out.printf("  service / in process = %.2fx throughput%n", serviceQps / localQps);
+  }
+
+  /** The FAISS searches the service makes, on the same indexes, without anything around them. */
+  private static void inProcess(MemoryCollection c, float[] q, int n, int k, Options o) {
+    int per = n * o.headDim();
+    FaissIndex.SearchParams p = new FaissIndex.SearchParams(o.nprobe(), 0);
+    for (MemoryCollection.Shard s : c.shards()) {
+      for (int h = 0; h < o.heads(); h++) {
+        s.index(LAYER, h).search(Arrays.copyOfRange(q, h * per, (h + 1) * per), k, p);
+      }
+    }
+  }
+
+  /** recall@k of the service's answers against exact search, on a few heads. */
+  private static void recall(MemoryGrpc.MemoryBlockingStub stub, MemoryCollection c, float[][] queries, Options o) {
+    int heads = Math.min(o.recallHeads(), o.heads());
+    double hits = 0;
+    double total = 0;
+    for (int h = 0; h < heads; h++) {
+      // exact top-k over this head's keys of every shard, identified by (document, position)
+      List<float[]> keysPerShard = new ArrayList<>();
+      for (MemoryCollection.Shard s : c.shards()) {
+        float[] keys = new float[(int) s.rows() * o.headDim()];
+        for (long r = 0; r < s.rows(); r++) {
+          s.readKey(LAYER, r, h, keys, (int) r * o.headDim());
+        }
+        keysPerShard.add(keys);
+      }
+      for (float[] q : queries) {
+        float[] qh = Arrays.copyOfRange(q, h * o.headDim(), (h + 1) * o.headDim());
+        List<String> exact = exactTopK(c, keysPerShard, qh, o.k(), o.headDim());
+        Hits got = Protos.fromResponse(stub.search(request(q, 1, o.k(), o)), o.heads(), 1, o.k(), o.headDim());
+        Set<String> found = new HashSet<>();
+        Hits.Head head = got.head(h);
+        for (int j = 0; j < o.k(); j++) {
+          int slot = head.slots()[j];
+          if (slot >= 0) {
+            found.add(got.documents().get(head.pairDocument()[slot]) + "@" + head.pairPosition()[slot]);
+          }
+        }
+        for (String e : exact) {
+          hits += found.contains(e) ? 1 : 0;
+        }
+        total += exact.size();
+      }
+    }
+    System.out.printf("recall@%d against exact search (%d heads x %d decode queries): %.3f%n", o.k(), heads,
+        queries.length, hits / total);
+  }
+
+  private static List<String> exactTopK(MemoryCollection c, List<float[]> keysPerShard, float[] q, int k, int dim) {
+    List<Object[]> best = new ArrayList<>();
+    for (int s = 0; s < keysPerShard.size(); s++) {
+      float[] keys = keysPerShard.get(s);
+      MemoryCollection.Shard shard = c.shards().get(s);
+      long rows = shard.rows();
+      // keep a running top-k
+      float[] topScore = new float[k];
+      long[] topRow = new long[k];
+      Arrays.fill(topScore, Float.NEGATIVE_INFINITY);
+      Arrays.fill(topRow, -1);
+      for (int r = 0; r < rows; r++) {
+        float dot = 0;
+        int base = r * dim;
+        for (int d = 0; d < dim; d++) {
+          dot += q[d] * keys[base + d];
+        }
+        if (dot > topScore[k - 1]) {
+          int at = k - 1;
+          while (at > 0 && topScore[at - 1] < dot) {
+            topScore[at] = topScore[at - 1];
+            topRow[at] = topRow[at - 1];
+            at--;
+          }
+          topScore[at] = dot;
+          topRow[at] = r;
+        }
+      }
+      for (int i = 0; i < k; i++) {
+        if (topRow[i] >= 0) {
+          best.add(new Object[] {topScore[i], shard.documentOf(topRow[i]) + "@" + shard.position(topRow[i])});
+        }
+      }
+    }
+    best.sort((a, b) -> Float.compare((float) b[0], (float) a[0]));
+    List<String> out = new ArrayList<>();
+    for (int i = 0; i < Math.min(k, best.size()); i++) {
+      out.add((String) best.get(i)[1]);
+    }
+    return out;
+  }
+
+  private static double pct(double[] ms, int p) {
+    double[] s = ms.clone();
+    Arrays.sort(s);
+    return s[Math.min(s.length - 1, (int) Math.ceil(p / 100.0 * s.length) - 1)];
+  }
+
+  /** Writes the collection: keys around random centres (per head), random values. */
+  private static void build(Options o) throws IOException {
+    ShardLayout layout = new ShardLayout(List.of(LAYER), o.heads(), o.headDim(),
+        o.float16() ? ShardLayout.Storage.FLOAT16 : ShardLayout.Storage.FLOAT32);
+    Centres centres = new Centres(o.heads(), o.headDim(), o.clusters(), 1);
+    long t0 = System.nanoTime();
+    int width = layout.width();
+    int chunk = 4096;
+    try (CollectionWriter w = CollectionWriter.create(o.dir(), "sha256:bench", layout,
+        o.float16() ? "float16" : "float32", o.factory())) {
+      List<Manifest.ShardEntry> shards = new ArrayList<>();
+      long written = 0;
+      int s = 0;
+      while (written < o.tokens()) {
+        long shardTokens = Math.min(o.shardTokens(), o.tokens() - written);
+        try (ShardWriter sw = w.newShard(String.format("shard-%05d", s))) {
+          for (long done = 0; done < shardTokens; done += chunk) {
+            int n = (int) Math.min(chunk, shardTokens - done);
+            float[] keys = new float[n * width];
+            float[] values = new float[n * width];
+            centres.fill(keys, values, n, written + done);
+            int[] positions = new int[n];
+            for (int i = 0; i < n; i++) {
+              positions[i] = (int) (done + i);
+            }
+            sw.append("doc-" + s, positions, new float[][] {keys}, new float[][] {values});
+            if ((written + done) % (1 << 18) == 0) {
+              double secs = (System.nanoTime() - t0) / 1e9;
+              LOG.info("writing the bench collection: {} / {} tokens, {} tokens/s", written + done, o.tokens(),
+                  (long) ((written + done) / Math.max(secs, 1e-9)));
+            }
+          }
+          shards.add(sw.finish());
+        }
+        written += shardTokens;
+        s++;
+      }
+      w.commit(shards);
+    }
+    System.out.printf("built the bench collection (%d tokens) in %.0f s%n", o.tokens(), (System.nanoTime() - t0) / 1e9);
+  }
+
+  /** A mixture of Gaussians per head: keys are a centre plus noise; queries likewise. */
+  private static final class Centres {
+    private final int heads;
+    private final int dim;
+    private final float[][] centres; // [head][cluster * dim]
+    private final int clusters;
+    private final float[] noise; // a table of Gaussian numbers, read at random offsets (fast)
+
+    Centres(int heads, int dim, int clusters, long seed) {
+      this.heads = heads;
+      this.dim = dim;
+      this.clusters = clusters;
+      Random r = new Random(seed);
+      centres = new float[heads][clusters * dim];
+      for (float[] c : centres) {
+        for (int i = 0; i < c.length; i++) {
+          c[i] = (float) r.nextGaussian();
+        }
+      }
+      noise = new float[1 << 20];
+      for (int i = 0; i < noise.length; i++) {
+        noise[i] = (float) r.nextGaussian() * 0.5f;
+      }
+    }
+
+    void fill(float[] keys, float[] values, int n, long seed) {
+      SplittableRandom r = new SplittableRandom(seed);
+      for (int t = 0; t < n; t++) {
+        for (int h = 0; h < heads; h++) {
+          int c = r.nextInt(clusters);
+          int off = r.nextInt(noise.length - dim);
+          int voff = r.nextInt(noise.length - dim);
+          int base = (t * heads + h) * dim;
+          for (int d = 0; d < dim; d++) {
+            keys[base + d] = centres[h][c * dim + d] + noise[off + d];
+            values[base + d] = noise[voff + d] * 2f;
+          }
+        }
+      }
+    }
+
+    /** [heads, n, dim] queries from the same mixture. */
+    float[] queries(int n, long seed) {
+      SplittableRandom r = new SplittableRandom(seed);
+      float[] q = new float[heads * n * dim];
+      for (int h = 0; h < heads; h++) {
+        for (int i = 0; i < n; i++) {
+          int c = r.nextInt(clusters);
+          int off = r.nextInt(noise.length - dim);
+          for (int d = 0; d < dim; d++) {
+            q[(h * n + i) * dim + d] = centres[h][c * dim + d] + noise[off + d];
+          }
+        }
+      }
+      return q;
+    }
+  }
+}
