@@ -132,16 +132,36 @@ public final class MemoryBench {
     System.out.printf("  service / in process = %.2fx throughput%n", serviceQps / localQps);
   }
 
-  /** The FAISS searches the service makes, on the same indexes, without anything around them. */
+  /**
+   * The FAISS searches the service makes, on the same indexes, with the same parallelism (one
+   * task per shard on as many threads as the service uses), without anything around them.
+   */
   private static void inProcess(MemoryCollection c, float[] q, int n, int k, Options o) {
     int per = n * o.headDim();
     FaissIndex.SearchParams p = new FaissIndex.SearchParams(o.nprobe(), 0);
+    List<java.util.concurrent.Future<?>> tasks = new ArrayList<>();
     for (MemoryCollection.Shard s : c.shards()) {
-      for (int h = 0; h < o.heads(); h++) {
-        s.index(LAYER, h).search(Arrays.copyOfRange(q, h * per, (h + 1) * per), k, p);
+      tasks.add(POOL.submit(() -> {
+        for (int h = 0; h < o.heads(); h++) {
+          s.index(LAYER, h).search(Arrays.copyOfRange(q, h * per, (h + 1) * per), k, p);
+        }
+      }));
+    }
+    for (var t : tasks) {
+      try {
+        t.get();
+      } catch (Exception e) {
+        throw new IllegalStateException(e);
       }
     }
   }
+
+  private static final java.util.concurrent.ExecutorService POOL = java.util.concurrent.Executors.newFixedThreadPool(
+      Runtime.getRuntime().availableProcessors(), r -> {
+        Thread t = new Thread(r, "bench-in-process");
+        t.setDaemon(true);
+        return t;
+      });
 
   /** recall@k of the service's answers against exact search, on a few heads. */
   private static void recall(MemoryGrpc.MemoryBlockingStub stub, MemoryCollection c, float[][] queries, Options o) {

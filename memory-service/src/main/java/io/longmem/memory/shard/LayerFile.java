@@ -40,6 +40,11 @@ final class LayerFile {
   private final ByteBuffer[] values;
   private final ByteBuffer[] positions;
   private final long rows;
+  // typed views of the mapped buffers, for bulk copies
+  private final java.nio.FloatBuffer[] keyFloats;
+  private final java.nio.FloatBuffer[] valueFloats;
+  private final java.nio.ShortBuffer[] keyHalves;
+  private final java.nio.ShortBuffer[] valueHalves;
 
   private LayerFile(int width, boolean half, List<long[]> ranges, List<ByteBuffer[]> buffers) {
     this.width = width;
@@ -58,6 +63,19 @@ final class LayerFile {
       total += ranges.get(i)[1];
     }
     rows = total;
+    keyFloats = new java.nio.FloatBuffer[n];
+    valueFloats = new java.nio.FloatBuffer[n];
+    keyHalves = new java.nio.ShortBuffer[n];
+    valueHalves = new java.nio.ShortBuffer[n];
+    for (int i = 0; i < n; i++) {
+      if (half) {
+        keyHalves[i] = keys[i].asShortBuffer();
+        valueHalves[i] = values[i].asShortBuffer();
+      } else {
+        keyFloats[i] = keys[i].asFloatBuffer();
+        valueFloats[i] = values[i].asFloatBuffer();
+      }
+    }
   }
 
   static LayerFile open(Path file, ShardLayout layout, int layer) throws IOException {
@@ -132,16 +150,15 @@ final class LayerFile {
   /** Copies n numbers of a row, from {@code offset} within it, into dst. */
   void read(boolean key, long row, int offset, int n, float[] dst, int dstOffset) {
     int b = batch(row);
-    ByteBuffer buf = key ? keys[b] : values[b];
-    long index = (row - firstRow[b]) * width + offset;
+    int index = (int) ((row - firstRow[b]) * width + offset);
     if (half) {
+      short[] tmp = new short[n];
+      (key ? keyHalves[b] : valueHalves[b]).get(index, tmp, 0, n);
       for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = Float16.toFloat(buf.getShort((int) ((index + i) * 2)));
+        dst[dstOffset + i] = Float16.toFloat(tmp[i]);
       }
     } else {
-      for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = buf.getFloat((int) ((index + i) * 4));
-      }
+      (key ? keyFloats[b] : valueFloats[b]).get(index, dst, dstOffset, n);
     }
   }
 
