@@ -11,6 +11,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/clone_index.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <omp.h>
@@ -188,6 +189,10 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_search(
                             reinterpret_cast<const jlong*>(lab.data()));
     return 0;
   });
+}
+
+JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_cloneIndex(JNIEnv* env, jclass, jlong h) {
+  return guarded(env, [&]() -> jlong { return reinterpret_cast<jlong>(faiss::clone_index(index(h))); });
 }
 
 JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_ntotal(JNIEnv*, jclass, jlong h) {

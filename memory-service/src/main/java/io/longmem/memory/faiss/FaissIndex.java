@@ -105,6 +105,11 @@ public final class FaissIndex implements AutoCloseable {
     }
   }
 
+  /** An independent copy (trained state and vectors); e.g. a trained, empty template for new shards. */
+  public FaissIndex copy() {
+    return withRead(() -> new FaissIndex(FaissNative.cloneIndex(handle), description));
+  }
+
   /** Number of OpenMP threads FAISS uses inside one call (process-wide). */
   public static void setThreads(int n) {
     if (n < 1) {

@@ -57,6 +57,8 @@ final class FaissNative {
   static native void search(long handle, long n, float[] x, int k, int nprobe, int efSearch, long[] ranges,
       float[] distances, long[] labels);
 
+  static native long cloneIndex(long handle);
+
   static native long ntotal(long handle);
 
   static native int dim(long handle);

@@ -22,6 +22,9 @@ public final class CollectionWriter implements AutoCloseable {
   private final Manifest manifest;
   private final BufferAllocator allocator = new RootAllocator();
   private int trainingRows = DEFAULT_TRAINING_ROWS;
+  /** Per layer, the trained and still empty indexes of the first shard that trained: later shards start from copies. */
+  private final java.util.Map<Integer, io.longmem.memory.faiss.FaissIndex[]> templates =
+      new java.util.concurrent.ConcurrentHashMap<>();
 
   private CollectionWriter(Path dir, Manifest manifest) {
     this.dir = dir;
@@ -67,7 +70,7 @@ public final class CollectionWriter implements AutoCloseable {
 
   /** A writer for one new shard; {@link ShardWriter#finish} moves it into the collection. */
   public ShardWriter newShard(String id) throws IOException {
-    return new ShardWriter(dir, id, manifest.layout(), manifest.indexFactory(), trainingRows, allocator);
+    return new ShardWriter(dir, id, manifest.layout(), manifest.indexFactory(), trainingRows, allocator, templates);
   }
 
   /** Writes the manifest listing these shards: the collection is complete from here on. */
@@ -91,6 +94,8 @@ public final class CollectionWriter implements AutoCloseable {
 
   @Override
   public void close() {
+    templates.values().forEach(t -> java.util.Arrays.stream(t).forEach(io.longmem.memory.faiss.FaissIndex::close));
+    templates.clear();
     allocator.close();
   }
 }

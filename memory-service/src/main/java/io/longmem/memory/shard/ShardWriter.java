@@ -52,8 +52,11 @@ public final class ShardWriter implements AutoCloseable {
   private long rows;
   private boolean finished;
 
+  private final java.util.Map<Integer, FaissIndex[]> templates;
+
   ShardWriter(Path collection, String id, ShardLayout layout, String indexFactory, int trainingRows,
-      BufferAllocator allocator) throws IOException {
+      BufferAllocator allocator, java.util.Map<Integer, FaissIndex[]> templates) throws IOException {
+    this.templates = templates;
     if (!id.matches("[A-Za-z0-9._-]+")) {
       throw new IllegalArgumentException("shard id '" + id + "' must be letters, digits, '.', '_' or '-'");
     }
@@ -231,8 +234,9 @@ public final class ShardWriter implements AutoCloseable {
       writer = new ArrowFileWriter(root, null, channel);
       writer.start();
       indexes = new FaissIndex[layout.heads()];
+      FaissIndex[] template = templates.get(layer);
       for (int h = 0; h < indexes.length; h++) {
-        indexes[h] = FaissIndex.create(layout.headDim(), indexFactory);
+        indexes[h] = template != null ? template[h].copy() : FaissIndex.create(layout.headDim(), indexFactory);
       }
       root.allocateNew();
     }
@@ -317,22 +321,34 @@ public final class ShardWriter implements AutoCloseable {
         ids[i] = i; // buffered keys are always the shard's first rows
       }
       int dim = layout.headDim();
+      float[][] keys = new float[layout.heads()][(int) pendingRows * dim];
       for (int h = 0; h < layout.heads(); h++) {
-        float[] keys = new float[(int) pendingRows * dim];
         int at = 0;
         for (float[][] chunk : pending) {
-          System.arraycopy(chunk[h], 0, keys, at, chunk[h].length);
+          System.arraycopy(chunk[h], 0, keys[h], at, chunk[h].length);
           at += chunk[h].length;
         }
+      }
+      pending.clear();
+      for (int h = 0; h < layout.heads(); h++) {
         try {
-          indexes[h].train(keys);
+          indexes[h].train(keys[h]);
         } catch (RuntimeException e) {
           throw new CollectionException("shard " + id + ", layer " + layer + ", head " + h + ": training index '"
               + indexFactory + "' on " + pendingRows + " keys failed: " + e.getMessage());
         }
-        indexes[h].add(keys, ids);
       }
-      pending.clear();
+      // the trained, still empty indexes become the collection's template for later shards
+      FaissIndex[] template = new FaissIndex[indexes.length];
+      for (int h = 0; h < indexes.length; h++) {
+        template[h] = indexes[h].copy();
+      }
+      if (templates.putIfAbsent(layer, template) != null) {
+        java.util.Arrays.stream(template).forEach(FaissIndex::close);
+      }
+      for (int h = 0; h < layout.heads(); h++) {
+        indexes[h].add(keys[h], ids);
+      }
       pendingRows = 0;
     }
 

@@ -156,6 +156,20 @@ class CollectionTest {
   }
 
   @Test
+  void laterShardsReuseTheFirstShardsTraining(@TempDir Path tmp) throws IOException {
+    // the second shard has 5 keys, too few to train 16 centroids: it starts from the trained template
+    Path dir = write(tmp.resolve("ivf"), "IVF16,Flat", List.of(List.of(doc("a", 800, 8)), List.of(doc("b", 5, 9))));
+    try (MemoryCollection col = MemoryCollection.open(dir, MODEL, true, false)) {
+      MemoryCollection.Shard small = col.shards().get(1);
+      assertEquals(5, small.index(1, 0).size());
+      float[] q = new float[16];
+      small.readKey(1, 3, 0, q, 0);
+      FaissIndex.Result r = small.index(1, 0).search(q, 1, new FaissIndex.SearchParams(16, 0));
+      assertEquals(3, r.id(0, 0), "a key finds itself");
+    }
+  }
+
+  @Test
   void damagedCollectionsAreRefusedWithTheirPath(@TempDir Path tmp) throws IOException {
     Path dir = write(tmp.resolve("col"), "Flat", List.of(List.of(doc("a", 300, 5))));
     String msg = assertThrows(CollectionException.class, () -> MemoryCollection.open(dir, "sha256:model-b", true, false))
