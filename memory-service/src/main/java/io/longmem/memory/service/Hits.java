@@ -8,47 +8,61 @@ import java.util.Map;
 
 /**
  * What one source (a shard, a session, a remote node) found for a search, or the merge of several:
- * per head, the distinct (key, value) pairs some query selected, and per query its k best as
- * (score, slot into the pairs), best first. The exact top-k of a union is the top-k of the
- * sources' top-k lists, which is what {@link #merge} computes.
+ * per head, the distinct pairs some query selected, and per query its k best as (score, slot into
+ * the pairs), best first. The exact top-k of a union is the top-k of the sources' top-k lists,
+ * which is what {@link #merge} computes.
+ *
+ * <p>Pairs are references (source, row) until the answer is written: keys and values are read
+ * once, for the winners only, straight from where they lie (a memory-mapped shard, a session).
  */
 public final class Hits {
+  /** Where the keys and values of a source's pairs are read from. */
+  public interface Payload {
+    /** Copies head_dim floats of the key and of the value of (row, head) into key/value at off. */
+    void read(long row, int head, float[] key, float[] value, int off);
+  }
+
   final int heads;
   final int queries;
   final int k;
   final int headDim;
   /** document (or session) ids that pairs refer to */
   final List<String> documents = new ArrayList<>();
+  final List<Payload> sources = new ArrayList<>();
   final Head[] perHead;
 
   /** The pairs and choices of one head. */
   public static final class Head {
     int pairs;
-    float[] keys = new float[0];
-    float[] values = new float[0];
+    int[] pairSource = new int[0];
+    long[] pairRow = new long[0];
     int[] pairDocument = new int[0];
     int[] pairPosition = new int[0];
     final float[] scores;
     final int[] slots;
+    private final Hits owner;
+    private final int index;
 
-    Head(int queries, int k) {
-      scores = new float[queries * k];
-      slots = new int[queries * k];
+    Head(Hits owner, int index) {
+      this.owner = owner;
+      this.index = index;
+      scores = new float[owner.queries * owner.k];
+      slots = new int[owner.queries * owner.k];
       Arrays.fill(scores, Float.NEGATIVE_INFINITY);
       Arrays.fill(slots, -1);
     }
 
     /** Adds a pair and returns its slot. */
-    int addPair(float[] key, int keyOffset, float[] value, int valueOffset, int dim, int document, int position) {
-      if (pairs == pairDocument.length) {
+    int addPair(int source, long row, int document, int position) {
+      if (pairs == pairSource.length) {
         int cap = Math.max(16, pairs * 2);
-        keys = Arrays.copyOf(keys, cap * dim);
-        values = Arrays.copyOf(values, cap * dim);
+        pairSource = Arrays.copyOf(pairSource, cap);
+        pairRow = Arrays.copyOf(pairRow, cap);
         pairDocument = Arrays.copyOf(pairDocument, cap);
         pairPosition = Arrays.copyOf(pairPosition, cap);
       }
-      System.arraycopy(key, keyOffset, keys, pairs * dim, dim);
-      System.arraycopy(value, valueOffset, values, pairs * dim, dim);
+      pairSource[pairs] = source;
+      pairRow[pairs] = row;
       pairDocument[pairs] = document;
       pairPosition[pairs] = position;
       return pairs++;
@@ -58,12 +72,23 @@ public final class Hits {
       return pairs;
     }
 
-    public float[] keys(int dim) {
-      return Arrays.copyOf(keys, pairs * dim);
+    /** Reads the pairs' keys and values: [pairs, head_dim] each. */
+    public float[][] keysAndValues() {
+      int dim = owner.headDim;
+      float[] keys = new float[pairs * dim];
+      float[] values = new float[pairs * dim];
+      for (int i = 0; i < pairs; i++) {
+        owner.sources.get(pairSource[i]).read(pairRow[i], index, keys, values, i * dim);
+      }
+      return new float[][] {keys, values};
     }
 
-    public float[] values(int dim) {
-      return Arrays.copyOf(values, pairs * dim);
+    public float[] keys() {
+      return keysAndValues()[0];
+    }
+
+    public float[] values() {
+      return keysAndValues()[1];
     }
 
     public int[] pairDocument() {
@@ -90,7 +115,7 @@ public final class Hits {
     this.headDim = headDim;
     perHead = new Head[heads];
     for (int h = 0; h < heads; h++) {
-      perHead[h] = new Head(queries, k);
+      perHead[h] = new Head(this, h);
     }
   }
 
@@ -125,16 +150,26 @@ public final class Hits {
     });
   }
 
+  int addSource(Payload p) {
+    sources.add(p);
+    return sources.size() - 1;
+  }
+
   /** The exact top-k of several sources' hits, pairs deduplicated per head. */
   static Hits merge(List<Hits> parts, int heads, int queries, int k, int headDim) {
     Hits out = new Hits(heads, queries, k, headDim);
     Map<String, Integer> docIndex = new HashMap<>();
     int[][] docMap = new int[parts.size()][];
+    int[][] sourceMap = new int[parts.size()][];
     for (int p = 0; p < parts.size(); p++) {
-      List<String> docs = parts.get(p).documents;
-      docMap[p] = new int[docs.size()];
-      for (int d = 0; d < docs.size(); d++) {
-        docMap[p][d] = out.document(docs.get(d), docIndex);
+      Hits part = parts.get(p);
+      docMap[p] = new int[part.documents.size()];
+      for (int d = 0; d < part.documents.size(); d++) {
+        docMap[p][d] = out.document(part.documents.get(d), docIndex);
+      }
+      sourceMap[p] = new int[part.sources.size()];
+      for (int s = 0; s < part.sources.size(); s++) {
+        sourceMap[p][s] = out.addSource(part.sources.get(s));
       }
     }
     int[] cursor = new int[parts.size()];
@@ -150,7 +185,7 @@ public final class Hits {
           for (int p = 0; p < parts.size(); p++) {
             Head src = parts.get(p).perHead[h];
             int at = q * k + cursor[p];
-            if (cursor[p] < parts.get(p).k && src.slots[at] >= 0 && (best < 0 || src.scores[at] > bestScore)) {
+            if (cursor[p] < k && src.slots[at] >= 0 && (best < 0 || src.scores[at] > bestScore)) {
               best = p;
               bestScore = src.scores[at];
             }
@@ -164,7 +199,7 @@ public final class Hits {
           long key = ((long) best << 32) | srcSlot;
           Integer slot = copied.get(key);
           if (slot == null) {
-            slot = target.addPair(src.keys, srcSlot * headDim, src.values, srcSlot * headDim, headDim,
+            slot = target.addPair(sourceMap[best][src.pairSource[srcSlot]], src.pairRow[srcSlot],
                 docMap[best][src.pairDocument[srcSlot]], src.pairPosition[srcSlot]);
             copied.put(key, slot);
           }

@@ -229,17 +229,19 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** Top-k of one shard for every head and query, with the pairs it chose. */
+  /** Top-k of one shard for every head and query; the pairs are read later, winners only. */
   static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges) {
-    int dim = layout.headDim();
     int heads = layout.heads();
-    Hits out = new Hits(q.heads(), q.queries(), q.k(), dim);
+    int layer = q.layer();
+    Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
+    int source = out.addSource((row, head, key, value, off) -> {
+      shard.readKey(layer, row, head, key, off);
+      shard.readValue(layer, row, head, value, off);
+    });
     Map<String, Integer> docs = new HashMap<>();
-    float[] key = new float[dim];
-    float[] value = new float[dim];
     FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
     for (int h = 0; h < heads; h++) {
-      FaissIndex.Result r = shard.index(q.layer(), h).search(q.head(h), q.k(), params);
+      FaissIndex.Result r = shard.index(layer, h).search(q.head(h), q.k(), params);
       Hits.Head head = out.perHead[h];
       Map<Long, Integer> slotOf = new HashMap<>();
       for (int i = 0; i < q.queries(); i++) {
@@ -250,9 +252,7 @@ public final class MemoryNode implements AutoCloseable {
           }
           Integer slot = slotOf.get(row);
           if (slot == null) {
-            shard.readKey(q.layer(), row, h, key, 0);
-            shard.readValue(q.layer(), row, h, value, 0);
-            slot = head.addPair(key, 0, value, 0, dim, out.document(shard.documentOf(row), docs), shard.position(row));
+            slot = head.addPair(source, row, out.document(shard.documentOf(row), docs), shard.position(row));
             slotOf.put(row, slot);
           }
           head.scores[i * q.k() + j] = r.score(i, j);

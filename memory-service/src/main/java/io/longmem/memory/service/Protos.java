@@ -25,16 +25,28 @@ public final class Protos {
         .setNprobe(q.nprobe()).setEfSearch(q.efSearch()).build();
   }
 
+  /** Writes the answer, reading each chosen pair's key and value once, straight into the message bytes. */
   public static SearchResponse toResponse(Hits hits) {
     SearchResponse.Builder b = SearchResponse.newBuilder().addAllDocuments(hits.documents);
-    for (Hits.Head h : hits.perHead) {
-      int dim = hits.headDim;
-      HeadResult.Builder hr = HeadResult.newBuilder().setPairs(h.pairs)
-          .setKeys(bytes(h.keys, h.pairs * dim)).setValues(bytes(h.values, h.pairs * dim))
-          .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots));
+    int dim = hits.headDim;
+    float[] key = new float[dim];
+    float[] value = new float[dim];
+    for (int hi = 0; hi < hits.perHead.length; hi++) {
+      Hits.Head h = hits.perHead[hi];
+      ByteBuffer keys = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
+      ByteBuffer values = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
+      java.nio.FloatBuffer kf = keys.asFloatBuffer();
+      java.nio.FloatBuffer vf = values.asFloatBuffer();
+      HeadResult.Builder hr = HeadResult.newBuilder().setPairs(h.pairs);
       for (int i = 0; i < h.pairs; i++) {
+        hits.sources.get(h.pairSource[i]).read(h.pairRow[i], hi, key, value, 0);
+        kf.put(key);
+        vf.put(value);
         hr.addPairDocument(h.pairDocument[i]).addPairPosition(h.pairPosition[i]);
       }
+      hr.setKeys(UnsafeByteOperations.unsafeWrap(keys.array()))
+          .setValues(UnsafeByteOperations.unsafeWrap(values.array()))
+          .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots));
       b.addHeads(hr);
     }
     return b.build();
@@ -47,15 +59,22 @@ public final class Protos {
     }
     Hits out = new Hits(heads, queries, k, headDim);
     out.documents.addAll(r.getDocumentsList());
+    float[][] keysPerHead = new float[heads][];
+    float[][] valuesPerHead = new float[heads][];
+    int source = out.addSource((row, head, key, value, off) -> {
+      System.arraycopy(keysPerHead[head], (int) row * headDim, key, off, headDim);
+      System.arraycopy(valuesPerHead[head], (int) row * headDim, value, off, headDim);
+    });
     for (int h = 0; h < heads; h++) {
       HeadResult hr = r.getHeads(h);
       int m = hr.getPairs();
-      float[] keys = floats(hr.getKeys(), "keys");
-      float[] values = floats(hr.getValues(), "values");
+      keysPerHead[h] = floats(hr.getKeys(), "keys");
+      valuesPerHead[h] = floats(hr.getValues(), "values");
       float[] scores = floats(hr.getScores(), "scores");
       int[] slots = ints(hr.getSlots());
-      if (keys.length != m * headDim || values.length != m * headDim || scores.length != queries * k
-          || slots.length != queries * k || hr.getPairDocumentCount() != m || hr.getPairPositionCount() != m) {
+      if (keysPerHead[h].length != m * headDim || valuesPerHead[h].length != m * headDim
+          || scores.length != queries * k || slots.length != queries * k || hr.getPairDocumentCount() != m
+          || hr.getPairPositionCount() != m) {
         throw new IllegalStateException("answer for head " + h + " has inconsistent sizes");
       }
       Hits.Head head = out.perHead[h];
@@ -64,7 +83,7 @@ public final class Protos {
         if (doc < 0 || doc >= out.documents.size()) {
           throw new IllegalStateException("answer refers to document " + doc + " of " + out.documents.size());
         }
-        head.addPair(keys, i * headDim, values, i * headDim, headDim, doc, hr.getPairPosition(i));
+        head.addPair(source, i, doc, hr.getPairPosition(i));
       }
       for (int i = 0; i < slots.length; i++) {
         if (slots[i] < -1 || slots[i] >= m) {

@@ -120,6 +120,14 @@ final class Session implements AutoCloseable {
         return out;
       }
       out.documents.add(id);
+      float[] keys = l.keys; // arrays are replaced, never changed, by later appends
+      float[] values = l.values;
+      int width = heads * headDim;
+      int source = out.addSource((row, head, key, value, off) -> {
+        int at = (int) (row * width + head * headDim);
+        System.arraycopy(keys, at, key, off, headDim);
+        System.arraycopy(values, at, value, off, headDim);
+      });
       for (int h = 0; h < heads; h++) {
         FaissIndex.Result r = l.indexes[h].search(q.head(h), q.k());
         Hits.Head head = out.perHead[h];
@@ -130,9 +138,7 @@ final class Session implements AutoCloseable {
             if (row < 0) {
               continue;
             }
-            final int hh = h;
-            int slot = slotOf.computeIfAbsent(row, x -> head.addPair(l.keys, (int) ((x * heads + hh) * headDim), l.values,
-                (int) ((x * heads + hh) * headDim), headDim, 0, l.positions[(int) (long) x]));
+            int slot = slotOf.computeIfAbsent(row, x -> head.addPair(source, x, 0, l.positions[(int) (long) x]));
             head.scores[i * q.k() + j] = r.score(i, j);
             head.slots[i * q.k() + j] = slot;
           }

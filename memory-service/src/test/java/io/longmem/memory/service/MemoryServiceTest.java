@@ -144,8 +144,8 @@ class MemoryServiceTest {
     Hits hits = Protos.fromResponse(r, HEADS, queries, k, DIM);
     for (int h = 0; h < HEADS; h++) {
       Hits.Head head = hits.head(h);
-      float[] hk = head.keys(DIM);
-      float[] hv = head.values(DIM);
+      float[] hk = head.keys();
+      float[] hv = head.values();
       for (int i = 0; i < queries; i++) {
         List<Object[]> t = truth(q, queries, h, i, 1, docs);
         for (int j = 0; j < k; j++) {
@@ -246,7 +246,7 @@ class MemoryServiceTest {
       int slot = hits.head(0).slots()[0];
       assertEquals(id, hits.documents().get(hits.head(0).pairDocument()[slot]));
       assertEquals(77, hits.head(0).pairPosition()[slot]);
-      assertEquals(5f, hits.head(0).values(DIM)[slot * DIM + 5], 0f);
+      assertEquals(5f, hits.head(0).values()[slot * DIM + 5], 0f);
       var bad = assertThrows(StatusRuntimeException.class, () -> stub.appendSession(AppendSessionRequest.newBuilder()
           .setSession(id).setLayer(2).setTokens(2).setKeys(Protos.bytes(k, k.length))
           .setValues(Protos.bytes(v, v.length)).build()));
