@@ -83,8 +83,10 @@ public final class MemoryBench {
         for (int i = 0; i < prefill.length; i++) {
           prefill[i] = centres.queries(o.prefillQueries(), 5000 + i);
         }
-        measure("prefill chunk (" + o.heads() + " heads x " + o.prefillQueries() + " queries, k " + o.prefillK() + ")",
-            stub, collection, prefill, o.prefillQueries(), o.prefillK(), o);
+        if (prefill.length > 0) {
+          measure("prefill chunk (" + o.heads() + " heads x " + o.prefillQueries() + " queries, k " + o.prefillK() + ")",
+              stub, collection, prefill, o.prefillQueries(), o.prefillK(), o);
+        }
         recall(stub, collection, decode, o);
       } finally {
         ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
@@ -104,24 +106,22 @@ public final class MemoryBench {
       stub.search(request(queries[i], n, k, o));
       inProcess(collection, queries[i], n, k, o);
     }
+    // service and in-process searches alternate, so both see the same page cache and JIT state
     double[] service = new double[queries.length];
+    double[] local = new double[queries.length];
     long pairs = 0;
-    long t0 = System.nanoTime();
     for (int i = 0; i < queries.length; i++) {
       long s = System.nanoTime();
       SearchResponse r = stub.search(request(queries[i], n, k, o));
       service[i] = (System.nanoTime() - s) / 1e6;
       pairs += r.getHeadsList().stream().mapToInt(h -> h.getPairs()).sum();
-    }
-    double serviceSeconds = (System.nanoTime() - t0) / 1e9;
-    double[] local = new double[queries.length];
-    t0 = System.nanoTime();
-    for (int i = 0; i < queries.length; i++) {
-      long s = System.nanoTime();
+      r = null;
+      s = System.nanoTime();
       inProcess(collection, queries[i], n, k, o);
       local[i] = (System.nanoTime() - s) / 1e6;
     }
-    double localSeconds = (System.nanoTime() - t0) / 1e9;
+    double serviceSeconds = Arrays.stream(service).sum() / 1e3;
+    double localSeconds = Arrays.stream(local).sum() / 1e3;
     double serviceQps = queries.length / serviceSeconds;
     double localQps = queries.length / localSeconds;
     System.out.printf("%s: %d requests%n", what, queries.length);

@@ -175,7 +175,11 @@ public final class Hits {
     int[] cursor = new int[parts.size()];
     for (int h = 0; h < heads; h++) {
       Head target = out.perHead[h];
-      Map<Long, Integer> copied = new HashMap<>(); // (part, slot) -> merged slot
+      int[][] copied = new int[parts.size()][]; // part's slot -> merged slot, -1 until copied
+      for (int p = 0; p < parts.size(); p++) {
+        copied[p] = new int[parts.get(p).perHead[h].pairs];
+        Arrays.fill(copied[p], -1);
+      }
       for (int q = 0; q < queries; q++) {
         Arrays.fill(cursor, 0);
         for (int r = 0; r < k; r++) {
@@ -196,12 +200,11 @@ public final class Hits {
           Head src = parts.get(best).perHead[h];
           int srcSlot = src.slots[q * k + cursor[best]];
           cursor[best]++;
-          long key = ((long) best << 32) | srcSlot;
-          Integer slot = copied.get(key);
-          if (slot == null) {
+          int slot = copied[best][srcSlot];
+          if (slot < 0) {
             slot = target.addPair(sourceMap[best][src.pairSource[srcSlot]], src.pairRow[srcSlot],
                 docMap[best][src.pairDocument[srcSlot]], src.pairPosition[srcSlot]);
-            copied.put(key, slot);
+            copied[best][srcSlot] = slot;
           }
           target.scores[q * k + r] = bestScore;
           target.slots[q * k + r] = slot;

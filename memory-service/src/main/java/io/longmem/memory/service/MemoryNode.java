@@ -7,6 +7,7 @@ import io.longmem.memory.shard.ShardLayout;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -240,23 +241,29 @@ public final class MemoryNode implements AutoCloseable {
     });
     Map<String, Integer> docs = new HashMap<>();
     FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
+    int[] slotOfRow = new int[(int) shard.rows()]; // -1: row not chosen yet in this head
+    Arrays.fill(slotOfRow, -1);
     for (int h = 0; h < heads; h++) {
       FaissIndex.Result r = shard.index(layer, h).search(q.head(h), q.k(), params);
       Hits.Head head = out.perHead[h];
-      Map<Long, Integer> slotOf = new HashMap<>();
       for (int i = 0; i < q.queries(); i++) {
         for (int j = 0; j < q.k(); j++) {
           long row = r.id(i, j);
           if (row < 0) {
             continue;
           }
-          Integer slot = slotOf.get(row);
-          if (slot == null) {
+          int slot = slotOfRow[(int) row];
+          if (slot < 0) {
             slot = head.addPair(source, row, out.document(shard.documentOf(row), docs), shard.position(row));
-            slotOf.put(row, slot);
+            slotOfRow[(int) row] = slot;
           }
           head.scores[i * q.k() + j] = r.score(i, j);
           head.slots[i * q.k() + j] = slot;
+        }
+      }
+      for (long row : r.ids()) {
+        if (row >= 0) {
+          slotOfRow[(int) row] = -1;
         }
       }
     }

@@ -7,6 +7,7 @@ import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 import java.util.List;
 
 /** Conversions between the wire messages and {@link SearchQuery} / {@link Hits}. */
@@ -25,31 +26,36 @@ public final class Protos {
         .setNprobe(q.nprobe()).setEfSearch(q.efSearch()).build();
   }
 
-  /** Writes the answer, reading each chosen pair's key and value once, straight into the message bytes. */
+  /**
+   * Writes the answer, reading each chosen pair's key and value once, straight into the message
+   * bytes; heads are written in parallel.
+   */
   public static SearchResponse toResponse(Hits hits) {
-    SearchResponse.Builder b = SearchResponse.newBuilder().addAllDocuments(hits.documents);
+    HeadResult[] heads = new HeadResult[hits.perHead.length];
+    java.util.stream.IntStream.range(0, heads.length).parallel().forEach(hi -> heads[hi] = head(hits, hi));
+    return SearchResponse.newBuilder().addAllDocuments(hits.documents).addAllHeads(Arrays.asList(heads)).build();
+  }
+
+  private static HeadResult head(Hits hits, int hi) {
+    Hits.Head h = hits.perHead[hi];
     int dim = hits.headDim;
     float[] key = new float[dim];
     float[] value = new float[dim];
-    for (int hi = 0; hi < hits.perHead.length; hi++) {
-      Hits.Head h = hits.perHead[hi];
-      ByteBuffer keys = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
-      ByteBuffer values = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
-      java.nio.FloatBuffer kf = keys.asFloatBuffer();
-      java.nio.FloatBuffer vf = values.asFloatBuffer();
-      HeadResult.Builder hr = HeadResult.newBuilder().setPairs(h.pairs);
-      for (int i = 0; i < h.pairs; i++) {
-        hits.sources.get(h.pairSource[i]).read(h.pairRow[i], hi, key, value, 0);
-        kf.put(key);
-        vf.put(value);
-        hr.addPairDocument(h.pairDocument[i]).addPairPosition(h.pairPosition[i]);
-      }
-      hr.setKeys(UnsafeByteOperations.unsafeWrap(keys.array()))
-          .setValues(UnsafeByteOperations.unsafeWrap(values.array()))
-          .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots));
-      b.addHeads(hr);
+    ByteBuffer keys = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer values = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
+    java.nio.FloatBuffer kf = keys.asFloatBuffer();
+    java.nio.FloatBuffer vf = values.asFloatBuffer();
+    for (int i = 0; i < h.pairs; i++) {
+      hits.sources.get(h.pairSource[i]).read(h.pairRow[i], hi, key, value, 0);
+      kf.put(key);
+      vf.put(value);
     }
-    return b.build();
+    return HeadResult.newBuilder().setPairs(h.pairs)
+        .setKeys(UnsafeByteOperations.unsafeWrap(keys.array()))
+        .setValues(UnsafeByteOperations.unsafeWrap(values.array()))
+        .setPairDocument(ints(Arrays.copyOf(h.pairDocument, h.pairs)))
+        .setPairPosition(ints(Arrays.copyOf(h.pairPosition, h.pairs)))
+        .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots)).build();
   }
 
   /** Reads an answer; every size is checked, since it may come from another node. */
@@ -72,18 +78,20 @@ public final class Protos {
       valuesPerHead[h] = floats(hr.getValues(), "values");
       float[] scores = floats(hr.getScores(), "scores");
       int[] slots = ints(hr.getSlots());
+      int[] pairDocument = ints(hr.getPairDocument());
+      int[] pairPosition = ints(hr.getPairPosition());
       if (keysPerHead[h].length != m * headDim || valuesPerHead[h].length != m * headDim
-          || scores.length != queries * k || slots.length != queries * k || hr.getPairDocumentCount() != m
-          || hr.getPairPositionCount() != m) {
+          || scores.length != queries * k || slots.length != queries * k || pairDocument.length != m
+          || pairPosition.length != m) {
         throw new IllegalStateException("answer for head " + h + " has inconsistent sizes");
       }
       Hits.Head head = out.perHead[h];
       for (int i = 0; i < m; i++) {
-        int doc = hr.getPairDocument(i);
+        int doc = pairDocument[i];
         if (doc < 0 || doc >= out.documents.size()) {
           throw new IllegalStateException("answer refers to document " + doc + " of " + out.documents.size());
         }
-        head.addPair(source, i, doc, hr.getPairPosition(i));
+        head.addPair(source, i, doc, pairPosition[i]);
       }
       for (int i = 0; i < slots.length; i++) {
         if (slots[i] < -1 || slots[i] >= m) {
@@ -102,7 +110,7 @@ public final class Protos {
     return UnsafeByteOperations.unsafeWrap(b.array());
   }
 
-  static ByteString ints(int[] a) {
+  public static ByteString ints(int[] a) {
     ByteBuffer b = ByteBuffer.allocate(a.length * 4).order(ByteOrder.LITTLE_ENDIAN);
     b.asIntBuffer().put(a);
     return UnsafeByteOperations.unsafeWrap(b.array());
@@ -118,9 +126,9 @@ public final class Protos {
     return out;
   }
 
-  static int[] ints(ByteString s) {
+  public static int[] ints(ByteString s) {
     if (s.size() % 4 != 0) {
-      throw RequestException.invalid("slots: " + s.size() + " bytes is not a whole number of int32 values");
+      throw new IllegalStateException(s.size() + " bytes is not a whole number of int32 values");
     }
     int[] out = new int[s.size() / 4];
     s.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(out);
