@@ -6,6 +6,7 @@
 #include <jni.h>
 
 #include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
@@ -205,6 +206,15 @@ JNIEXPORT jint JNICALL Java_io_longmem_memory_faiss_FaissNative_dim(JNIEnv*, jcl
 
 JNIEXPORT jboolean JNICALL Java_io_longmem_memory_faiss_FaissNative_isTrained(JNIEnv*, jclass, jlong h) {
   return index(h)->is_trained;
+}
+
+// True when search scores are exact (a flat index, possibly under an IDMap).
+JNIEXPORT jboolean JNICALL Java_io_longmem_memory_faiss_FaissNative_isExact(JNIEnv*, jclass, jlong h) {
+  const faiss::Index* idx = index(h);
+  if (auto* map = dynamic_cast<const faiss::IndexIDMap*>(idx)) {
+    idx = map->index;
+  }
+  return dynamic_cast<const faiss::IndexFlat*>(idx) != nullptr;
 }
 
 JNIEXPORT jboolean JNICALL Java_io_longmem_memory_faiss_FaissNative_isInnerProduct(JNIEnv*, jclass, jlong h) {

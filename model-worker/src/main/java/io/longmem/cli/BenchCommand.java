@@ -35,6 +35,8 @@ final class BenchCommand implements Runnable {
     @Option(names = "--index", defaultValue = "IVF1024,PQ25", description = "FAISS factory string") String factory;
     @Option(names = "--float32", description = "store float32 (default float16)") boolean float32;
     @Option(names = "--nprobe", defaultValue = "16") int nprobe;
+    @Option(names = "--refine", defaultValue = "4", description = "candidates re-scored exactly per wanted pair (1: off)")
+    int refine;
     @Option(names = "--k", defaultValue = "128") int k;
     @Option(names = "--decode-requests", defaultValue = "100") int decodeRequests;
     @Option(names = "--prefill-queries", defaultValue = "512") int prefillQueries;
@@ -48,7 +50,7 @@ final class BenchCommand implements Runnable {
     @Override
     public Integer call() throws Exception {
       io.longmem.memory.bench.MemoryBench.run(new io.longmem.memory.bench.MemoryBench.Options(tokens, heads, headDim,
-          clusters, shardTokens, factory, !float32, nprobe, k, decodeRequests, prefillQueries, prefillK,
+          clusters, shardTokens, factory, !float32, nprobe, refine, k, decodeRequests, prefillQueries, prefillK,
           prefillRequests, recallHeads, dir));
       return 0;
     }

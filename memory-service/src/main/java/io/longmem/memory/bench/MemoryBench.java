@@ -42,8 +42,8 @@ public final class MemoryBench {
 
   /** What to build and measure. */
   public record Options(long tokens, int heads, int headDim, int clusters, int shardTokens, String factory,
-      boolean float16, int nprobe, int k, int decodeRequests, int prefillQueries, int prefillK, int prefillRequests,
-      int recallHeads, Path dir) {}
+      boolean float16, int nprobe, int refine, int k, int decodeRequests, int prefillQueries, int prefillK,
+      int prefillRequests, int recallHeads, Path dir) {}
 
   private MemoryBench() {}
 
@@ -71,8 +71,8 @@ public final class MemoryBench {
       try {
         MemoryGrpc.MemoryBlockingStub stub = MemoryGrpc.newBlockingStub(ch).withMaxOutboundMessageSize(Integer.MAX_VALUE);
         System.out.printf("bench memory: %d tokens x %d heads x head_dim %d (%d shards), index %s, nprobe %d, "
-            + "%d CPU cores%n", collection.manifest().rows(), o.heads(), o.headDim(), collection.shards().size(),
-            o.factory(), o.nprobe(), Runtime.getRuntime().availableProcessors());
+            + "refine %d, %d CPU cores%n", collection.manifest().rows(), o.heads(), o.headDim(),
+            collection.shards().size(), o.factory(), o.nprobe(), o.refine(), Runtime.getRuntime().availableProcessors());
         float[][] decode = new float[o.decodeRequests()][];
         for (int i = 0; i < decode.length; i++) {
           decode[i] = centres.queries(1, 1000 + i);
@@ -96,7 +96,8 @@ public final class MemoryBench {
 
   private static SearchRequest request(float[] q, int queries, int k, Options o) {
     return SearchRequest.newBuilder().addCollections("bench").setLayer(LAYER).setHeads(o.heads()).setQueries(queries)
-        .setHeadDim(o.headDim()).setQuery(Protos.bytes(q, q.length)).setK(k).setNprobe(o.nprobe()).build();
+        .setHeadDim(o.headDim()).setQuery(Protos.bytes(q, q.length)).setK(k).setNprobe(o.nprobe())
+        .setRefine(o.refine()).build();
   }
 
   private static void measure(String what, MemoryGrpc.MemoryBlockingStub stub, MemoryCollection collection,
@@ -133,8 +134,9 @@ public final class MemoryBench {
   }
 
   /**
-   * The FAISS searches the service makes, on the same indexes, with the same parallelism (one
-   * task per shard on as many threads as the service uses), without anything around them.
+   * The FAISS searches the service makes (refine x k candidates from an approximate index), on
+   * the same indexes, with the same parallelism (one task per shard on as many threads as the
+   * service uses), without anything around them.
    */
   private static void inProcess(MemoryCollection c, float[] q, int n, int k, Options o) {
     int per = n * o.headDim();
@@ -143,7 +145,9 @@ public final class MemoryBench {
     for (MemoryCollection.Shard s : c.shards()) {
       tasks.add(POOL.submit(() -> {
         for (int h = 0; h < o.heads(); h++) {
-          s.index(LAYER, h).search(Arrays.copyOfRange(q, h * per, (h + 1) * per), k, p);
+          FaissIndex index = s.index(LAYER, h);
+          int fetch = index.isExact() || o.refine() <= 1 ? k : (int) Math.min((long) k * o.refine(), s.rows());
+          index.search(Arrays.copyOfRange(q, h * per, (h + 1) * per), fetch, p);
         }
       }));
     }

@@ -134,6 +134,11 @@ public final class FaissIndex implements AutoCloseable {
     return withRead(() -> FaissNative.isTrained(handle));
   }
 
+  /** Whether search scores are exact (a flat index): approximate ones are worth re-scoring. */
+  public boolean isExact() {
+    return withRead(() -> FaissNative.isExact(handle));
+  }
+
   public boolean isInnerProduct() {
     return withRead(() -> FaissNative.isInnerProduct(handle));
   }

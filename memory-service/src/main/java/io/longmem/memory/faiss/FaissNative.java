@@ -67,6 +67,8 @@ final class FaissNative {
 
   static native boolean isInnerProduct(long handle);
 
+  static native boolean isExact(long handle);
+
   static native void write(long handle, String path);
 
   static native long read(String path, boolean mmap);

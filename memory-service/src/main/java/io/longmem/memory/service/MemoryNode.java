@@ -97,7 +97,7 @@ public final class MemoryNode implements AutoCloseable {
         MemoryCollection.Shard shard = col.shard(s.getKey());
         if (shard != null) {
           long[] ranges = s.getValue();
-          local.add(pool.submit(() -> searchShard(shard, col.layout(), q, ranges)));
+          local.add(pool.submit(() -> searchShard(shard, col.layout(), q, ranges, refine(q))));
         } else {
           remoteShards.computeIfAbsent(c.getKey(), x -> new ArrayList<>()).add(s.getKey());
         }
@@ -142,7 +142,7 @@ public final class MemoryNode implements AutoCloseable {
         continue;
       }
       long[] r = ranges.get(id);
-      local.add(pool.submit(() -> searchShard(shard, col.layout(), q, r)));
+      local.add(pool.submit(() -> searchShard(shard, col.layout(), q, r, refine(q))));
     }
     List<Hits> parts = new ArrayList<>();
     for (Future<Hits> f : local) {
@@ -230,8 +230,16 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** Top-k of one shard for every head and query; the pairs are read later, winners only. */
-  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges) {
+  private int refine(SearchQuery q) {
+    return q.refine() > 0 ? q.refine() : config.refine;
+  }
+
+  /**
+   * Top-k of one shard for every head and query; the pairs are read later, winners only. An
+   * approximate index is asked for refine x k candidates, re-scored exactly with the stored keys.
+   */
+  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges,
+      int refine) {
     int heads = layout.heads();
     int layer = q.layer();
     Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
@@ -244,7 +252,16 @@ public final class MemoryNode implements AutoCloseable {
     int[] slotOfRow = new int[(int) shard.rows()]; // -1: row not chosen yet in this head
     Arrays.fill(slotOfRow, -1);
     for (int h = 0; h < heads; h++) {
-      FaissIndex.Result r = shard.index(layer, h).search(q.head(h), q.k(), params);
+      FaissIndex index = shard.index(layer, h);
+      float[] queries = q.head(h);
+      FaissIndex.Result r;
+      if (refine > 1 && !index.isExact()) {
+        int fetch = (int) Math.min((long) q.k() * refine, Math.min(FaissIndex.MAX_K, shard.rows()));
+        r = rescore(shard, layer, h, queries, index.search(queries, Math.max(fetch, q.k()), params), q.k(),
+            layout.headDim());
+      } else {
+        r = index.search(queries, q.k(), params);
+      }
       Hits.Head head = out.perHead[h];
       for (int i = 0; i < q.queries(); i++) {
         for (int j = 0; j < q.k(); j++) {
@@ -268,6 +285,42 @@ public final class MemoryNode implements AutoCloseable {
       }
     }
     return out;
+  }
+
+  /** Exact q.k for the candidates of each query, best k kept. */
+  private static FaissIndex.Result rescore(MemoryCollection.Shard shard, int layer, int head, float[] queries,
+      FaissIndex.Result candidates, int k, int dim) {
+    int n = candidates.n();
+    int fetched = candidates.k();
+    float[] scores = new float[n * k];
+    long[] ids = new long[n * k];
+    Arrays.fill(scores, Float.NEGATIVE_INFINITY);
+    Arrays.fill(ids, -1);
+    float[] key = new float[dim];
+    float[] s = new float[fetched];
+    Integer[] order = new Integer[fetched];
+    for (int i = 0; i < n; i++) {
+      int valid = 0;
+      for (int j = 0; j < fetched; j++) {
+        long row = candidates.id(i, j);
+        if (row < 0) {
+          continue;
+        }
+        shard.readKey(layer, row, head, key, 0);
+        float dot = 0;
+        for (int d = 0; d < dim; d++) {
+          dot += queries[i * dim + d] * key[d];
+        }
+        s[j] = dot;
+        order[valid++] = j;
+      }
+      Arrays.sort(order, 0, valid, (a, b) -> Float.compare(s[b], s[a]));
+      for (int r = 0; r < Math.min(k, valid); r++) {
+        scores[i * k + r] = s[order[r]];
+        ids[i * k + r] = candidates.id(i, order[r]);
+      }
+    }
+    return new FaissIndex.Result(n, k, scores, ids);
   }
 
   private static Hits await(Future<Hits> f) {

@@ -16,14 +16,15 @@ public final class Protos {
 
   public static SearchQuery toQuery(SearchRequest r) {
     return new SearchQuery(r.getCollectionsList(), r.getSessionsList(), r.getLayer(), r.getHeads(), r.getQueries(),
-        r.getHeadDim(), floats(r.getQuery(), "query"), r.getK(), r.getDocumentsList(), r.getNprobe(), r.getEfSearch());
+        r.getHeadDim(), floats(r.getQuery(), "query"), r.getK(), r.getDocumentsList(), r.getNprobe(), r.getEfSearch(),
+        r.getRefine());
   }
 
   public static SearchRequest toProto(SearchQuery q) {
     return SearchRequest.newBuilder().addAllCollections(q.collections()).addAllSessions(q.sessions())
         .setLayer(q.layer()).setHeads(q.heads()).setQueries(q.queries()).setHeadDim(q.headDim())
         .setQuery(bytes(q.query(), q.query().length)).setK(q.k()).addAllDocuments(q.documents())
-        .setNprobe(q.nprobe()).setEfSearch(q.efSearch()).build();
+        .setNprobe(q.nprobe()).setEfSearch(q.efSearch()).setRefine(q.refine()).build();
   }
 
   /**

@@ -9,7 +9,7 @@ import java.util.List;
  * @param query float32 [heads, queries, headDim]
  */
 public record SearchQuery(List<String> collections, List<String> sessions, int layer, int heads, int queries,
-    int headDim, float[] query, int k, List<String> documents, int nprobe, int efSearch) {
+    int headDim, float[] query, int k, List<String> documents, int nprobe, int efSearch, int refine) {
 
   public SearchQuery {
     collections = List.copyOf(collections);
@@ -63,6 +63,9 @@ public record SearchQuery(List<String> collections, List<String> sessions, int l
     }
     if (nprobe < 0 || efSearch < 0) {
       throw RequestException.invalid("nprobe and ef_search must be >= 0");
+    }
+    if (refine < 0 || refine > 64) {
+      throw RequestException.invalid("refine must be in [0, 64], got " + refine);
     }
     // scores and slots alone must fit an answer (pairs are counted once found, see checkSize)
     long choices = (long) heads * queries * k * 8;

@@ -40,6 +40,11 @@ public final class ServiceConfig {
   public boolean mmapIndexes = true;
   /** If set, collections of another model are refused at load. */
   public String expectedFingerprint;
+  /**
+   * Approximate indexes: candidates fetched per wanted pair, re-scored exactly with the stored
+   * keys (1: off, scores stay the index's estimates). A request may override it.
+   */
+  public int refine = 4;
   /** Deadline of a node-to-node call. */
   public long remoteDeadlineMs = 10_000;
 
@@ -65,7 +70,7 @@ public final class ServiceConfig {
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException(where + ": port " + port + " is outside 0..65535");
     }
-    if (maxK < 1 || maxMessageMb < 1 || maxSessions < 0 || maxSessionTokens < 1 || searchThreads < 0) {
+    if (maxK < 1 || maxMessageMb < 1 || maxSessions < 0 || maxSessionTokens < 1 || searchThreads < 0 || refine < 1) {
       throw new IllegalArgumentException(where + ": max_k, max_message_mb, max_session_tokens must be positive, "
           + "max_sessions and search_threads >= 0");
     }

@@ -186,6 +186,50 @@ class MemoryServiceTest {
     }
   }
 
+  /** An approximate (IVF-PQ) collection, re-scored with the stored keys, answers exactly when all lists are probed. */
+  @Test
+  void approximateIndexesAreRescoredWithTheStoredKeys() throws Exception {
+    Path pq = tmp.resolve("books-pq");
+    try (CollectionWriter w = CollectionWriter.create(pq, "sha256:test", LAYOUT, "float32", "IVF4,PQ4").trainingRows(500)) {
+      Manifest.ShardEntry e;
+      try (ShardWriter sw = w.newShard("s")) {
+        for (String doc : new String[] {"doc-0", "doc-1"}) {
+          int[] pos = new int[TOKENS];
+          for (int i = 0; i < TOKENS; i++) {
+            pos[i] = i;
+          }
+          sw.append(doc, pos, keys.get(doc), values.get(doc));
+        }
+        e = sw.finish();
+      }
+      w.commit(List.of(e));
+    }
+    ServiceConfig c = config("local", null);
+    c.collections = Map.of("books", pq.toString());
+    List<ManagedChannel> open = new ArrayList<>();
+    try (MemoryServer s = MemoryServer.start(c)) {
+      MemoryGrpc.MemoryBlockingStub stub = client(s, open);
+      float[] q = randomQuery(2, 21);
+      // every list probed, 64 x k candidates re-scored: exactly the brute-force top-k, exact scores
+      assertExact(stub.search(request(q, 2, 5).setNprobe(4).setRefine(64).build()), q, 2, 5, List.of("doc-0", "doc-1"));
+      // without re-scoring the scores are PQ estimates: not all equal to q.k
+      Hits raw = Protos.fromResponse(stub.search(request(q, 2, 5).setNprobe(4).setRefine(1).build()), HEADS, 2, 5, DIM);
+      float[] rk = raw.head(0).keys();
+      int off = 0;
+      for (int j = 0; j < 5; j++) {
+        int slot = raw.head(0).slots()[j];
+        double dot = 0;
+        for (int d = 0; d < DIM; d++) {
+          dot += q[d] * rk[slot * DIM + d];
+        }
+        off += Math.abs(dot - raw.head(0).scores()[j]) > 1e-3 ? 1 : 0;
+      }
+      assertTrue(off > 0, "PQ scores are estimates");
+    } finally {
+      open.forEach(ManagedChannel::shutdownNow);
+    }
+  }
+
   @Test
   void badRequestsGetTheRightStatus() throws Exception {
     List<ManagedChannel> open = new ArrayList<>();
