@@ -152,10 +152,9 @@ final class LayerFile {
     int b = batch(row);
     int index = (int) ((row - firstRow[b]) * width + offset);
     if (half) {
-      short[] tmp = new short[n];
-      (key ? keyHalves[b] : valueHalves[b]).get(index, tmp, 0, n);
+      java.nio.ShortBuffer src = key ? keyHalves[b] : valueHalves[b];
       for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = Float16.toFloat(tmp[i]);
+        dst[dstOffset + i] = Float16.TABLE[src.get(index + i) & 0xffff];
       }
     } else {
       (key ? keyFloats[b] : valueFloats[b]).get(index, dst, dstOffset, n);
@@ -169,6 +168,15 @@ final class LayerFile {
 
   /** IEEE half precision to float. */
   static final class Float16 {
+    /** Every half value as a float: conversion is one lookup. */
+    static final float[] TABLE = new float[1 << 16];
+
+    static {
+      for (int i = 0; i < TABLE.length; i++) {
+        TABLE[i] = toFloat((short) i);
+      }
+    }
+
     private Float16() {}
 
     static float toFloat(short h) {
