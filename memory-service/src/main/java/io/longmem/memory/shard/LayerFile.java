@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import io.longmem.util.Float16;
 import org.apache.arrow.flatbuf.Buffer;
 import org.apache.arrow.flatbuf.MessageHeader;
 import org.apache.arrow.flatbuf.RecordBatch;
@@ -154,7 +155,7 @@ final class LayerFile {
     if (half) {
       java.nio.ShortBuffer src = key ? keyHalves[b] : valueHalves[b];
       for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = Float16.TABLE[src.get(index + i) & 0xffff];
+        dst[dstOffset + i] = Float16.toFloat(src.get(index + i));
       }
     } else {
       (key ? keyFloats[b] : valueFloats[b]).get(index, dst, dstOffset, n);
@@ -164,34 +165,5 @@ final class LayerFile {
   int position(long row) {
     int b = batch(row);
     return positions[b].getInt((int) ((row - firstRow[b]) * 4));
-  }
-
-  /** IEEE half precision to float. */
-  static final class Float16 {
-    /** Every half value as a float: conversion is one lookup. */
-    static final float[] TABLE = new float[1 << 16];
-
-    static {
-      for (int i = 0; i < TABLE.length; i++) {
-        TABLE[i] = toFloat((short) i);
-      }
-    }
-
-    private Float16() {}
-
-    static float toFloat(short h) {
-      int bits = h & 0xffff;
-      int sign = (bits & 0x8000) << 16;
-      int exp = (bits >>> 10) & 0x1f;
-      int mant = bits & 0x3ff;
-      if (exp == 0x1f) {
-        return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
-      }
-      if (exp == 0) {
-        float v = mant * 0x1p-24f;
-        return sign != 0 ? -v : v;
-      }
-      return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
-    }
   }
 }

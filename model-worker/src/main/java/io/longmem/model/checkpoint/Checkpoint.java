@@ -224,7 +224,7 @@ public final class Checkpoint {
     switch (t.type()) {
       case F32: return d.getFloat((int) (i * 4));
       case BF16: return Float.intBitsToFloat((d.getShort((int) (i * 2)) & 0xffff) << 16);
-      case F16: return StoredTensor.halfToFloat(d.getShort((int) (i * 2)));
+      case F16: return io.longmem.util.Float16.toFloat(d.getShort((int) (i * 2)));
       default: throw new CheckpointException(t.name() + ": type " + t.type());
     }
   }

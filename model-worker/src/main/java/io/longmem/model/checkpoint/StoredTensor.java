@@ -69,28 +69,12 @@ public final class StoredTensor {
       switch (type) {
         case F32: out[i] = b.getFloat(); break;
         case BF16: out[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16); break;
-        case F16: out[i] = halfToFloat(b.getShort()); break;
+        case F16: out[i] = io.longmem.util.Float16.toFloat(b.getShort()); break;
         default: throw new CheckpointException(file + ": tensor " + name + " has type " + type
             + ", weights must be F32, F16 or BF16");
       }
     }
     return out;
-  }
-
-  /** IEEE half to float (Java 17 has no Float.float16ToFloat). */
-  static float halfToFloat(short h) {
-    int bits = h & 0xffff;
-    int sign = (bits & 0x8000) << 16;
-    int exp = (bits >>> 10) & 0x1f;
-    int mant = bits & 0x3ff;
-    if (exp == 0x1f) {
-      return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
-    }
-    if (exp == 0) {
-      float v = mant * 0x1p-24f;
-      return sign != 0 ? -v : v;
-    }
-    return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
   }
 
   @Override
