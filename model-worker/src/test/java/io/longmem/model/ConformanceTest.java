@@ -88,6 +88,7 @@ class ConformanceTest {
       }
     }
     double mean = sum / ((double) actual.length * actual[0].length);
+    System.out.printf("conformance %s: max abs error %.3g, mean %.3g%n", what, max, mean);
     assertTrue(max <= maxTol, what + ": max abs error " + max + " > " + maxTol);
     assertTrue(mean <= meanTol, what + ": mean abs error " + mean + " > " + meanTol);
   }
