@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds libfaissjni.so (FAISS + OpenBLAS linked statically; needs only libc, libm and the
-# libgomp copied beside it) into the directory given, from which it is packed into the jar.
-# Needs: g++ and Debian's libfaiss-dev and libopenblas-openmp-dev (bin/install-build-deps).
+# libgomp copied beside it) into the directory given, from which it is packed into the jar:
+#   - generic: against Debian's libfaiss.a (no SIMD);
+#   - AVX2: against libfaiss_avx2.a compiled here from Debian's source package of the same
+#     FAISS (bin/install-build-deps fetches it into ~/.cache/longmem/faiss-src), when present.
+# Needs: g++, cmake and Debian's libfaiss-dev and libopenblas-openmp-dev (bin/install-build-deps).
 set -euo pipefail
 out="$1"
 stamp_dir="${2:-$out}"
@@ -16,16 +19,42 @@ for f in "${need[@]}"; do
   fi
 done
 java_home="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}"
+src_root="${LONGMEM_FAISS_SRC:-$HOME/.cache/longmem/faiss-src}"
+faiss_src="$src_root/faiss-1.7.3"
 mkdir -p "$out"
-stamp="$stamp_dir/.faissjni-built-from"
+
+link() { # link NAME FAISS_ARCHIVE EXTRA_FLAGS...
+  local name="$1" archive="$2"
+  shift 2
+  g++ -O2 -s -std=c++17 -fPIC -shared -fopenmp "$@" -o "$out/$name.tmp" "$here/faiss_jni.cpp" \
+    -I"$java_home/include" -I"$java_home/include/linux" \
+    "$archive" "$lib/openblas-openmp/libopenblas.a" \
+    -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL -Wl,-rpath,'$ORIGIN' -Wl,-z,defs -lm
+  mv "$out/$name.tmp" "$out/$name"
+}
+
 sum="$(sha256sum "$here/faiss_jni.cpp" "$0" | sha256sum | cut -c1-16)"
-if [ -f "$out/libfaissjni.so" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
-  exit 0  # up to date
+stamp="$stamp_dir/.faissjni-built-from"
+if [ ! -f "$out/libfaissjni.so" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+  link libfaissjni.so "$lib/libfaiss.a"
+  cp "$(g++ -print-file-name=libgomp.so.1)" "$out/libgomp.so.1"
+  rm -f "$out/libfaissjni_avx2.so"
+  echo "$sum" > "$stamp"
 fi
-g++ -O2 -s -std=c++17 -fPIC -shared -fopenmp -o "$out/libfaissjni.so.tmp" "$here/faiss_jni.cpp" \
-  -I"$java_home/include" -I"$java_home/include/linux" \
-  "$lib/libfaiss.a" "$lib/openblas-openmp/libopenblas.a" \
-  -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL -Wl,-rpath,'$ORIGIN' -Wl,-z,defs -lm
-cp "$(g++ -print-file-name=libgomp.so.1)" "$out/libgomp.so.1"
-mv "$out/libfaissjni.so.tmp" "$out/libfaissjni.so"
-echo "$sum" > "$stamp"
+
+if [ -d "$faiss_src" ]; then
+  avx2_archive="$src_root/build-avx2/faiss/libfaiss_avx2.a"
+  if [ ! -f "$avx2_archive" ]; then
+    echo "memory-service native build: compiling FAISS 1.7.3 with AVX2 from $faiss_src (once)" >&2
+    cmake -S "$faiss_src" -B "$src_root/build-avx2" -DFAISS_ENABLE_GPU=OFF -DFAISS_ENABLE_PYTHON=OFF \
+      -DBUILD_TESTING=OFF -DFAISS_OPT_LEVEL=avx2 -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
+      -DCMAKE_BUILD_TYPE=Release -DBLA_VENDOR=OpenBLAS > "$src_root/cmake.log" 2>&1
+    make -C "$src_root/build-avx2" -j"$(nproc)" faiss_avx2 > "$src_root/make.log" 2>&1
+  fi
+  if [ ! -f "$out/libfaissjni_avx2.so" ]; then
+    link libfaissjni_avx2.so "$avx2_archive" -mavx2 -mfma -mf16c -I"$faiss_src"
+  fi
+else
+  echo "memory-service native build: no FAISS source in $src_root, building the generic library only" \
+       "(bin/install-build-deps fetches the source for the AVX2 one)" >&2
+fi

@@ -110,6 +110,11 @@ public final class FaissIndex implements AutoCloseable {
     return withRead(() -> new FaissIndex(FaissNative.cloneIndex(handle), description));
   }
 
+  /** Which FAISS build this process loaded: "avx2" or "generic". */
+  public static String variant() {
+    return FaissNative.VARIANT;
+  }
+
   /** Number of OpenMP threads FAISS uses inside one call (process-wide). */
   public static void setThreads(int n) {
     if (n < 1) {

@@ -118,6 +118,15 @@ class FaissIndexTest {
   }
 
   @Test
+  void theRequestedBuildIsLoaded() {
+    String wanted = System.getProperty("longmem.faiss.variant", "");
+    if (!wanted.isEmpty()) {
+      assertEquals(wanted, FaissIndex.variant());
+    }
+    assertTrue(FaissIndex.variant().equals("avx2") || FaissIndex.variant().equals("generic"));
+  }
+
+  @Test
   void flatIsExact() {
     float[] base = clustered(3000, 1);
     float[] queries = clustered(50, 2);
