@@ -16,11 +16,29 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
-    subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class})
+    subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class, BenchCommand.Faiss.class})
 final class BenchCommand implements Runnable {
   @Override
   public void run() {
     new picocli.CommandLine(this).usage(System.out);
+  }
+
+  @Command(name = "faiss", mixinStandardHelpOptions = true,
+      description = "Search throughput of FAISS index types with the loaded FAISS build; run with "
+          + "LONGMEM_JAVA_OPTS=-Dlongmem.faiss.variant=generic (or avx2) to compare the builds.")
+  static final class Faiss implements Callable<Integer> {
+    @Option(names = "--vectors", defaultValue = "200000") int vectors;
+    @Option(names = "--dim", defaultValue = "100") int dim;
+    @Option(names = "--queries", defaultValue = "256") int queries;
+    @Option(names = "--k", defaultValue = "128") int k;
+    @Option(names = "--index", split = ";", defaultValue = "Flat;IVF1024,Flat;IVF1024,PQ25;HNSW32")
+    String[] factories;
+
+    @Override
+    public Integer call() {
+      io.longmem.memory.bench.FaissBench.run(vectors, dim, queries, k, factories);
+      return 0;
+    }
   }
 
   @Command(name = "memory", mixinStandardHelpOptions = true,
