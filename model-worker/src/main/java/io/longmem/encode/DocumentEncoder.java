@@ -73,8 +73,11 @@ public final class DocumentEncoder {
   /** Dense memory that also copies out, per layer, everything appended (batch row 0). */
   private static final class Recording implements Memory {
     private final DenseMemory inner;
-    private final Map<Integer, List<float[][]>> appended = new HashMap<>(); // per append: keys, values [H, n, D]
-    private final Map<Integer, int[]> shapes = new HashMap<>();
+    /** One append: n tokens' keys and values as the model holds them, [heads, n, dim]. */
+    private record Block(int tokens, float[] keys, float[] values) {}
+
+    private final Map<Integer, List<Block>> appended = new HashMap<>();
+    private final Map<Integer, int[]> shapes = new HashMap<>(); // heads, dim
 
     Recording(DenseMemory inner) {
       this.inner = inner;
@@ -88,8 +91,8 @@ public final class DocumentEncoder {
         throw new IllegalStateException("the encoder reads one document at a time");
       }
       shapes.put(layer, new int[] {(int) s[1], (int) s[3]});
-      appended.computeIfAbsent(layer, l -> new ArrayList<>()).add(new float[][] {keys.toFloatArray(),
-          values.toFloatArray(), {s[2]}});
+      appended.computeIfAbsent(layer, l -> new ArrayList<>())
+          .add(new Block((int) s[2], keys.toFloatArray(), values.toFloatArray()));
     }
 
     @Override
@@ -106,13 +109,13 @@ public final class DocumentEncoder {
     float[] rowMajor(int layer, boolean keys) {
       int heads = shapes.get(layer)[0];
       int dim = shapes.get(layer)[1];
-      List<float[][]> parts = appended.get(layer);
-      int total = parts.stream().mapToInt(p -> (int) p[2][0]).sum();
+      List<Block> parts = appended.get(layer);
+      int total = parts.stream().mapToInt(Block::tokens).sum();
       float[] out = new float[total * heads * dim];
       int base = 0;
-      for (float[][] p : parts) {
-        int n = (int) p[2][0];
-        float[] src = keys ? p[0] : p[1];
+      for (Block p : parts) {
+        int n = p.tokens();
+        float[] src = keys ? p.keys() : p.values();
         for (int h = 0; h < heads; h++) {
           for (int t = 0; t < n; t++) {
             System.arraycopy(src, (h * n + t) * dim, out, ((base + t) * heads + h) * dim, dim);

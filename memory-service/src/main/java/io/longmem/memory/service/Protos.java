@@ -136,7 +136,4 @@ public final class Protos {
     return out;
   }
 
-  static List<String> none() {
-    return List.of();
-  }
 }

@@ -53,6 +53,15 @@ class FaissIndexTest {
 
   /** Exact top-k ids by inner product, computed in Java. */
   private static long[][] bruteForce(float[] base, float[] queries, int k) {
+    return exact(base, queries, k, true);
+  }
+
+  /** Exact top-k ids by L2 distance, computed in Java. */
+  private static long[][] l2truth(float[] base, float[] queries, int k) {
+    return exact(base, queries, k, false);
+  }
+
+  private static long[][] exact(float[] base, float[] queries, int k, boolean innerProduct) {
     int n = base.length / DIM;
     int q = queries.length / DIM;
     long[][] out = new long[q][];
@@ -60,39 +69,16 @@ class FaissIndexTest {
       double[] s = new double[n];
       Integer[] order = new Integer[n];
       for (int j = 0; j < n; j++) {
-        double dot = 0;
+        double acc = 0;
         for (int d = 0; d < DIM; d++) {
-          dot += queries[i * DIM + d] * base[j * DIM + d];
+          double a = queries[i * DIM + d];
+          double b = base[j * DIM + d];
+          acc += innerProduct ? a * b : -(a - b) * (a - b); // larger is closer either way
         }
-        s[j] = dot;
+        s[j] = acc;
         order[j] = j;
       }
       Arrays.sort(order, (a, b) -> Double.compare(s[b], s[a]));
-      out[i] = new long[k];
-      for (int r = 0; r < k; r++) {
-        out[i][r] = 1000 + order[r];
-      }
-    }
-    return out;
-  }
-
-  private static long[][] l2truth(float[] base, float[] queries, int k) {
-    int n = base.length / DIM;
-    int q = queries.length / DIM;
-    long[][] out = new long[q][];
-    for (int i = 0; i < q; i++) {
-      double[] s = new double[n];
-      Integer[] order = new Integer[n];
-      for (int j = 0; j < n; j++) {
-        double d2 = 0;
-        for (int d = 0; d < DIM; d++) {
-          double t = queries[i * DIM + d] - base[j * DIM + d];
-          d2 += t * t;
-        }
-        s[j] = d2;
-        order[j] = j;
-      }
-      Arrays.sort(order, (a, b) -> Double.compare(s[a], s[b]));
       out[i] = new long[k];
       for (int r = 0; r < k; r++) {
         out[i][r] = 1000 + order[r];
