@@ -297,8 +297,7 @@ public final class MemoryNode implements AutoCloseable {
     Arrays.fill(scores, Float.NEGATIVE_INFINITY);
     Arrays.fill(ids, -1);
     float[] key = new float[dim];
-    float[] s = new float[fetched];
-    Integer[] order = new Integer[fetched];
+    long[] ranked = new long[fetched]; // (order-preserving score bits, candidate index), sorted
     for (int i = 0; i < n; i++) {
       int valid = 0;
       for (int j = 0; j < fetched; j++) {
@@ -311,13 +310,17 @@ public final class MemoryNode implements AutoCloseable {
         for (int d = 0; d < dim; d++) {
           dot += queries[i * dim + d] * key[d];
         }
-        s[j] = dot;
-        order[valid++] = j;
+        int bits = Float.floatToIntBits(dot);
+        int sortable = bits >= 0 ? bits : bits ^ 0x7fffffff; // ascending int order = ascending float order
+        ranked[valid++] = ((long) sortable << 32) | (0xffffffffL & ~j); // ties: earlier candidate first
       }
-      Arrays.sort(order, 0, valid, (a, b) -> Float.compare(s[b], s[a]));
+      Arrays.sort(ranked, 0, valid);
       for (int r = 0; r < Math.min(k, valid); r++) {
-        scores[i * k + r] = s[order[r]];
-        ids[i * k + r] = candidates.id(i, order[r]);
+        long packed = ranked[valid - 1 - r];
+        int j = ~(int) packed;
+        int sortable = (int) (packed >> 32);
+        scores[i * k + r] = Float.intBitsToFloat(sortable >= 0 ? sortable : sortable ^ 0x7fffffff);
+        ids[i * k + r] = candidates.id(i, j);
       }
     }
     return new FaissIndex.Result(n, k, scores, ids);

@@ -153,9 +153,10 @@ final class LayerFile {
     int b = batch(row);
     int index = (int) ((row - firstRow[b]) * width + offset);
     if (half) {
-      java.nio.ShortBuffer src = key ? keyHalves[b] : valueHalves[b];
+      short[] tmp = new short[n];
+      (key ? keyHalves[b] : valueHalves[b]).get(index, tmp, 0, n);
       for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = Float16.toFloat(src.get(index + i));
+        dst[dstOffset + i] = Float16.toFloat(tmp[i]);
       }
     } else {
       (key ? keyFloats[b] : valueFloats[b]).get(index, dst, dstOffset, n);
