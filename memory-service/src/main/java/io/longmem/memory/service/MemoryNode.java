@@ -248,6 +248,8 @@ public final class MemoryNode implements AutoCloseable {
       shard.readValue(layer, row, head, value, off);
     });
     Map<String, Integer> docs = new HashMap<>();
+    int[] docSlot = new int[shard.documents().size()]; // the shard's document index -> out's, -1 until used
+    Arrays.fill(docSlot, -1);
     FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
     int[] slotOfRow = new int[(int) shard.rows()]; // -1: row not chosen yet in this head
     Arrays.fill(slotOfRow, -1);
@@ -271,7 +273,11 @@ public final class MemoryNode implements AutoCloseable {
           }
           int slot = slotOfRow[(int) row];
           if (slot < 0) {
-            slot = head.addPair(source, row, out.document(shard.documentOf(row), docs), shard.position(row));
+            int d = shard.documentIndexOf(row);
+            if (docSlot[d] < 0) {
+              docSlot[d] = out.document(shard.documents().get(d).id(), docs);
+            }
+            slot = head.addPair(source, row, docSlot[d], shard.position(row));
             slotOfRow[(int) row] = slot;
           }
           head.scores[i * q.k() + j] = r.score(i, j);

@@ -194,6 +194,11 @@ public final class MemoryCollection implements AutoCloseable {
 
     /** The document a row belongs to (documents are sorted runs of rows). */
     public String documentOf(long row) {
+      return entry.documents().get(documentIndexOf(row)).id();
+    }
+
+    /** Index into {@link #documents()} of the document a row belongs to. */
+    public int documentIndexOf(long row) {
       List<Manifest.DocumentEntry> docs = entry.documents();
       int lo = 0;
       int hi = docs.size() - 1;
@@ -205,7 +210,7 @@ public final class MemoryCollection implements AutoCloseable {
         } else if (row >= d.end()) {
           lo = mid + 1;
         } else {
-          return d.id();
+          return mid;
         }
       }
       throw new IllegalArgumentException("row " + row + " is outside the documents of shard " + entry.id());
