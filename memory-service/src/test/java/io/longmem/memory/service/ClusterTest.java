@@ -1,9 +1,8 @@
 package io.longmem.memory.service;
 
-import static io.longmem.memory.service.MemoryServiceTest.allDocs;
-import static io.longmem.memory.service.MemoryServiceTest.assertExact;
-import static io.longmem.memory.service.MemoryServiceTest.randomQuery;
-import static io.longmem.memory.service.MemoryServiceTest.request;
+import static io.longmem.memory.service.TestBooks.allDocs;
+import static io.longmem.memory.service.TestBooks.randomQuery;
+import static io.longmem.memory.service.TestBooks.request;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -27,10 +26,11 @@ class ClusterTest {
   @TempDir
   static Path tmp;
 
+  static TestBooks books;
+
   @BeforeAll
   static void collection() throws IOException {
-    MemoryServiceTest.tmp = tmp;
-    MemoryServiceTest.writeCollection();
+    books = TestBooks.write(tmp.resolve("books"));
   }
 
   static int freePort() throws IOException {
@@ -56,7 +56,7 @@ class ClusterTest {
     Files.writeString(file, "{\"replication\": " + replication + ", \"nodes\": [" + nodes + "]}");
     List<MemoryServer> servers = new ArrayList<>();
     for (int i = 0; i < shards.length; i++) {
-      ServiceConfig c = MemoryServiceTest.config("n" + i, file.toString());
+      ServiceConfig c = books.config("n" + i, file.toString());
       c.port = ports[i];
       servers.add(MemoryServer.start(c));
       assertEquals(shards[i].length, servers.get(i).node().collections().get("books").shards().size());
@@ -71,18 +71,18 @@ class ClusterTest {
     try {
       float[] q = randomQuery(2, 11);
       for (MemoryServer coordinator : nodes) {
-        MemoryGrpc.MemoryBlockingStub stub = MemoryServiceTest.client(coordinator, open);
-        assertExact(stub.search(request(q, 2, 12).build()), q, 2, 12, allDocs());
-        assertExact(stub.search(request(q, 2, 5).addDocuments("doc-3").build()), q, 2, 5, List.of("doc-3"));
+        MemoryGrpc.MemoryBlockingStub stub = TestBooks.client(coordinator, open);
+        books.assertExact(stub.search(request(q, 2, 12).build()), q, 2, 12, allDocs());
+        books.assertExact(stub.search(request(q, 2, 5).addDocuments("doc-3").build()), q, 2, 5, List.of("doc-3"));
       }
       // with replication 1, losing a node loses its shards: the answer says which, never partial
-      MemoryGrpc.MemoryBlockingStub first = MemoryServiceTest.client(nodes.get(0), open);
+      MemoryGrpc.MemoryBlockingStub first = TestBooks.client(nodes.get(0), open);
       nodes.get(1).close();
       StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> first.search(request(q, 2, 5).build()));
       assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
       assertTrue(e.getStatus().getDescription().contains("books/shard-2"), e.getStatus().getDescription());
       // a search that does not need the lost shard still works
-      assertExact(first.search(request(q, 2, 5).addDocuments("doc-1").build()), q, 2, 5, List.of("doc-1"));
+      books.assertExact(first.search(request(q, 2, 5).addDocuments("doc-1").build()), q, 2, 5, List.of("doc-1"));
     } finally {
       nodes.forEach(MemoryServer::close);
       open.forEach(ManagedChannel::shutdownNow);
@@ -95,14 +95,14 @@ class ClusterTest {
     List<MemoryServer> nodes = start("three", 2,
         new String[][] {{"shard-0", "shard-1"}, {"shard-1", "shard-2"}, {"shard-2", "shard-0"}});
     try {
-      MemoryGrpc.MemoryBlockingStub stub = MemoryServiceTest.client(nodes.get(0), open);
+      MemoryGrpc.MemoryBlockingStub stub = TestBooks.client(nodes.get(0), open);
       int answered = 0;
       for (int i = 0; i < 40; i++) {
         if (i == 10) {
           nodes.get(1).close(); // node n1 goes away; shard-2 is still on n2
         }
         float[] q = randomQuery(1, 100 + i);
-        assertExact(stub.search(request(q, 1, 6).build()), q, 1, 6, allDocs());
+        books.assertExact(stub.search(request(q, 1, 6).build()), q, 1, 6, allDocs());
         answered++;
       }
       assertEquals(40, answered);
