@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -201,18 +200,10 @@ public final class FaissIndex implements AutoCloseable {
 
   /** Writes the index to a temporary file beside {@code file}, then renames it into place. */
   public void write(Path file) throws IOException {
-    Path dir = file.toAbsolutePath().getParent();
-    Files.createDirectories(dir);
-    Path tmp = Files.createTempFile(dir, "." + file.getFileName(), ".tmp");
-    try {
-      withRead(() -> {
-        FaissNative.write(handle, tmp.toString());
-        return null;
-      });
-      Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    } finally {
-      Files.deleteIfExists(tmp);
-    }
+    io.longmem.util.AtomicFiles.write(file, tmp -> withRead(() -> {
+      FaissNative.write(handle, tmp.toString());
+      return null;
+    }));
   }
 
   @Override

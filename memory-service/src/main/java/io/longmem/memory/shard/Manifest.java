@@ -9,7 +9,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -133,8 +132,7 @@ public final class Manifest {
 
   /** Writes the manifest to a temporary file and renames it into place: the commit point. */
   void write(Path collection) throws IOException {
-    Path tmp = collection.resolve(FILE + ".tmp");
-    Files.writeString(tmp, GSON.toJson(this), StandardCharsets.UTF_8);
-    Files.move(tmp, collection.resolve(FILE), StandardCopyOption.ATOMIC_MOVE);
+    String json = GSON.toJson(this);
+    io.longmem.util.AtomicFiles.write(collection.resolve(FILE), tmp -> Files.writeString(tmp, json, StandardCharsets.UTF_8));
   }
 }
