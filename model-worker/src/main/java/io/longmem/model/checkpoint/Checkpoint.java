@@ -210,23 +210,13 @@ public final class Checkpoint {
     long n = t.numel();
     int k = (int) Math.min(1024, n);
     float[] out = new float[3 * k];
-    java.nio.ByteBuffer d = t.data();
     long stride = Math.max(1, n / k);
     for (int i = 0; i < k; i++) {
-      out[i] = element(t, d, i);
-      out[k + i] = element(t, d, n - k + i);
-      out[2 * k + i] = element(t, d, Math.min(n - 1, i * stride));
+      out[i] = t.get(i);
+      out[k + i] = t.get(n - k + i);
+      out[2 * k + i] = t.get(Math.min(n - 1, i * stride));
     }
     return out;
-  }
-
-  private static float element(StoredTensor t, java.nio.ByteBuffer d, long i) {
-    switch (t.type()) {
-      case F32: return d.getFloat((int) (i * 4));
-      case BF16: return Float.intBitsToFloat((d.getShort((int) (i * 2)) & 0xffff) << 16);
-      case F16: return io.longmem.util.Float16.toFloat(d.getShort((int) (i * 2)));
-      default: throw new CheckpointException(t.name() + ": type " + t.type());
-    }
   }
 
   /** The tokenizer shipped with the checkpoint, if any. */

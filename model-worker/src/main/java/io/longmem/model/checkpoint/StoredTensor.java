@@ -64,17 +64,21 @@ public final class StoredTensor {
       throw new CheckpointException(name + " is too large for a Java array");
     }
     float[] out = new float[(int) n];
-    ByteBuffer b = data();
     for (int i = 0; i < out.length; i++) {
-      switch (type) {
-        case F32: out[i] = b.getFloat(); break;
-        case BF16: out[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16); break;
-        case F16: out[i] = io.longmem.util.Float16.toFloat(b.getShort()); break;
-        default: throw new CheckpointException(file + ": tensor " + name + " has type " + type
-            + ", weights must be F32, F16 or BF16");
-      }
+      out[i] = get(i);
     }
     return out;
+  }
+
+  /** Element i (row-major) as float32. */
+  public float get(long i) {
+    switch (type) {
+      case F32: return data.getFloat(Math.toIntExact(i * 4));
+      case BF16: return Float.intBitsToFloat((data.getShort(Math.toIntExact(i * 2)) & 0xffff) << 16);
+      case F16: return io.longmem.util.Float16.toFloat(data.getShort(Math.toIntExact(i * 2)));
+      default: throw new CheckpointException(file + ": tensor " + name + " has type " + type
+          + ", weights must be F32, F16 or BF16");
+    }
   }
 
   @Override
