@@ -458,7 +458,9 @@ public final class LongLlama implements AutoCloseable {
     }
     if (positional) {
       NDArray rel = positions.sub(positions.min(new int[] {1}, true));
-      long maxRel = rel.max().getLong();
+      // positions in a local context are consecutive, so relative ones are below its length:
+      // no device-to-host read of the maximum
+      long maxRel = k.getShape().get(2) - 1;
       q = rope.rotate(q, rel.get(new NDIndex(":, {}:", rel.getShape().get(1) - length)), maxRel);
       k = rope.rotate(k, rel, maxRel);
     }
