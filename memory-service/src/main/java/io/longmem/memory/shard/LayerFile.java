@@ -37,46 +37,29 @@ final class LayerFile {
   private final int width;
   private final boolean half;
   private final long[] firstRow;
-  private final ByteBuffer[] keys;
-  private final ByteBuffer[] values;
+  /** per record batch, typed views of the mapped key and value data: ShortBuffer (float16) or FloatBuffer */
+  private final java.nio.Buffer[] keys;
+  private final java.nio.Buffer[] values;
   private final ByteBuffer[] positions;
   private final long rows;
-  // typed views of the mapped buffers, for bulk copies
-  private final java.nio.FloatBuffer[] keyFloats;
-  private final java.nio.FloatBuffer[] valueFloats;
-  private final java.nio.ShortBuffer[] keyHalves;
-  private final java.nio.ShortBuffer[] valueHalves;
 
   private LayerFile(int width, boolean half, List<long[]> ranges, List<ByteBuffer[]> buffers) {
     this.width = width;
     this.half = half;
     int n = ranges.size();
     firstRow = new long[n];
-    keys = new ByteBuffer[n];
-    values = new ByteBuffer[n];
+    keys = new java.nio.Buffer[n];
+    values = new java.nio.Buffer[n];
     positions = new ByteBuffer[n];
     long total = 0;
     for (int i = 0; i < n; i++) {
       firstRow[i] = ranges.get(i)[0];
-      keys[i] = buffers.get(i)[0];
-      values[i] = buffers.get(i)[1];
+      keys[i] = half ? buffers.get(i)[0].asShortBuffer() : buffers.get(i)[0].asFloatBuffer();
+      values[i] = half ? buffers.get(i)[1].asShortBuffer() : buffers.get(i)[1].asFloatBuffer();
       positions[i] = buffers.get(i)[2];
       total += ranges.get(i)[1];
     }
     rows = total;
-    keyFloats = new java.nio.FloatBuffer[n];
-    valueFloats = new java.nio.FloatBuffer[n];
-    keyHalves = new java.nio.ShortBuffer[n];
-    valueHalves = new java.nio.ShortBuffer[n];
-    for (int i = 0; i < n; i++) {
-      if (half) {
-        keyHalves[i] = keys[i].asShortBuffer();
-        valueHalves[i] = values[i].asShortBuffer();
-      } else {
-        keyFloats[i] = keys[i].asFloatBuffer();
-        valueFloats[i] = values[i].asFloatBuffer();
-      }
-    }
   }
 
   static LayerFile open(Path file, ShardLayout layout, int layer) throws IOException {
@@ -154,12 +137,12 @@ final class LayerFile {
     int index = (int) ((row - firstRow[b]) * width + offset);
     if (half) {
       short[] tmp = new short[n];
-      (key ? keyHalves[b] : valueHalves[b]).get(index, tmp, 0, n);
+      ((java.nio.ShortBuffer) (key ? keys[b] : values[b])).get(index, tmp, 0, n);
       for (int i = 0; i < n; i++) {
         dst[dstOffset + i] = Float16.toFloat(tmp[i]);
       }
     } else {
-      (key ? keyFloats[b] : valueFloats[b]).get(index, dst, dstOffset, n);
+      ((java.nio.FloatBuffer) (key ? keys[b] : values[b])).get(index, dst, dstOffset, n);
     }
   }
 
