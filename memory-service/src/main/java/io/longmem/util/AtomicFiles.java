@@ -20,6 +20,13 @@ public final class AtomicFiles {
     Files.createDirectories(dir);
     Path tmp = Files.createTempFile(dir, "." + file.getFileName(), ".tmp");
     try {
+      // createTempFile makes the file owner-only; the final file gets ordinary permissions (a
+      // service run by another user must be able to read a collection).
+      try {
+        Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+      } catch (UnsupportedOperationException e) {
+        // not a POSIX filesystem
+      }
       writer.writeTo(tmp);
       Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     } finally {

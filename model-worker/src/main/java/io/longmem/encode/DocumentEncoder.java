@@ -29,8 +29,12 @@ public final class DocumentEncoder {
   /** The shard layout of this model's memory. */
   public ShardLayout layout() {
     var c = model.config();
-    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(),
-        c.memDType() == MemDType.FLOAT16 ? ShardLayout.Storage.FLOAT16 : ShardLayout.Storage.FLOAT32);
+    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), storage(c));
+  }
+
+  /** float16 memory is stored as float16; float32 and bfloat16 (not an Arrow type) as float32. */
+  public static ShardLayout.Storage storage(io.longmem.model.checkpoint.LongLlamaConfig c) {
+    return c.memDType() == MemDType.FLOAT16 ? ShardLayout.Storage.FLOAT16 : ShardLayout.Storage.FLOAT32;
   }
 
   /**
@@ -40,23 +44,63 @@ public final class DocumentEncoder {
   public record Encoded(int tokens, float[][] keys, float[][] values) {}
 
   public Encoded encode(long[] ids) {
-    if (ids.length == 0) {
-      throw new IllegalArgumentException("empty document");
+    return encodeBatch(List.of(ids)).get(0);
+  }
+
+  /**
+   * Reads several documents side by side in the batch dimension (shorter ones right-padded: their
+   * real tokens sit in the same windows as when read alone, and padding never reaches memory).
+   * Sorting documents by length before batching keeps the padding small.
+   */
+  public List<Encoded> encodeBatch(List<long[]> docs) {
+    if (docs.isEmpty()) {
+      throw new IllegalArgumentException("no documents");
+    }
+    int longest = 0;
+    for (int b = 0; b < docs.size(); b++) {
+      if (docs.get(b).length == 0) {
+        throw new IllegalArgumentException("empty document (batch row " + b + ")");
+      }
+      longest = Math.max(longest, docs.get(b).length);
     }
     List<Integer> layers = model.config().memLayers();
     if (layers.isEmpty()) {
       throw new IllegalArgumentException("the model has no memory layers: nothing to encode");
     }
-    Recording memory = new Recording(new DenseMemory(model.manager()));
-    try (LongLlamaCache cache = model.newCache(1, memory)) { // closes the memory too
-      model.forward(cache, new long[][] {ids}, null, false, 0, LongLlama.Output.MEMORY_ONLY, null);
-      float[][] keys = new float[layers.size()][];
-      float[][] values = new float[layers.size()][];
-      for (int i = 0; i < layers.size(); i++) {
-        keys[i] = memory.rowMajor(layers.get(i), true);
-        values[i] = memory.rowMajor(layers.get(i), false);
+    int batch = docs.size();
+    long[][] ids = new long[batch][longest];
+    float[][] padding = null;
+    for (int b = 0; b < batch; b++) {
+      long[] d = docs.get(b);
+      System.arraycopy(d, 0, ids[b], 0, d.length);
+      if (d.length < longest) {
+        if (padding == null) {
+          padding = new float[batch][longest];
+          for (float[] row : padding) {
+            java.util.Arrays.fill(row, 1f);
+          }
+        }
+        java.util.Arrays.fill(padding[b], d.length, longest, 0f); // pad id 0 is masked out everywhere
       }
-      return new Encoded(ids.length, keys, values);
+    }
+    Recording memory = new Recording(new DenseMemory(model.manager()), batch);
+    try (LongLlamaCache cache = model.newCache(batch, memory)) { // closes the memory too
+      model.forward(cache, ids, padding, false, 0, LongLlama.Output.MEMORY_ONLY, null);
+      List<Encoded> out = new ArrayList<>(batch);
+      for (int b = 0; b < batch; b++) {
+        float[][] keys = new float[layers.size()][];
+        float[][] values = new float[layers.size()][];
+        for (int i = 0; i < layers.size(); i++) {
+          keys[i] = memory.rowMajor(layers.get(i), b, true);
+          values[i] = memory.rowMajor(layers.get(i), b, false);
+          if (keys[i].length != (long) docs.get(b).length * memory.width(layers.get(i))) {
+            throw new IllegalStateException("layer " + layers.get(i) + " remembered " + keys[i].length
+                / memory.width(layers.get(i)) + " tokens of a " + docs.get(b).length + "-token document");
+          }
+        }
+        out.add(new Encoded(docs.get(b).length, keys, values));
+      }
+      return out;
     }
   }
 
@@ -70,29 +114,65 @@ public final class DocumentEncoder {
     shard.append(document, positions, e.keys(), e.values());
   }
 
-  /** Dense memory that also copies out, per layer, everything appended (batch row 0). */
+  /** Dense memory that also copies out, per layer and batch row, the real (unpadded) tokens appended. */
   private static final class Recording implements Memory {
     private final DenseMemory inner;
-    /** One append: n tokens' keys and values as the model holds them, [heads, n, dim]. */
+    private final int batch;
+    /** One append of one row: n real tokens' keys and values as the model holds them, [heads, n, dim]. */
     private record Block(int tokens, float[] keys, float[] values) {}
 
-    private final Map<Integer, List<Block>> appended = new HashMap<>();
+    /** layer -> per batch row, its blocks in order. */
+    private final Map<Integer, List<List<Block>>> appended = new HashMap<>();
     private final Map<Integer, int[]> shapes = new HashMap<>(); // heads, dim
 
-    Recording(DenseMemory inner) {
+    Recording(DenseMemory inner, int batch) {
       this.inner = inner;
+      this.batch = batch;
     }
 
     @Override
     public void append(int layer, NDArray keys, NDArray values, NDArray mask) {
       inner.append(layer, keys, values, mask);
       long[] s = keys.getShape().getShape(); // [B, H, n, D]
-      if (s[0] != 1) {
-        throw new IllegalStateException("the encoder reads one document at a time");
+      int heads = (int) s[1];
+      int n = (int) s[2];
+      int dim = (int) s[3];
+      if (s[0] != batch) {
+        throw new IllegalStateException("memory append of " + s[0] + " rows, the batch has " + batch);
       }
-      shapes.put(layer, new int[] {(int) s[1], (int) s[3]});
-      appended.computeIfAbsent(layer, l -> new ArrayList<>())
-          .add(new Block((int) s[2], keys.toFloatArray(), values.toFloatArray()));
+      shapes.put(layer, new int[] {heads, dim});
+      float[] k = keys.toFloatArray();
+      float[] v = values.toFloatArray();
+      float[] m = mask.toFloatArray(); // [B, n]: 0 for real tokens
+      List<List<Block>> rows = appended.computeIfAbsent(layer, l -> {
+        List<List<Block>> r = new ArrayList<>();
+        for (int b = 0; b < batch; b++) {
+          r.add(new ArrayList<>());
+        }
+        return r;
+      });
+      int rowSize = heads * n * dim;
+      for (int b = 0; b < batch; b++) {
+        int real = 0;
+        while (real < n && m[b * n + real] == 0f) {
+          real++;
+        }
+        for (int t = real; t < n; t++) {
+          if (m[b * n + t] == 0f) {
+            throw new IllegalStateException("row " + b + ": a real token after padding (rows must be right-padded)");
+          }
+        }
+        if (real == 0) {
+          continue;
+        }
+        float[] bk = new float[heads * real * dim];
+        float[] bv = new float[heads * real * dim];
+        for (int h = 0; h < heads; h++) {
+          System.arraycopy(k, b * rowSize + h * n * dim, bk, h * real * dim, real * dim);
+          System.arraycopy(v, b * rowSize + h * n * dim, bv, h * real * dim, real * dim);
+        }
+        rows.get(b).add(new Block(real, bk, bv));
+      }
     }
 
     @Override
@@ -105,11 +185,15 @@ public final class DocumentEncoder {
       return inner.size(layer);
     }
 
-    /** All appended pairs of a layer as [tokens, heads, dim] (from the model's [heads, n, dim] per append). */
-    float[] rowMajor(int layer, boolean keys) {
+    int width(int layer) {
+      return shapes.get(layer)[0] * shapes.get(layer)[1];
+    }
+
+    /** All pairs a layer remembered for a row, as [tokens, heads, dim] (from [heads, n, dim] per append). */
+    float[] rowMajor(int layer, int row, boolean keys) {
       int heads = shapes.get(layer)[0];
       int dim = shapes.get(layer)[1];
-      List<Block> parts = appended.get(layer);
+      List<Block> parts = appended.get(layer).get(row);
       int total = parts.stream().mapToInt(Block::tokens).sum();
       float[] out = new float[total * heads * dim];
       int base = 0;

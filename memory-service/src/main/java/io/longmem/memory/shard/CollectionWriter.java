@@ -70,7 +70,52 @@ public final class CollectionWriter implements AutoCloseable {
 
   /** A writer for one new shard; {@link ShardWriter#finish} moves it into the collection. */
   public ShardWriter newShard(String id) throws IOException {
-    return new ShardWriter(dir, id, manifest.layout(), manifest.indexFactory(), trainingRows, allocator, templates);
+    return newShard(id, "");
+  }
+
+  /**
+   * A writer for one attempt at a shard: attempts stage in directories of their own, and when two
+   * finish (a retried or speculative task), the first rename wins and the other is dropped.
+   */
+  public ShardWriter newShard(String id, String attempt) throws IOException {
+    return new ShardWriter(dir, id, attempt, manifest.layout(), manifest.indexFactory(), trainingRows, allocator,
+        templates);
+  }
+
+  /**
+   * A shard an earlier, interrupted run already finished (a run that resumes skips it), or empty.
+   * Its files are checked against their recorded sizes; a shard that fails the check is refused.
+   */
+  public java.util.Optional<Manifest.ShardEntry> finishedShard(String id) throws IOException {
+    return finishedShard(dir, id);
+  }
+
+  /** See {@link #finishedShard(String)}. */
+  public static java.util.Optional<Manifest.ShardEntry> finishedShard(Path collection, String id) throws IOException {
+    Path shard = collection.resolve(SHARDS).resolve(id);
+    if (!Files.isDirectory(shard)) {
+      return java.util.Optional.empty();
+    }
+    Manifest.ShardEntry e = Manifest.readShardRecord(shard);
+    for (Manifest.FileEntry f : e.files()) {
+      Path p = collection.resolve(f.path());
+      if (!Files.isRegularFile(p) || Files.size(p) != f.bytes()) {
+        throw new CollectionException(p + ": missing or not " + f.bytes() + " bytes as recorded in " + shard
+            + "/" + Manifest.SHARD_RECORD);
+      }
+    }
+    return java.util.Optional.of(e);
+  }
+
+  /** Ids of the shards finished so far in {@code shards/} (committed or not). */
+  public static List<String> finishedShardIds(Path collection) throws IOException {
+    Path shards = collection.resolve(SHARDS);
+    if (!Files.isDirectory(shards)) {
+      return List.of();
+    }
+    try (var s = Files.list(shards)) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    }
   }
 
   /** Writes the manifest listing these shards: the collection is complete from here on. */
@@ -89,7 +134,14 @@ public final class CollectionWriter implements AutoCloseable {
     manifest.shards.clear();
     manifest.shards.addAll(shards);
     manifest.write(dir);
-    ShardWriter.deleteRecursively(dir.resolve(STAGING));
+    ShardWriter.deleteRecursively(dir.resolve(STAGING)); // attempts that lost, or died
+    java.util.Set<String> listed = new java.util.HashSet<>();
+    shards.forEach(s -> listed.add(s.id()));
+    for (String id : finishedShardIds(dir)) {
+      if (!listed.contains(id)) {
+        ShardWriter.deleteRecursively(dir.resolve(SHARDS).resolve(id)); // finished by a run of another plan
+      }
+    }
   }
 
   @Override

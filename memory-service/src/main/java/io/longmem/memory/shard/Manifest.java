@@ -35,7 +35,8 @@ public final class Manifest {
   List<ShardEntry> shards = new ArrayList<>();
 
   /** One immutable shard: its files with sizes and checksums, and the documents it holds. */
-  public static final class ShardEntry {
+  public static final class ShardEntry implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
     String id;
     long rows;
     List<FileEntry> files = new ArrayList<>();
@@ -59,10 +60,10 @@ public final class Manifest {
   }
 
   /** A file relative to the collection directory. */
-  public record FileEntry(String path, long bytes, String sha256) {}
+  public record FileEntry(String path, long bytes, String sha256) implements java.io.Serializable {}
 
   /** A document's tokens are rows [begin, end) of its shard, in reading order. */
-  public record DocumentEntry(String id, long begin, long end) {}
+  public record DocumentEntry(String id, long begin, long end) implements java.io.Serializable {}
 
   Manifest() {}
 
@@ -128,6 +129,30 @@ public final class Manifest {
     }
     m.layout();
     return m;
+  }
+
+  /** The record a finished shard keeps in its own directory, so that a resumed run can list it. */
+  public static final String SHARD_RECORD = "shard.json";
+
+  static void writeShardRecord(Path shardDir, ShardEntry entry) throws IOException {
+    String json = GSON.toJson(entry);
+    io.longmem.util.AtomicFiles.write(shardDir.resolve(SHARD_RECORD),
+        tmp -> Files.writeString(tmp, json, StandardCharsets.UTF_8));
+  }
+
+  static ShardEntry readShardRecord(Path shardDir) throws IOException {
+    Path file = shardDir.resolve(SHARD_RECORD);
+    try {
+      ShardEntry e = GSON.fromJson(Files.readString(file, StandardCharsets.UTF_8), ShardEntry.class);
+      if (e == null || e.id == null || e.files == null || e.documents == null) {
+        throw new CollectionException(file + ": incomplete shard record");
+      }
+      return e;
+    } catch (NoSuchFileException e) {
+      throw new CollectionException(shardDir + " has no " + SHARD_RECORD + ": not a finished shard");
+    } catch (JsonParseException e) {
+      throw new CollectionException(file + ": not a valid shard record: " + e.getMessage());
+    }
   }
 
   /** Writes the manifest to a temporary file and renames it into place: the commit point. */

@@ -54,7 +54,7 @@ public final class ShardWriter implements AutoCloseable {
 
   private final java.util.Map<Integer, FaissIndex[]> templates;
 
-  ShardWriter(Path collection, String id, ShardLayout layout, String indexFactory, int trainingRows,
+  ShardWriter(Path collection, String id, String attempt, ShardLayout layout, String indexFactory, int trainingRows,
       BufferAllocator allocator, java.util.Map<Integer, FaissIndex[]> templates) throws IOException {
     this.templates = templates;
     if (!id.matches("[A-Za-z0-9._-]+")) {
@@ -65,7 +65,10 @@ public final class ShardWriter implements AutoCloseable {
     this.layout = layout;
     this.indexFactory = indexFactory;
     this.trainingRows = trainingRows;
-    this.staging = collection.resolve(CollectionWriter.STAGING).resolve(id);
+    if (!attempt.matches("[A-Za-z0-9._-]*")) {
+      throw new IllegalArgumentException("attempt '" + attempt + "' must be letters, digits, '.', '_' or '-'");
+    }
+    this.staging = collection.resolve(CollectionWriter.STAGING).resolve(attempt.isEmpty() ? id : id + "." + attempt);
     if (Files.exists(collection.resolve(CollectionWriter.SHARDS).resolve(id))) {
       throw new CollectionException(collection + ": shard " + id + " already exists");
     }
@@ -174,7 +177,18 @@ public final class ShardWriter implements AutoCloseable {
             CollectionWriter.SHARDS + "/" + id + "/" + f.getFileName(), Files.size(f), sha256(f)));
       }
     }
-    Files.move(staging, target, StandardCopyOption.ATOMIC_MOVE);
+    Manifest.writeShardRecord(staging, entry);
+    try {
+      Files.move(staging, target, StandardCopyOption.ATOMIC_MOVE);
+    } catch (java.nio.file.FileSystemException e) {
+      // Another attempt of the same shard (a retried or speculative task) got there first. Its
+      // directory arrived whole by rename, so it is complete: keep it, drop this copy.
+      if (!Files.isDirectory(target)) {
+        throw e;
+      }
+      deleteRecursively(staging);
+      return Manifest.readShardRecord(target);
+    }
     return entry;
   }
 

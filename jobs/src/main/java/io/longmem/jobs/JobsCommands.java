@@ -1,0 +1,13 @@
+package io.longmem.jobs;
+
+import io.longmem.jobs.encode.EncodeJob;
+import picocli.CommandLine;
+
+/** Adds the Spark jobs to bin/longmem's command line (called by io.longmem.cli.Main). */
+public final class JobsCommands {
+  private JobsCommands() {}
+
+  public static void register(CommandLine cli) {
+    cli.addSubcommand("encode", new EncodeJob());
+  }
+}

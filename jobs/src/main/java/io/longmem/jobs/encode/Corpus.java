@@ -1,0 +1,188 @@
+package io.longmem.jobs.encode;
+
+import static org.apache.spark.sql.functions.col;
+import static org.apache.spark.sql.functions.lit;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * The documents of an input, whatever its format, as rows of one schema: {@code id}, {@code text}
+ * (null for pre-tokenized documents), {@code token_ids}, {@code bad_utf8} (text files whose bytes
+ * were not UTF-8: read with U+FFFD in their place) and {@code malformed} (JSON lines that did not
+ * parse; their other columns are null).
+ */
+public final class Corpus {
+  public static final String ID = "id";
+  public static final String TEXT = "text";
+  public static final String TOKEN_IDS = "token_ids";
+  public static final String BAD_UTF8 = "bad_utf8";
+  public static final String MALFORMED = "malformed";
+
+  static final StructType SCHEMA = new StructType(new StructField[] {
+      DataTypes.createStructField(ID, DataTypes.StringType, true),
+      DataTypes.createStructField(TEXT, DataTypes.StringType, true),
+      DataTypes.createStructField(TOKEN_IDS, DataTypes.createArrayType(DataTypes.LongType), true),
+      DataTypes.createStructField(BAD_UTF8, DataTypes.BooleanType, false),
+      DataTypes.createStructField(MALFORMED, DataTypes.BooleanType, false)});
+
+  /** Input formats. */
+  public enum Format {
+    /** a directory of text files (UTF-8), one document each; the id is the path below the directory */
+    TEXT,
+    /** JSON Lines: one object per line with an id and text or token_ids */
+    JSONL,
+    /** Parquet with an id column and a text or token_ids column */
+    PARQUET,
+    /** decided from the file names */
+    AUTO
+  }
+
+  /** Where the documents are and how to read them; column names apply to JSONL and Parquet. */
+  public record Spec(String path, Format format, String idColumn, String textColumn, String tokenIdsColumn)
+      implements Serializable {}
+
+  private Corpus() {}
+
+  /**
+   * Checks that the input exists and has something to read, and settles AUTO; fails before any work
+   * starts otherwise.
+   */
+  public static Spec resolve(SparkSession spark, Spec spec) throws IOException {
+    Configuration conf = spark.sparkContext().hadoopConfiguration();
+    org.apache.hadoop.fs.Path path = new org.apache.hadoop.fs.Path(spec.path());
+    FileSystem fs = path.getFileSystem(conf);
+    if (!fs.exists(path)) {
+      throw new IllegalArgumentException("input " + spec.path() + " does not exist");
+    }
+    List<String> names = new ArrayList<>();
+    FileStatus status = fs.getFileStatus(path);
+    if (status.isDirectory()) {
+      var it = fs.listFiles(path, true);
+      while (it.hasNext() && names.size() < 10_000) {
+        String name = it.next().getPath().getName();
+        if (!name.startsWith(".") && !name.startsWith("_")) {
+          names.add(name.toLowerCase(Locale.ROOT));
+        }
+      }
+    } else {
+      names.add(path.getName().toLowerCase(Locale.ROOT));
+    }
+    if (names.isEmpty()) {
+      throw new IllegalArgumentException("input " + spec.path() + " holds no files");
+    }
+    Format format = spec.format();
+    if (format == Format.AUTO) {
+      if (names.stream().allMatch(n -> n.endsWith(".parquet"))) {
+        format = Format.PARQUET;
+      } else if (names.stream().allMatch(n -> n.endsWith(".jsonl") || n.endsWith(".json"))) {
+        format = Format.JSONL;
+      } else if (status.isDirectory()) {
+        format = Format.TEXT;
+      } else {
+        throw new IllegalArgumentException("input " + spec.path() + ": cannot tell its format from its name; "
+            + "pass --format text|jsonl|parquet (text reads a directory of files, one document each)");
+      }
+    }
+    if (format == Format.TEXT && !status.isDirectory()) {
+      throw new IllegalArgumentException("--format text reads a directory of text files (one document each); "
+          + spec.path() + " is a file");
+    }
+    String qualified = fs.makeQualified(path).toString();
+    return new Spec(qualified, format, spec.idColumn(), spec.textColumn(), spec.tokenIdsColumn());
+  }
+
+  /** The documents of a resolved input, in the schema above. */
+  public static Dataset<Row> read(SparkSession spark, Spec spec) {
+    switch (spec.format()) {
+      case TEXT:
+        return textFiles(spark, spec.path());
+      case JSONL:
+        return jsonLines(spark, spec);
+      case PARQUET:
+        return parquet(spark, spec);
+      default:
+        throw new IllegalArgumentException("unresolved input format " + spec.format());
+    }
+  }
+
+  private static Dataset<Row> textFiles(SparkSession spark, String root) {
+    spark.sparkContext().hadoopConfiguration().set("mapreduce.input.fileinputformat.input.dir.recursive", "true");
+    String prefix = root.endsWith("/") ? root : root + "/";
+    JavaRDD<Row> rows = spark.sparkContext().binaryFiles(root, spark.sparkContext().defaultMinPartitions())
+        .toJavaRDD().map(file -> {
+          String path = file._1();
+          String id = path.startsWith(prefix) ? path.substring(prefix.length()) : path;
+          byte[] bytes = file._2().toArray();
+          String text;
+          boolean bad = false;
+          try {
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(bytes)).toString();
+          } catch (CharacterCodingException e) {
+            text = new String(bytes, StandardCharsets.UTF_8); // U+FFFD for each undecodable sequence
+            bad = true;
+          }
+          return RowFactory.create(id, text, null, bad, false);
+        });
+    return spark.createDataFrame(rows, SCHEMA);
+  }
+
+  private static Dataset<Row> jsonLines(SparkSession spark, Spec spec) {
+    String corrupt = "_corrupt_record";
+    StructType schema = new StructType()
+        .add(spec.idColumn(), DataTypes.StringType) // numbers are read as their text
+        .add(spec.textColumn(), DataTypes.StringType)
+        .add(spec.tokenIdsColumn(), DataTypes.createArrayType(DataTypes.LongType))
+        .add(corrupt, DataTypes.StringType);
+    Dataset<Row> raw = spark.read().schema(schema).option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", corrupt).json(spec.path());
+    Column bad = col(corrupt).isNotNull();
+    return raw.select(
+        org.apache.spark.sql.functions.when(bad, lit(null)).otherwise(col(spec.idColumn())).as(ID),
+        org.apache.spark.sql.functions.when(bad, lit(null)).otherwise(col(spec.textColumn())).as(TEXT),
+        org.apache.spark.sql.functions.when(bad, lit(null)).otherwise(col(spec.tokenIdsColumn())).as(TOKEN_IDS),
+        lit(false).as(BAD_UTF8), bad.as(MALFORMED));
+  }
+
+  private static Dataset<Row> parquet(SparkSession spark, Spec spec) {
+    Dataset<Row> raw = spark.read().parquet(spec.path());
+    List<String> columns = Arrays.asList(raw.columns());
+    if (!columns.contains(spec.idColumn())) {
+      throw new IllegalArgumentException("input " + spec.path() + " has no id column '" + spec.idColumn()
+          + "' (columns: " + columns + "; choose one with --id-column)");
+    }
+    boolean hasText = columns.contains(spec.textColumn());
+    boolean hasIds = columns.contains(spec.tokenIdsColumn());
+    if (!hasText && !hasIds) {
+      throw new IllegalArgumentException("input " + spec.path() + " has neither a text column '" + spec.textColumn()
+          + "' nor a token ids column '" + spec.tokenIdsColumn() + "' (columns: " + columns
+          + "; choose with --text-column / --token-ids-column)");
+    }
+    return raw.select(col(spec.idColumn()).cast(DataTypes.StringType).as(ID),
+        hasText ? col(spec.textColumn()).cast(DataTypes.StringType).as(TEXT) : lit(null).cast(DataTypes.StringType).as(TEXT),
+        hasIds ? col(spec.tokenIdsColumn()).cast(DataTypes.createArrayType(DataTypes.LongType)).as(TOKEN_IDS)
+            : lit(null).cast(DataTypes.createArrayType(DataTypes.LongType)).as(TOKEN_IDS),
+        lit(false).as(BAD_UTF8), lit(false).as(MALFORMED));
+  }
+}

@@ -1,0 +1,54 @@
+package io.longmem.jobs.encode;
+
+import java.io.Serializable;
+
+/**
+ * What an encode run does, shipped to every task. The parts that decide the output's bytes
+ * ({@link #plan()}) are recorded in the output directory so that a resumed run can refuse to
+ * mix shards of two different plans.
+ *
+ * @param model checkpoint directory (must be readable at the same path on every executor)
+ * @param tokenizer SentencePiece model for text documents; null: the checkpoint's tokenizer.model
+ * @param memDType mem_dtype override (float32, bfloat16, float16); null: the checkpoint's
+ * @param indexFactory FAISS factory string for every (shard, layer, head) index
+ * @param trainingRows keys sampled per shard to train IVF/PQ indexes
+ * @param shards number of shards (= Spark partitions); documents go to shards by a hash of their id
+ * @param batchSize documents read side by side in the batch dimension
+ * @param maxBatchTokens cap on batch rows times the longest document's tokens
+ * @param torchThreads intra-op threads of libtorch per executor JVM (0: libtorch's default)
+ */
+public record EncodeSpec(String model, String tokenizer, String memDType, String indexFactory, int trainingRows,
+    int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input) implements Serializable {
+
+  public EncodeSpec {
+    if (shards < 1) {
+      throw new IllegalArgumentException("--shards must be >= 1, got " + shards);
+    }
+    if (batchSize < 1) {
+      throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
+    }
+    if (maxBatchTokens < 1) {
+      throw new IllegalArgumentException("--max-batch-tokens must be >= 1, got " + maxBatchTokens);
+    }
+    if (trainingRows < 1) {
+      throw new IllegalArgumentException("--training-rows must be >= 1, got " + trainingRows);
+    }
+    if (torchThreads < 0) {
+      throw new IllegalArgumentException("--torch-threads must be >= 0, got " + torchThreads);
+    }
+  }
+
+  /**
+   * The choices a resumed run must share with the run it resumes: the same documents in the same
+   * shards, encoded by the same model into the same kind of index. Batching and threads are
+   * left out: they change speed, not which shard holds what.
+   */
+  public record Plan(String modelFingerprint, String memDType, String indexFactory, int trainingRows, int shards,
+      String input, String format, String idColumn, String textColumn, String tokenIdsColumn, String tokenizer) {}
+
+  public Plan plan(String modelFingerprint, String resolvedMemDType, String tokenizerFingerprint) {
+    return new Plan(modelFingerprint, resolvedMemDType, indexFactory, trainingRows, shards, input.path(),
+        input.format().name().toLowerCase(java.util.Locale.ROOT), input.idColumn(), input.textColumn(),
+        input.tokenIdsColumn(), tokenizerFingerprint);
+  }
+}

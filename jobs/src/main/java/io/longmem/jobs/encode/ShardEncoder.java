@@ -1,0 +1,264 @@
+package io.longmem.jobs.encode;
+
+import io.longmem.encode.DocumentEncoder;
+import io.longmem.memory.shard.CollectionWriter;
+import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.ShardLayout;
+import io.longmem.memory.shard.ShardWriter;
+import io.longmem.model.tokenizer.SentencePieceTokenizer;
+import java.io.IOException;
+import java.io.Serializable;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Optional;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The encoding loop of one shard, the same in a Spark task and in a plain process: documents in
+ * id order (duplicates of an id adjacent, the first kept), tokenized, read by the model a batch at
+ * a time, their memory appended to one shard. A shard that an earlier run finished is not
+ * encoded again.
+ */
+public final class ShardEncoder {
+  private static final Logger LOG = LoggerFactory.getLogger(ShardEncoder.class);
+
+  /** One input document. {@code tokenIds} wins over {@code text} when both are given. */
+  public record Document(String id, String text, long[] tokenIds, boolean badUtf8, boolean malformed) {
+    /** Input size for progress: characters of text, or tokens of pre-tokenized documents. */
+    long units() {
+      return tokenIds != null ? tokenIds.length : text != null ? text.length() : 0;
+    }
+  }
+
+  /** What happened to the documents of a shard (or of a whole run, summed). */
+  public record Counts(long documents, long tokens, long empty, long duplicates, long badUtf8, long malformed,
+      long missingId, long rejected) implements Serializable {
+    public static final Counts ZERO = new Counts(0, 0, 0, 0, 0, 0, 0, 0);
+
+    public Counts plus(Counts o) {
+      return new Counts(documents + o.documents, tokens + o.tokens, empty + o.empty, duplicates + o.duplicates,
+          badUtf8 + o.badUtf8, malformed + o.malformed, missingId + o.missingId, rejected + o.rejected);
+    }
+  }
+
+  /** A shard's outcome: its entry (null when no document had tokens), counts, and whether an earlier run wrote it. */
+  public record Result(String shard, Manifest.ShardEntry entry, Counts counts, boolean resumed) implements Serializable {}
+
+  /** Where finished documents are reported as they happen (Spark accumulators, or a plain counter). */
+  public interface Progress extends Serializable {
+    void add(long documents, long tokens, long units);
+  }
+
+  private final EncodeSpec spec;
+  private final Path output;
+  private final String fingerprint;
+
+  public ShardEncoder(EncodeSpec spec, Path output, String fingerprint) {
+    this.spec = spec;
+    this.output = output;
+    this.fingerprint = fingerprint;
+  }
+
+  public static String shardId(int index) {
+    return String.format("shard-%05d", index);
+  }
+
+  /**
+   * Encodes the documents of shard {@code index}.
+   *
+   * @param attempt names this attempt's staging directory (Spark's task attempt id), so that two
+   *     attempts of one shard never write the same files
+   */
+  public Result encode(int index, Iterator<Document> docs, String attempt, Progress progress) throws IOException {
+    String id = shardId(index);
+    Optional<Manifest.ShardEntry> done = CollectionWriter.finishedShard(output, id);
+    if (done.isPresent()) {
+      Counts c = skim(docs, progress);
+      LOG.info("{}: finished by an earlier run ({} documents, {} tokens), not encoded again", id,
+          done.get().documents().size(), done.get().rows());
+      return new Result(id, done.get(), c, true);
+    }
+    ExecutorModel m = ExecutorModel.get(spec);
+    DocumentEncoder encoder = m.encoder();
+    ShardLayout layout = encoder.layout();
+    try (CollectionWriter collection = CollectionWriter.create(output, fingerprint, layout,
+        m.config().memDType().pythonName(), spec.indexFactory()).trainingRows(spec.trainingRows());
+         ShardWriter shard = collection.newShard(id, attempt)) {
+      Loop loop = new Loop(encoder, m.tokenizer(), m.config().vocabSize(), shard, progress, id);
+      while (docs.hasNext()) {
+        loop.add(docs.next());
+      }
+      loop.flush();
+      Counts counts = loop.counts();
+      if (shard.rows() == 0) {
+        return new Result(id, null, counts, false);
+      }
+      Manifest.ShardEntry entry = shard.finish();
+      LOG.info("{}: {} documents, {} tokens", id, counts.documents(), counts.tokens());
+      return new Result(id, entry, counts, false);
+    }
+  }
+
+  /** Counts a finished shard's documents without reading them with the model. */
+  private static Counts skim(Iterator<Document> docs, Progress progress) {
+    long empty = 0;
+    long dup = 0;
+    long bad = 0;
+    long malformed = 0;
+    long missing = 0;
+    long units = 0;
+    String previous = null;
+    while (docs.hasNext()) {
+      Document d = docs.next();
+      units += d.units();
+      if (d.malformed()) {
+        malformed++;
+      } else if (d.id() == null || d.id().isBlank()) {
+        missing++;
+      } else if (d.id().equals(previous)) {
+        dup++;
+      } else {
+        previous = d.id();
+        bad += d.badUtf8() ? 1 : 0;
+        empty += isEmpty(d) ? 1 : 0;
+      }
+    }
+    progress.add(0, 0, units);
+    return new Counts(0, 0, empty, dup, bad, malformed, missing, 0);
+  }
+
+  static boolean isEmpty(Document d) {
+    return d.tokenIds() != null ? d.tokenIds().length == 0 : d.text() == null || d.text().isBlank();
+  }
+
+  /** Filters, tokenizes and batches documents; appends each batch's memory to the shard. */
+  private final class Loop {
+    private final DocumentEncoder encoder;
+    private final SentencePieceTokenizer tokenizer;
+    private final int vocab;
+    private final ShardWriter shard;
+    private final Progress progress;
+    private final String shardId;
+    private final List<Pending> pending = new ArrayList<>();
+    private String previous;
+    private long documents;
+    private long tokens;
+    private long empty;
+    private long duplicates;
+    private long badUtf8;
+    private long malformed;
+    private long missingId;
+    private long rejected;
+
+    private record Pending(String id, long[] ids, long units) {}
+
+    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, int vocab, ShardWriter shard, Progress progress,
+        String shardId) {
+      this.encoder = encoder;
+      this.tokenizer = tokenizer;
+      this.vocab = vocab;
+      this.shard = shard;
+      this.progress = progress;
+      this.shardId = shardId;
+    }
+
+    void add(Document d) throws IOException {
+      if (d.malformed()) {
+        malformed++;
+        progress.add(0, 0, d.units());
+        return;
+      }
+      if (d.id() == null || d.id().isBlank()) {
+        missingId++;
+        progress.add(0, 0, d.units());
+        return;
+      }
+      if (d.id().equals(previous)) {
+        duplicates++;
+        LOG.warn("{}: duplicate document id '{}': the first one read is kept", shardId, d.id());
+        progress.add(0, 0, d.units());
+        return;
+      }
+      previous = d.id();
+      if (d.badUtf8()) {
+        badUtf8++;
+        LOG.warn("{}: document '{}' is not valid UTF-8: undecodable bytes read as U+FFFD", shardId, d.id());
+      }
+      if (isEmpty(d)) {
+        empty++;
+        progress.add(0, 0, d.units());
+        return;
+      }
+      long[] ids = d.tokenIds();
+      if (ids == null) {
+        if (tokenizer == null) {
+          throw new IllegalStateException("document '" + d.id() + "' is text but no tokenizer is available");
+        }
+        int[] t = tokenizer.encodeWithBos(d.text());
+        ids = new long[t.length];
+        for (int i = 0; i < t.length; i++) {
+          ids[i] = t[i];
+        }
+      }
+      for (int i = 0; i < ids.length; i++) {
+        if (ids[i] < 0 || ids[i] >= vocab) {
+          rejected++;
+          LOG.warn("{}: document '{}' rejected: token id {} at position {} is outside the model's vocabulary [0, {})",
+              shardId, d.id(), ids[i], i, vocab);
+          progress.add(0, 0, d.units());
+          return;
+        }
+      }
+      pending.add(new Pending(d.id(), ids, d.units()));
+      if (pending.size() >= spec.batchSize() * 8) {
+        drain(false);
+      }
+    }
+
+    void flush() throws IOException {
+      drain(true);
+    }
+
+    /** Encodes buffered documents longest first, in batches capped by size and padded tokens. */
+    private void drain(boolean all) throws IOException {
+      pending.sort(Comparator.comparingInt((Pending p) -> -p.ids().length)); // stable: ties keep id order
+      int keep = all ? 0 : pending.size() % spec.batchSize();
+      int i = 0;
+      while (i < pending.size() - keep) {
+        int longest = pending.get(i).ids().length;
+        int j = i + 1;
+        while (j < pending.size() && j - i < spec.batchSize() && (long) (j - i + 1) * longest <= spec.maxBatchTokens()) {
+          j++;
+        }
+        List<Pending> batch = pending.subList(i, j);
+        List<long[]> ids = new ArrayList<>();
+        batch.forEach(p -> ids.add(p.ids()));
+        List<DocumentEncoder.Encoded> encoded = encoder.encodeBatch(ids);
+        for (int b = 0; b < batch.size(); b++) {
+          Pending p = batch.get(b);
+          DocumentEncoder.Encoded e = encoded.get(b);
+          int[] positions = new int[e.tokens()];
+          for (int t = 0; t < positions.length; t++) {
+            positions[t] = t;
+          }
+          shard.append(p.id(), positions, e.keys(), e.values());
+          documents++;
+          tokens += e.tokens();
+          progress.add(1, e.tokens(), p.units());
+        }
+        i = j;
+      }
+      List<Pending> rest = new ArrayList<>(pending.subList(i, pending.size()));
+      pending.clear();
+      pending.addAll(rest);
+    }
+
+    Counts counts() {
+      return new Counts(documents, tokens, empty, duplicates, badUtf8, malformed, missingId, rejected);
+    }
+  }
+}
