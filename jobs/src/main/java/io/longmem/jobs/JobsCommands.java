@@ -9,5 +9,9 @@ public final class JobsCommands {
 
   public static void register(CommandLine cli) {
     cli.addSubcommand("encode", new EncodeJob());
+    CommandLine bench = cli.getSubcommands().get("bench");
+    if (bench != null) {
+      bench.addSubcommand("encode", new io.longmem.jobs.bench.EncodeBench());
+    }
   }
 }

@@ -21,14 +21,28 @@ import java.util.Map;
  */
 public final class DocumentEncoder {
   private final LongLlama model;
+  private final boolean allLayers;
 
   public DocumentEncoder(LongLlama model) {
+    this(model, false);
+  }
+
+  /**
+   * @param allLayers compute every layer (and the last token's logits) as a plain forward pass
+   *     would: only for measuring what skipping the layers after the last memory layer saves
+   */
+  public DocumentEncoder(LongLlama model, boolean allLayers) {
     this.model = model;
+    this.allLayers = allLayers;
   }
 
   /** The shard layout of this model's memory. */
   public ShardLayout layout() {
-    var c = model.config();
+    return layout(model.config());
+  }
+
+  /** The shard layout of a model's memory. */
+  public static ShardLayout layout(io.longmem.model.checkpoint.LongLlamaConfig c) {
     return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), storage(c));
   }
 
@@ -85,7 +99,13 @@ public final class DocumentEncoder {
     }
     Recording memory = new Recording(new DenseMemory(model.manager()), batch);
     try (LongLlamaCache cache = model.newCache(batch, memory)) { // closes the memory too
-      model.forward(cache, ids, padding, false, 0, LongLlama.Output.MEMORY_ONLY, null);
+      if (allLayers) {
+        try (ai.djl.ndarray.NDManager out = model.manager().newSubManager()) {
+          model.forward(cache, ids, padding, false, 0, LongLlama.Output.LAST_LOGITS, out);
+        }
+      } else {
+        model.forward(cache, ids, padding, false, 0, LongLlama.Output.MEMORY_ONLY, null);
+      }
       List<Encoded> out = new ArrayList<>(batch);
       for (int b = 0; b < batch; b++) {
         float[][] keys = new float[layers.size()][];

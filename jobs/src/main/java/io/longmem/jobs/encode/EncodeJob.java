@@ -242,8 +242,7 @@ public final class EncodeJob implements Callable<Integer> {
     if (entries.isEmpty()) {
       throw new IllegalArgumentException("no document of " + in.path() + " had any tokens: nothing to commit");
     }
-    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, new io.longmem.memory.shard.ShardLayout(
-        config.memLayers(), config.numHeads(), config.headDim(), io.longmem.encode.DocumentEncoder.storage(config)),
+    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.encode.DocumentEncoder.layout(config),
         config.memDType().pythonName(), spec.indexFactory())) {
       w.commit(entries);
     }
