@@ -24,6 +24,9 @@ final class GenerateCommand implements Callable<Integer> {
   @Mixin
   ModelOptions model;
 
+  @Mixin
+  MemoryOptions memory;
+
   @ArgGroup(exclusive = true, multiplicity = "1")
   Input input;
 
@@ -76,7 +79,7 @@ final class GenerateCommand implements Callable<Integer> {
     if (greedy && sampling) {
       throw new IllegalArgumentException("--greedy contradicts --temperature/--top-k/--top-p/--seed");
     }
-    try (LongLlama m = model.load()) {
+    try (LongLlama m = model.load(); MemoryOptions.Backend backend = memory.open(model.checkpoint.fingerprint())) {
       SentencePieceTokenizer tokenizer = model.tokenizer(tokenizerFile);
       long[] prompt;
       if (input.prompt != null) {
@@ -96,8 +99,10 @@ final class GenerateCommand implements Callable<Integer> {
           temperature != null ? temperature : 1f, topK != null ? topK : 0, topP != null ? topP : 1f,
           seed != null ? seed : 0L, noEos ? -1 : m.config().eosTokenId(), stops, m.config().lastContextLength());
       PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-      Generator.Result r = new Generator(m, tokenizer).generate(prompt, options, outputStepLogits != null,
-          text -> out.print(text));
+      Generator.Result r;
+      try (io.longmem.model.LongLlamaCache cache = m.newCache(1, backend.newMemory(m, 1))) {
+        r = new Generator(m, tokenizer).generate(cache, prompt, options, outputStepLogits != null, text -> out.print(text));
+      }
       if (tokenizer != null) {
         out.println();
       } else {
@@ -114,9 +119,9 @@ final class GenerateCommand implements Callable<Integer> {
         }
         Npy.write(outputStepLogits, new long[] {r.ids().length, vocab}, flat);
       }
-      System.err.printf("prompt %d tokens: %.1f tokens/s; generated %d tokens: %.2f tokens/s (%.1f ms/token); stop: %s%n",
-          prompt.length, prompt.length / Math.max(r.promptSeconds(), 1e-9), r.ids().length,
-          r.decodeTokensPerSecond(), 1000 * r.decodeSeconds() / r.ids().length, r.stopReason());
+      System.err.printf("prompt %d tokens: %.1f tokens/s; generated %d tokens: %.2f tokens/s (%.1f ms/token); stop: %s; "
+          + "%s%n", prompt.length, prompt.length / Math.max(r.promptSeconds(), 1e-9), r.ids().length,
+          r.decodeTokensPerSecond(), 1000 * r.decodeSeconds() / r.ids().length, r.stopReason(), backend.describe());
     }
     return 0;
   }

@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 /** {@code bin/longmem}: one launcher, a subcommand per job. */
 @Command(name = "longmem", mixinStandardHelpOptions = true, version = "longmem 0.1.0",
     description = "LongLLaMA with memory that outgrows one process.",
-    subcommands = {TokenizeCommand.class, LogitsCommand.class, GenerateCommand.class, ServeCommand.class,
+    subcommands = {TokenizeCommand.class, LogitsCommand.class, GenerateCommand.class, SummarizeCommand.class,
+        PasskeyCommand.class, ServeCommand.class,
         ShardsCommand.class,
         BenchCommand.class})
 public final class Main implements Runnable {
@@ -41,7 +42,8 @@ public final class Main implements Runnable {
     CommandLine cli = new CommandLine(new Main());
     addJobs(cli);
     cli.setExecutionExceptionHandler((e, cmd, parsed) -> {
-      if (e instanceof IllegalArgumentException || e instanceof java.io.IOException) {
+      if (e instanceof IllegalArgumentException || e instanceof java.io.IOException
+          || e instanceof io.longmem.retrieve.ServiceMemory.MemoryUnavailableException) {
         String msg = e instanceof java.nio.file.NoSuchFileException ? "no such file: " + e.getMessage() : e.getMessage();
         cmd.getErr().println("longmem " + cmd.getCommandName() + ": " + msg);
         return 2;
