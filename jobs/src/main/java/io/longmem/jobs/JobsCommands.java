@@ -9,6 +9,7 @@ public final class JobsCommands {
 
   public static void register(CommandLine cli) {
     cli.addSubcommand("encode", new EncodeJob());
+    cli.addSubcommand("summarize-corpus", new io.longmem.jobs.summarize.SummarizeJob());
     cli.addSubcommand("demo", new io.longmem.jobs.demo.DemoCommand());
     CommandLine bench = cli.getSubcommands().get("bench");
     if (bench != null) {

@@ -9,6 +9,7 @@ import io.longmem.memory.service.ServiceConfig;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
@@ -69,6 +70,15 @@ public final class MemoryEndpoint implements AutoCloseable {
   public static MemoryEndpoint open(String memory, Map<String, Path> collections, String modelFingerprint)
       throws IOException {
     return "local".equals(memory) ? local(collections, modelFingerprint) : remote(memory);
+  }
+
+  /** The documents of a collection the endpoint serves. */
+  public List<String> documents(String collection) {
+    var all = stub().withDeadlineAfter(30, TimeUnit.SECONDS)
+        .listCollections(io.longmem.memory.grpc.ListCollectionsRequest.getDefaultInstance()).getCollectionsList();
+    return all.stream().filter(c -> c.getName().equals(collection)).findFirst()
+        .orElseThrow(() -> new IllegalArgumentException("the " + this + " has no collection '" + collection + "'"))
+        .getDocumentsList();
   }
 
   MemoryGrpc.MemoryBlockingStub stub() {

@@ -39,7 +39,7 @@ public final class Corpus {
   public static final String BAD_UTF8 = "bad_utf8";
   public static final String MALFORMED = "malformed";
 
-  static final StructType SCHEMA = new StructType(new StructField[] {
+  public static final StructType SCHEMA = new StructType(new StructField[] {
       DataTypes.createStructField(ID, DataTypes.StringType, true),
       DataTypes.createStructField(TEXT, DataTypes.StringType, true),
       DataTypes.createStructField(TOKEN_IDS, DataTypes.createArrayType(DataTypes.LongType), true),

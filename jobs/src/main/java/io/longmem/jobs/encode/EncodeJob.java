@@ -251,7 +251,8 @@ public final class EncodeJob implements Callable<Integer> {
     return report;
   }
 
-  private static Iterator<ShardEncoder.Document> documents(Iterator<Row> rows) {
+  /** Rows of {@link Corpus#SCHEMA} as documents. */
+  public static Iterator<ShardEncoder.Document> documents(Iterator<Row> rows) {
     return new Iterator<>() {
       @Override
       public boolean hasNext() {
@@ -286,10 +287,10 @@ public final class EncodeJob implements Callable<Integer> {
   }
 
   /** Logs documents, tokens, tokens/s and an ETA while the job runs (the accumulators also show in Spark's UI). */
-  static final class ProgressLog implements AutoCloseable {
+  public static final class ProgressLog implements AutoCloseable {
     private final Thread thread;
 
-    ProgressLog(long rows, long units, LongAccumulator docs, LongAccumulator tokens, LongAccumulator read, int seconds) {
+    public ProgressLog(long rows, long units, LongAccumulator docs, LongAccumulator tokens, LongAccumulator read, int seconds) {
       long start = System.nanoTime();
       thread = new Thread(() -> {
         try {

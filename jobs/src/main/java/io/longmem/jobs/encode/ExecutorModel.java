@@ -38,30 +38,40 @@ public final class ExecutorModel {
   }
 
   /** The model of this spec, loading it on first use in this JVM. */
-  public static synchronized ExecutorModel get(EncodeSpec spec) throws IOException {
-    String key = spec.model() + "|" + spec.memDType() + "|" + spec.tokenizer();
+  public static ExecutorModel get(EncodeSpec spec) throws IOException {
+    return get(spec.model(), spec.memDType(), spec.tokenizer(), spec.torchThreads());
+  }
+
+  /** The model at {@code model} with a mem_dtype override and tokenizer, loading it on first use in this JVM. */
+  public static synchronized ExecutorModel get(String model, String memDType, String tokenizer, int torchThreads)
+      throws IOException {
+    String key = model + "|" + memDType + "|" + tokenizer;
     ExecutorModel m = LOADED.get(key);
     if (m == null) {
-      configureDjl(spec.torchThreads());
-      Checkpoint ckpt = Checkpoint.open(Path.of(spec.model()));
-      LongLlamaConfig config = config(ckpt, spec.memDType());
-      LongLlama model = LongLlama.load(ckpt, config, Device.cpu());
-      m = new ExecutorModel(ckpt, config, model, tokenizer(ckpt, spec.tokenizer()));
+      configureDjl(torchThreads);
+      Checkpoint ckpt = Checkpoint.open(Path.of(model));
+      LongLlamaConfig config = config(ckpt, memDType);
+      LongLlama loaded = LongLlama.load(ckpt, config, Device.cpu());
+      m = new ExecutorModel(ckpt, config, loaded, tokenizer(ckpt, tokenizer));
       LOADED.put(key, m);
-      LOG.info("executor model loaded once for this JVM: {} (memory layers {}, mem_dtype {})", spec.model(),
+      LOG.info("executor model loaded once for this JVM: {} (memory layers {}, mem_dtype {})", model,
           config.memLayers(), config.memDType().pythonName());
     }
     return m;
   }
 
+  public LongLlama model() {
+    return model;
+  }
+
   /** The checkpoint's config with the spec's mem_dtype override. */
-  static LongLlamaConfig config(Checkpoint ckpt, String memDType) {
+  public static LongLlamaConfig config(Checkpoint ckpt, String memDType) {
     LongLlamaConfig c = ckpt.config();
     return memDType == null ? c : c.withMemDType(MemDType.parse(memDType));
   }
 
   /** The explicit tokenizer, else the checkpoint's tokenizer.model, else null. */
-  static SentencePieceTokenizer tokenizer(Checkpoint ckpt, String explicit) throws IOException {
+  public static SentencePieceTokenizer tokenizer(Checkpoint ckpt, String explicit) throws IOException {
     Path p = explicit != null ? Path.of(explicit) : ckpt.tokenizerModel();
     if (p == null) {
       return null;
@@ -77,7 +87,7 @@ public final class ExecutorModel {
    * otherwise), and as many intra-op threads as the task was given (libtorch's pool is per JVM,
    * so this is set before the engine starts; later calls cannot change it).
    */
-  static void configureDjl(int torchThreads) {
+  public static void configureDjl(int torchThreads) {
     if (System.getenv("DJL_OFFLINE") == null && System.getProperty("ai.djl.offline") == null) {
       System.setProperty("ai.djl.offline", "true");
     }
