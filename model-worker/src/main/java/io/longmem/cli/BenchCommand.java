@@ -16,7 +16,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
-    subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class, BenchCommand.Faiss.class})
+    subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class, BenchCommand.Faiss.class,
+        BenchCommand.Decode.class})
 final class BenchCommand implements Runnable {
   @Override
   public void run() {
@@ -70,6 +71,29 @@ final class BenchCommand implements Runnable {
       io.longmem.memory.bench.MemoryBench.run(new io.longmem.memory.bench.MemoryBench.Options(tokens, heads, headDim,
           clusters, shardTokens, factory, !float32, nprobe, refine, k, decodeRequests, prefillQueries, prefillK,
           prefillRequests, recallHeads, dir));
+      return 0;
+    }
+  }
+
+  @Command(name = "decode", mixinStandardHelpOptions = true,
+      description = "Per-token decode latency with the memory layer's pairs fetched by kNN from served collections of "
+          + "growing size, against dense in-process memory of the same size while it fits.")
+  static final class Decode implements Callable<Integer> {
+    @Option(names = "--dir", required = true, description = "model and collections (reused when complete)") Path dir;
+    @Option(names = "--sizes", split = ",", defaultValue = "65536,1048576,16777216", description = "tokens per head")
+    long[] sizes;
+    @Option(names = "--heads", defaultValue = "4") int heads;
+    @Option(names = "--head-dim", defaultValue = "32") int headDim;
+    @Option(names = "--memory-top-k", defaultValue = "128") int topK;
+    @Option(names = "--nprobe", defaultValue = "16") int nprobe;
+    @Option(names = "--decode-tokens", defaultValue = "32") int decodeTokens;
+    @Option(names = "--dense-max-tokens", defaultValue = "1048576", description = "largest dense memory tried")
+    long denseMax;
+
+    @Override
+    public Integer call() throws Exception {
+      io.longmem.bench.DecodeBench.run(new io.longmem.bench.DecodeBench.Options(dir, sizes, heads, headDim, topK, nprobe,
+          decodeTokens, denseMax));
       return 0;
     }
   }

@@ -254,14 +254,22 @@ public final class MemoryBench {
 
   /** Writes the collection: keys around random centres (per head), random values. */
   private static void build(Options o) throws IOException {
-    ShardLayout layout = new ShardLayout(List.of(LAYER), o.heads(), o.headDim(),
+    build(o, LAYER, "sha256:bench", CollectionWriter.DEFAULT_TRAINING_ROWS);
+  }
+
+  /**
+   * Writes a collection of clustered synthetic keys for one memory layer, as if written by the
+   * model with this fingerprint (for benchmarks that decode against it).
+   */
+  public static void build(Options o, int layer, String fingerprint, int trainingRows) throws IOException {
+    ShardLayout layout = new ShardLayout(List.of(layer), o.heads(), o.headDim(),
         o.float16() ? ShardLayout.Storage.FLOAT16 : ShardLayout.Storage.FLOAT32);
     Centres centres = new Centres(o.heads(), o.headDim(), o.clusters(), 1);
     long t0 = System.nanoTime();
     int width = layout.width();
     int chunk = 4096;
-    try (CollectionWriter w = CollectionWriter.create(o.dir(), "sha256:bench", layout,
-        o.float16() ? "float16" : "float32", o.factory())) {
+    try (CollectionWriter w = CollectionWriter.create(o.dir(), fingerprint, layout,
+        o.float16() ? "float16" : "float32", o.factory()).trainingRows(trainingRows)) {
       List<Manifest.ShardEntry> shards = new ArrayList<>();
       long written = 0;
       int s = 0;
