@@ -17,7 +17,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
     subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class, BenchCommand.Faiss.class,
-        BenchCommand.Decode.class})
+        BenchCommand.Decode.class, BenchCommand.Fidelity.class})
 final class BenchCommand implements Runnable {
   @Override
   public void run() {
@@ -71,6 +71,26 @@ final class BenchCommand implements Runnable {
       io.longmem.memory.bench.MemoryBench.run(new io.longmem.memory.bench.MemoryBench.Options(tokens, heads, headDim,
           clusters, shardTokens, factory, !float32, nprobe, refine, k, decodeRequests, prefillQueries, prefillK,
           prefillRequests, recallHeads, dir));
+      return 0;
+    }
+  }
+
+  @Command(name = "fidelity", mixinStandardHelpOptions = true,
+      description = "kNN memory against dense memory: recall@k of an approximate index and the KL divergence of the "
+          + "next-token distribution, for several k.")
+  static final class Fidelity implements Callable<Integer> {
+    @Option(names = "--dir", required = true, description = "collections (and the random model) go here") Path dir;
+    @Option(names = "--model", description = "checkpoint (default: a random one with LongLLaMA's structure)") Path model;
+    @Option(names = "--document-tokens", defaultValue = "16384") int documentTokens;
+    @Option(names = "--question-tokens", defaultValue = "32") int questionTokens;
+    @Option(names = "--k", split = ",", defaultValue = "32,128,512") int[] ks;
+    @Option(names = "--index", defaultValue = "IVF128,PQ16") String index;
+    @Option(names = "--nprobe", defaultValue = "32") int nprobe;
+
+    @Override
+    public Integer call() throws Exception {
+      io.longmem.bench.FidelityBench.run(new io.longmem.bench.FidelityBench.Options(dir, model, documentTokens,
+          questionTokens, ks, index, nprobe));
       return 0;
     }
   }

@@ -81,7 +81,8 @@ public final class MemoryEndpoint implements AutoCloseable {
         .getDocumentsList();
   }
 
-  MemoryGrpc.MemoryBlockingStub stub() {
+  /** A blocking stub on this endpoint (benchmarks and tools; the memory backend wraps it). */
+  public MemoryGrpc.MemoryBlockingStub stub() {
     return MemoryGrpc.newBlockingStub(channel);
   }
 

@@ -46,7 +46,12 @@ public final class MemoryNode implements AutoCloseable {
       throw new IllegalArgumentException("node_id " + config.nodeId + " is not in the cluster file " + config.cluster);
     }
     this.pool = Executors.newFixedThreadPool(config.threads(), r -> {
-      Thread t = new Thread(r, "memory-search");
+      // The pool already searches shards and heads in parallel: FAISS runs single-threaded in
+      // these threads (its OpenMP teams would only contend with them and spin on idle cores).
+      Thread t = new Thread(() -> {
+        FaissIndex.setThreads(1);
+        r.run();
+      }, "memory-search");
       t.setDaemon(true);
       return t;
     });
@@ -251,8 +256,7 @@ public final class MemoryNode implements AutoCloseable {
     int[] docSlot = new int[shard.documents().size()]; // the shard's document index -> out's, -1 until used
     Arrays.fill(docSlot, -1);
     FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
-    int[] slotOfRow = new int[(int) shard.rows()]; // -1: row not chosen yet in this head
-    Arrays.fill(slotOfRow, -1);
+    RowSlots slotOfRow = new RowSlots(q.queries() * q.k()); // rows chosen in this head -> their pair slot
     for (int h = 0; h < heads; h++) {
       FaissIndex index = shard.index(layer, h);
       float[] queries = q.head(h);
@@ -271,26 +275,72 @@ public final class MemoryNode implements AutoCloseable {
           if (row < 0) {
             continue;
           }
-          int slot = slotOfRow[(int) row];
+          int slot = slotOfRow.get(row);
           if (slot < 0) {
             int d = shard.documentIndexOf(row);
             if (docSlot[d] < 0) {
               docSlot[d] = out.document(shard.documents().get(d).id(), docs);
             }
             slot = head.addPair(source, row, docSlot[d], shard.position(row));
-            slotOfRow[(int) row] = slot;
+            slotOfRow.put(row, slot);
           }
           head.scores[i * q.k() + j] = r.score(i, j);
           head.slots[i * q.k() + j] = slot;
         }
       }
-      for (long row : r.ids()) {
-        if (row >= 0) {
-          slotOfRow[(int) row] = -1;
-        }
-      }
+      slotOfRow.clear();
     }
     return out;
+  }
+
+  /**
+   * Row -> slot for the rows one head's answer holds: an open-addressing table sized by the
+   * answer (queries x k), not by the shard, so a search costs the same on a shard of any size.
+   */
+  static final class RowSlots {
+    private final long[] rows;
+    private final int[] slots;
+    private final int mask;
+    private final int[] used;
+    private int count;
+
+    RowSlots(int capacity) {
+      int size = Integer.highestOneBit(Math.max(4, capacity) * 2 - 1) << 1;
+      rows = new long[size];
+      slots = new int[size];
+      used = new int[Math.max(4, capacity)];
+      mask = size - 1;
+      Arrays.fill(rows, -1);
+    }
+
+    private int find(long row) {
+      int i = (int) (row * 0x9E3779B97F4A7C15L >>> 40) & mask;
+      while (rows[i] != -1 && rows[i] != row) {
+        i = (i + 1) & mask;
+      }
+      return i;
+    }
+
+    int get(long row) {
+      int i = find(row);
+      return rows[i] == row ? slots[i] : -1;
+    }
+
+    void put(long row, int slot) {
+      int i = find(row);
+      if (rows[i] != row) {
+        rows[i] = row;
+        used[count++] = i;
+      }
+      slots[i] = slot;
+    }
+
+    void clear() {
+      for (int j = 0; j < count; j++) {
+        rows[used[j]] = -1;
+      }
+      count = 0;
+    }
   }
 
   /** Exact q.k for the candidates of each query, best k kept. */
