@@ -169,6 +169,11 @@ public final class DecodeBench {
     }
 
     @Override
+    public int pairsPerQuery() {
+      return inner.pairsPerQuery();
+    }
+
+    @Override
     public void close() {
       inner.close();
     }

@@ -234,6 +234,11 @@ public final class FidelityBench {
     }
 
     @Override
+    public int pairsPerQuery() {
+      return inner.pairsPerQuery();
+    }
+
+    @Override
     public void close() {
       inner.close();
     }

@@ -43,6 +43,12 @@ public final class LongLlama implements AutoCloseable {
   static final float SCORE_FLOOR = -1e6f;
   /** Largest attention score block (floats) computed at once; bounds memory for long windows. */
   static final long SCORE_BUDGET = 1L << 25;
+  /**
+   * Floats of keys (and as many of values) a per-query memory answer may hold at once: a 2048-token
+   * window asking 32 heads x top-128 x head_dim 100 would need 3.4 GB each, so such windows ask
+   * the memory for a block of queries at a time. Tests lower it to exercise the blocks.
+   */
+  static long retrieveBudget = 1L << 24;
 
   /** What {@link #forward} returns. */
   public enum Output {
@@ -464,8 +470,13 @@ public final class LongLlama implements AutoCloseable {
       q = rope.rotate(q, rel.get(new NDIndex(":, {}:", rel.getShape().get(1) - length)), maxRel);
       k = rope.rotate(k, rel, maxRel);
     }
-    Memory.Retrieved retrieved = isMem && memory.size(l) > 0 ? memory.retrieve(l, q) : null;
-    NDArray out = attend(l, q, k, v, mask, retrieved, isMem);
+    boolean remembers = isMem && memory.size(l) > 0;
+    NDArray out;
+    if (remembers && memory.pairsPerQuery() > 0) {
+      out = attendPerQueryMemory(l, q, k, v, mask, memory);
+    } else {
+      out = attend(l, q, k, v, mask, remembers ? memory.retrieve(l, q) : null, isMem);
+    }
     out = out.transpose(0, 2, 1, 3).reshape(batch, length, (long) heads * dim);
     out = linear(out, layers[l].o());
     if (update != null) {
@@ -482,6 +493,29 @@ public final class LongLlama implements AutoCloseable {
 
   private NDArray round(NDArray x) {
     return MemRounding.round(x, config.memDType());
+  }
+
+  /**
+   * Attention with a memory that chooses pairs per query (kNN): the memory is asked for a block of
+   * queries at a time (see {@link #retrieveBudget}), and each block's answer is freed once used.
+   */
+  private NDArray attendPerQueryMemory(int l, NDArray q, NDArray k, NDArray v, NDArray mask, Memory memory) {
+    long batch = q.getShape().get(0);
+    long length = q.getShape().get(2);
+    long perQuery = batch * config.numHeads() * (long) memory.pairsPerQuery() * config.headDim();
+    long block = Math.max(1, Math.min(length, retrieveBudget / Math.max(1, perQuery)));
+    NDList blocks = new NDList();
+    for (long q0 = 0; q0 < length; q0 += block) {
+      long q1 = Math.min(length, q0 + block);
+      NDArray qb = block == length ? q : q.get(new NDIndex(":, :, {}:{}", q0, q1));
+      NDArray mb = block == length ? mask : part(mask, 0, config.numHeads(), q0, q1);
+      Memory.Retrieved r = memory.retrieve(l, qb);
+      blocks.add(attend(l, qb, k, v, mb, r, true));
+      r.keys().close();
+      r.values().close();
+      r.mask().close();
+    }
+    return blocks.size() == 1 ? blocks.get(0) : NDArrays.concat(blocks, 2);
   }
 
   /**

@@ -240,6 +240,11 @@ public final class ServiceMemory implements Memory {
     return new Retrieved(m.create(outK, shape), m.create(outV, shape), m.create(mask, new Shape(batch, heads, q, k)));
   }
 
+  @Override
+  public int pairsPerQuery() {
+    return options.topK();
+  }
+
   private static byte[] floatBytes(float[] a, int off, int n) {
     java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(n * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
     b.asFloatBuffer().put(a, off, n);

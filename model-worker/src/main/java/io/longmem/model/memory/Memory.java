@@ -25,12 +25,21 @@ public interface Memory extends AutoCloseable {
   void append(int layer, NDArray keys, NDArray values, NDArray mask);
 
   /**
-   * The pairs these queries attend to, or {@code null} while the layer's memory is empty. The
-   * arrays returned belong to the caller's NDScope or to the memory; the caller must not close them.
+   * The pairs these queries attend to, or {@code null} while the layer's memory is empty. Shared
+   * answers (dense) belong to the memory; per-query answers ({@link #pairsPerQuery} > 0) belong to
+   * the caller, who closes them once used (they can be large).
    *
    * @param queries [batch, heads, q, head_dim], rotated as the layer rotates them
    */
   Retrieved retrieve(int layer, NDArray queries);
+
+  /**
+   * 0 when every query attends to the same pairs (dense memory); otherwise the K pairs each query
+   * gets, so the model can ask for a block of queries at a time and bound the answer's size.
+   */
+  default int pairsPerQuery() {
+    return 0;
+  }
 
   /** Number of tokens in the memory of a layer (per batch row). */
   long size(int layer);
