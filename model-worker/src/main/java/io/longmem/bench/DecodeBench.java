@@ -13,6 +13,7 @@ import io.longmem.model.LongLlamaCache;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.memory.DenseMemory;
+import io.longmem.model.memory.ForwardingMemory;
 import io.longmem.model.memory.Memory;
 import io.longmem.retrieve.MemoryEndpoint;
 import io.longmem.retrieve.ServiceMemory;
@@ -142,17 +143,11 @@ public final class DecodeBench {
   }
 
   /** Records how long each memory search takes. */
-  private static final class Timed implements Memory {
-    final Memory inner;
+  private static final class Timed extends ForwardingMemory {
     final List<Double> searches = new ArrayList<>();
 
     Timed(Memory inner) {
-      this.inner = inner;
-    }
-
-    @Override
-    public void append(int layer, NDArray keys, NDArray values, NDArray mask) {
-      inner.append(layer, keys, values, mask);
+      super(inner);
     }
 
     @Override
@@ -161,21 +156,6 @@ public final class DecodeBench {
       Retrieved r = inner.retrieve(layer, queries);
       searches.add((System.nanoTime() - s) / 1e6);
       return r;
-    }
-
-    @Override
-    public long size(int layer) {
-      return inner.size(layer);
-    }
-
-    @Override
-    public int pairsPerQuery() {
-      return inner.pairsPerQuery();
-    }
-
-    @Override
-    public void close() {
-      inner.close();
     }
   }
 }

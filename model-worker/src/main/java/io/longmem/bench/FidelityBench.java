@@ -16,6 +16,7 @@ import io.longmem.model.LongLlamaCache;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.memory.DenseMemory;
+import io.longmem.model.memory.ForwardingMemory;
 import io.longmem.model.memory.Memory;
 import io.longmem.retrieve.MemoryEndpoint;
 import io.longmem.retrieve.ServiceMemory;
@@ -207,40 +208,19 @@ public final class FidelityBench {
   }
 
   /** Memory that remembers the queries it was asked. */
-  private static final class Capture implements Memory {
+  private static final class Capture extends ForwardingMemory {
     record Call(int layer, float[] queries) {}
 
-    final Memory inner;
     final List<Call> calls = new ArrayList<>();
 
     Capture(Memory inner) {
-      this.inner = inner;
-    }
-
-    @Override
-    public void append(int layer, NDArray keys, NDArray values, NDArray mask) {
-      inner.append(layer, keys, values, mask);
+      super(inner);
     }
 
     @Override
     public Retrieved retrieve(int layer, NDArray queries) {
       calls.add(new Call(layer, queries.toFloatArray()));
       return inner.retrieve(layer, queries);
-    }
-
-    @Override
-    public long size(int layer) {
-      return inner.size(layer);
-    }
-
-    @Override
-    public int pairsPerQuery() {
-      return inner.pairsPerQuery();
-    }
-
-    @Override
-    public void close() {
-      inner.close();
     }
   }
 }

@@ -17,7 +17,6 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
-import org.apache.spark.SparkConf;
 import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.sql.Dataset;
@@ -103,15 +102,7 @@ public final class EncodeJob implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    SparkConf conf = new SparkConf();
-    if (master != null) {
-      conf.setMaster(master);
-    } else if (!conf.contains("spark.master")) {
-      conf.setMaster("local[*]");
-    }
-    conf.setIfMissing("spark.app.name", "longmem encode");
-    conf.setIfMissing("spark.ui.showConsoleProgress", "false");
-    try (SparkSession spark = SparkSession.builder().config(conf).getOrCreate()) {
+    try (SparkSession spark = io.longmem.jobs.JobSessions.start(master, "longmem encode")) {
       Report r = run(spark, spec(spark), output, resume, progressSeconds);
       System.out.println(r.summary());
     }

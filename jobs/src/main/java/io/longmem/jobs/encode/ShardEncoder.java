@@ -154,6 +154,9 @@ public final class ShardEncoder {
     private long missingId;
     private long rejected;
 
+    private final long started = System.nanoTime();
+    private long lastLog = started;
+
     private record Pending(String id, long[] ids, long units) {}
 
     Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, int vocab, ShardWriter shard, Progress progress,
@@ -249,6 +252,12 @@ public final class ShardEncoder {
           documents++;
           tokens += e.tokens();
           progress.add(1, e.tokens(), p.units());
+          long now = System.nanoTime();
+          if (now - lastLog > 30_000_000_000L) { // a long task says how it goes (the driver hears at its end)
+            lastLog = now;
+            LOG.info(String.format(java.util.Locale.ROOT, "%s: %d documents, %d tokens so far, %.0f tokens/s", shardId,
+                documents, tokens, tokens / ((now - started) / 1e9)));
+          }
         }
         i = j;
       }

@@ -20,7 +20,6 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
-import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -74,15 +73,7 @@ public final class SummarizeJob implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    SparkConf conf = new SparkConf();
-    if (master != null) {
-      conf.setMaster(master);
-    } else if (!conf.contains("spark.master")) {
-      conf.setMaster("local[*]");
-    }
-    conf.setIfMissing("spark.app.name", "longmem summarize");
-    conf.setIfMissing("spark.ui.showConsoleProgress", "false");
-    try (SparkSession spark = SparkSession.builder().config(conf).getOrCreate()) {
+    try (SparkSession spark = io.longmem.jobs.JobSessions.start(master, "longmem summarize")) {
       long n = run(spark, settings(), input == null ? null : new Corpus.Spec(input,
           Corpus.Format.valueOf(format.toUpperCase(Locale.ROOT)), idColumn, textColumn, tokenIdsColumn), output,
           outputFormat, partitions == null ? spark.sparkContext().defaultParallelism() : partitions);
