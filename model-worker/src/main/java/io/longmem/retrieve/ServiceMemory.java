@@ -86,6 +86,7 @@ public final class ServiceMemory implements Memory {
   private final int headDim;
   private final List<Integer> layers;
   private final int batch;
+  private final boolean float16;
   private final long collectionTokens;
   private final String[] sessions;
   private final Map<Integer, long[]> sessionTokens = new HashMap<>();
@@ -101,6 +102,8 @@ public final class ServiceMemory implements Memory {
     this.heads = config.numHeads();
     this.headDim = config.headDim();
     this.layers = config.memLayers();
+    // float16 memory travels as float16: half the bytes, nothing lost
+    this.float16 = config.memDType() == io.longmem.model.checkpoint.MemDType.FLOAT16;
     this.batch = batch;
     this.sessions = new String[batch];
     long tokens = 0;
@@ -203,7 +206,8 @@ public final class ServiceMemory implements Memory {
       SearchRequest.Builder req = SearchRequest.newBuilder().addAllCollections(options.collections())
           .setLayer(layer).setHeads(heads).setQueries(q).setHeadDim(headDim).setK(k)
           .setQuery(com.google.protobuf.ByteString.copyFrom(floatBytes(all, b * rowFloats, rowFloats)))
-          .addAllDocuments(options.documents()).setNprobe(options.nprobe()).setRefine(options.refine());
+          .addAllDocuments(options.documents()).setNprobe(options.nprobe()).setRefine(options.refine())
+          .setFloat16Pairs(float16);
       if (sessions[b] != null) {
         req.addSessions(sessions[b]);
       }
@@ -215,8 +219,8 @@ public final class ServiceMemory implements Memory {
       }
       for (int h = 0; h < heads; h++) {
         HeadResult hr = resp.getHeads(h);
-        float[] pk = Protos.floats(hr.getKeys(), "keys");
-        float[] pv = Protos.floats(hr.getValues(), "values");
+        float[] pk = float16 ? Protos.halfs(hr.getKeys(), "keys") : Protos.floats(hr.getKeys(), "keys");
+        float[] pv = float16 ? Protos.halfs(hr.getValues(), "values") : Protos.floats(hr.getValues(), "values");
         int[] slots = Protos.ints(hr.getSlots());
         if (slots.length != q * k || pk.length != hr.getPairs() * headDim) {
           throw new IllegalStateException("the " + endpoint + " answered a malformed head " + h);

@@ -59,6 +59,29 @@ class MemoryCliTest {
     assertTrue(r.err().contains("top-256 kNN memory from the in-process memory"), r.err());
   }
 
+  /** float16 memory travels as float16 (float16_pairs): the same ids as dense float16 memory. */
+  @Test
+  void float16MemoryFromTheServiceEqualsDenseFloat16(@TempDir Path tmp) throws Exception {
+    Path tiny = Fixtures.tinyA();
+    var cases = Fixtures.json(tiny.resolve("cases.json"));
+    long[] book = Fixtures.ids(cases, "book_ids");
+    long[] question = Fixtures.ids(cases, "question_ids");
+    Checkpoint ckpt = Checkpoint.open(tiny.resolve("model"));
+    Path coll = collection(tmp.resolve("book16"), ckpt, MemDType.FLOAT16, "book", book);
+    Path prompt = tmp.resolve("prompt.json");
+    Files.writeString(prompt, Json.idList(Fixtures.concat(book, question)));
+    Path q = tmp.resolve("q.json");
+    Files.writeString(q, Json.idList(question));
+    var dense = CliTestSupport.run("generate", "--model", tiny.resolve("model").toString(), "--input-ids",
+        prompt.toString(), "--max-new-tokens", "16", "--last-context-length", "20", "--mem-dtype", "float16");
+    var knn = CliTestSupport.run("generate", "--model", tiny.resolve("model").toString(), "--input-ids", q.toString(),
+        "--max-new-tokens", "16", "--last-context-length", "20", "--mem-dtype", "float16", "--memory", "local",
+        "--collection", coll.toString(), "--memory-top-k", "200");
+    assertEquals(0, dense.code(), dense.err());
+    assertEquals(0, knn.code(), knn.err());
+    assertEquals(dense.out().strip(), knn.out().strip());
+  }
+
   @Test
   void unreachableMemoryServiceFailsWithOneLine(@TempDir Path tmp) throws Exception {
     int port;

@@ -97,7 +97,7 @@ public final class MemoryBench {
   private static SearchRequest request(float[] q, int queries, int k, Options o) {
     return SearchRequest.newBuilder().addCollections("bench").setLayer(LAYER).setHeads(o.heads()).setQueries(queries)
         .setHeadDim(o.headDim()).setQuery(Protos.bytes(q, q.length)).setK(k).setNprobe(o.nprobe())
-        .setRefine(o.refine()).build();
+        .setRefine(o.refine()).setFloat16Pairs(o.float16()).build();
   }
 
   private static void measure(String what, MemoryGrpc.MemoryBlockingStub stub, MemoryCollection collection,

@@ -33,7 +33,7 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
 
   @Override
   public void search(SearchRequest request, StreamObserver<SearchResponse> out) {
-    answer(out, () -> Protos.toResponse(node.search(Protos.toQuery(request))));
+    answer(out, () -> Protos.toResponse(node.search(Protos.toQuery(request)), request.getFloat16Pairs()));
   }
 
   @Override

@@ -32,24 +32,35 @@ public final class Protos {
    * bytes; heads are written in parallel.
    */
   public static SearchResponse toResponse(Hits hits) {
+    return toResponse(hits, false);
+  }
+
+  /** @param float16 keys and values as float16 (the client asked for {@code float16_pairs}) */
+  public static SearchResponse toResponse(Hits hits, boolean float16) {
     HeadResult[] heads = new HeadResult[hits.perHead.length];
-    java.util.stream.IntStream.range(0, heads.length).parallel().forEach(hi -> heads[hi] = head(hits, hi));
+    java.util.stream.IntStream.range(0, heads.length).parallel().forEach(hi -> heads[hi] = head(hits, hi, float16));
     return SearchResponse.newBuilder().addAllDocuments(hits.documents).addAllHeads(Arrays.asList(heads)).build();
   }
 
-  private static HeadResult head(Hits hits, int hi) {
+  private static HeadResult head(Hits hits, int hi, boolean float16) {
     Hits.Head h = hits.perHead[hi];
     int dim = hits.headDim;
     float[] key = new float[dim];
     float[] value = new float[dim];
-    ByteBuffer keys = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
-    ByteBuffer values = ByteBuffer.allocate(h.pairs * dim * 4).order(ByteOrder.LITTLE_ENDIAN);
-    java.nio.FloatBuffer kf = keys.asFloatBuffer();
-    java.nio.FloatBuffer vf = values.asFloatBuffer();
+    int width = float16 ? 2 : 4;
+    ByteBuffer keys = ByteBuffer.allocate(h.pairs * dim * width).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer values = ByteBuffer.allocate(h.pairs * dim * width).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < h.pairs; i++) {
       hits.sources.get(h.pairSource[i]).read(h.pairRow[i], hi, key, value, 0);
-      kf.put(key);
-      vf.put(value);
+      for (int d = 0; d < dim; d++) {
+        if (float16) {
+          keys.putShort(org.apache.arrow.memory.util.Float16.toFloat16(key[d]));
+          values.putShort(org.apache.arrow.memory.util.Float16.toFloat16(value[d]));
+        } else {
+          keys.putFloat(key[d]);
+          values.putFloat(value[d]);
+        }
+      }
     }
     return HeadResult.newBuilder().setPairs(h.pairs)
         .setKeys(UnsafeByteOperations.unsafeWrap(keys.array()))
@@ -124,6 +135,19 @@ public final class Protos {
     }
     float[] out = new float[s.size() / 4];
     s.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
+    return out;
+  }
+
+  /** Little-endian float16 bytes as floats. */
+  public static float[] halfs(ByteString s, String field) {
+    if (s.size() % 2 != 0) {
+      throw new IllegalStateException(field + ": " + s.size() + " bytes is not a whole number of float16 values");
+    }
+    java.nio.ShortBuffer b = s.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asShortBuffer();
+    float[] out = new float[s.size() / 2];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = io.longmem.util.Float16.toFloat(b.get(i));
+    }
     return out;
   }
 

@@ -72,6 +72,37 @@ class MemoryServiceTest {
     }
   }
 
+  /** float16_pairs: the same answer with keys and values as float16 (each the float32 one, rounded). */
+  @Test
+  void float16PairsHalveTheAnswer() throws Exception {
+    List<ManagedChannel> open = new ArrayList<>();
+    try (MemoryServer s = MemoryServer.start(config("local", null))) {
+      MemoryGrpc.MemoryBlockingStub stub = TestBooks.client(s, open);
+      float[] q = TestBooks.randomQuery(2, 5);
+      SearchResponse full = stub.search(TestBooks.request(q, 2, 9).build());
+      SearchResponse half = stub.search(TestBooks.request(q, 2, 9).setFloat16Pairs(true).build());
+      assertEquals(full.getHeadsCount(), half.getHeadsCount());
+      for (int h = 0; h < full.getHeadsCount(); h++) {
+        var a = full.getHeads(h);
+        var b = half.getHeads(h);
+        assertEquals(a.getSlots(), b.getSlots());
+        assertEquals(a.getScores(), b.getScores());
+        assertEquals(a.getKeys().size() / 2, b.getKeys().size());
+        float[] fk = Protos.floats(a.getKeys(), "keys");
+        float[] hk = Protos.halfs(b.getKeys(), "keys");
+        float[] fv = Protos.floats(a.getValues(), "values");
+        float[] hv = Protos.halfs(b.getValues(), "values");
+        for (int i = 0; i < fk.length; i++) {
+          assertEquals(io.longmem.util.Float16.toFloat(org.apache.arrow.memory.util.Float16.toFloat16(fk[i])), hk[i]);
+          assertEquals(io.longmem.util.Float16.toFloat(org.apache.arrow.memory.util.Float16.toFloat16(fv[i])), hv[i]);
+          assertTrue(Math.abs(fk[i] - hk[i]) <= Math.abs(fk[i]) * 1e-3 + 1e-7, "key " + i);
+        }
+      }
+    } finally {
+      open.forEach(ManagedChannel::shutdownNow);
+    }
+  }
+
   /** An approximate (IVF-PQ) collection, re-scored with the stored keys, answers exactly when all lists are probed. */
   @Test
   void approximateIndexesAreRescoredWithTheStoredKeys() throws Exception {
