@@ -34,8 +34,8 @@ public final class DecodeBench {
   private DecodeBench() {}
 
   /** What to measure. */
-  public record Options(Path dir, long[] sizes, int heads, int headDim, int topK, int nprobe, int decodeTokens,
-      long denseMaxTokens) {}
+  public record Options(Path dir, long[] sizes, int heads, int headDim, int topK, int nprobe, int refine,
+      int decodeTokens, long denseMaxTokens) {}
 
   public static void run(Options o) throws Exception {
     Files.createDirectories(o.dir());
@@ -61,7 +61,8 @@ public final class DecodeBench {
       conf.collections.put("m" + n, coll.toString());
     }
     System.out.printf(Locale.ROOT, "bench decode: model hidden %d, %d heads x %d, memory layer 1 of 2; top-%d, nprobe %d, "
-        + "%d decoded tokens per size, %d cores%n", hidden, o.heads(), o.headDim(), o.topK(), o.nprobe(),
+        + "refine %d, %d decoded tokens per size, %d cores%n", hidden, o.heads(), o.headDim(), o.topK(), o.nprobe(),
+        o.refine(),
         o.decodeTokens(), Runtime.getRuntime().availableProcessors());
     List<double[]> knn = new ArrayList<>();
     try (MemoryServer server = MemoryServer.start(conf);
@@ -71,7 +72,7 @@ public final class DecodeBench {
       for (int round = 0; round < 2; round++) { // round 0 warms up (JIT, first searches, page cache)
         knn.clear();
         for (long n : o.sizes()) {
-          var opts = new ServiceMemory.Options(List.of("m" + n), List.of(), o.topK(), o.nprobe(), 0, 60_000, 1);
+          var opts = new ServiceMemory.Options(List.of("m" + n), List.of(), o.topK(), o.nprobe(), o.refine(), 60_000, 1);
           Timed memory = new Timed(new ServiceMemory(endpoint, opts, model.config(), fingerprint, 1));
           knn.add(decode(model, memory, prompt, o.decodeTokens()));
         }

@@ -106,6 +106,8 @@ final class BenchCommand implements Runnable {
     @Option(names = "--head-dim", defaultValue = "32") int headDim;
     @Option(names = "--memory-top-k", defaultValue = "128") int topK;
     @Option(names = "--nprobe", defaultValue = "16") int nprobe;
+    @Option(names = "--refine", defaultValue = "4", description = "re-scored candidates per wanted pair (1: off)")
+    int refine;
     @Option(names = "--decode-tokens", defaultValue = "32") int decodeTokens;
     @Option(names = "--dense-max-tokens", defaultValue = "1048576", description = "largest dense memory tried")
     long denseMax;
@@ -113,7 +115,7 @@ final class BenchCommand implements Runnable {
     @Override
     public Integer call() throws Exception {
       io.longmem.bench.DecodeBench.run(new io.longmem.bench.DecodeBench.Options(dir, sizes, heads, headDim, topK, nprobe,
-          decodeTokens, denseMax));
+          refine, decodeTokens, denseMax));
       return 0;
     }
   }

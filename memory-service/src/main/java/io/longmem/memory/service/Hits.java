@@ -20,7 +20,20 @@ public final class Hits {
   public interface Payload {
     /** Copies head_dim floats of the key and of the value of (row, head) into key/value at off. */
     void read(long row, int head, float[] key, float[] value, int off);
+
+    /** Copies head_dim floats of the key of (row, head) into key at off (re-scoring needs no values). */
+    default void readKey(long row, int head, float[] key, int off) {
+      read(row, head, key, new float[key.length], off);
+    }
+
+    /** The position of a pair added with {@link #LATER}: read for the winners only. */
+    default int position(long row) {
+      throw new IllegalStateException("this source gives positions when pairs are added");
+    }
   }
+
+  /** A pair's position read from its source when the answer is written (a shard's are on disk). */
+  static final int LATER = Integer.MIN_VALUE;
 
   final int heads;
   final int queries;
@@ -96,7 +109,13 @@ public final class Hits {
     }
 
     public int[] pairPosition() {
-      return Arrays.copyOf(pairPosition, pairs);
+      int[] out = Arrays.copyOf(pairPosition, pairs);
+      for (int i = 0; i < pairs; i++) {
+        if (out[i] == LATER) {
+          out[i] = owner.sources.get(pairSource[i]).position(pairRow[i]);
+        }
+      }
+      return out;
     }
 
     public float[] scores() {
@@ -153,6 +172,60 @@ public final class Hits {
   int addSource(Payload p) {
     sources.add(p);
     return sources.size() - 1;
+  }
+
+  /**
+   * The k best of each query's candidates by exact q.k: approximate indexes rank by estimated
+   * scores, so a wider candidate list (refine x k) is re-scored with the stored keys, once for the
+   * merged candidates of every shard rather than per shard. Each distinct pair's key is read once.
+   */
+  static Hits rescore(Hits wide, SearchQuery q, int k) {
+    Hits out = new Hits(wide.heads, wide.queries, k, wide.headDim);
+    out.documents.addAll(wide.documents);
+    out.sources.addAll(wide.sources);
+    int dim = wide.headDim;
+    int kw = wide.k;
+    long[] ranked = new long[kw];
+    for (int h = 0; h < wide.heads; h++) {
+      Head src = wide.perHead[h];
+      Head dst = out.perHead[h];
+      float[] keys = new float[src.pairs * dim];
+      for (int i = 0; i < src.pairs; i++) {
+        wide.sources.get(src.pairSource[i]).readKey(src.pairRow[i], h, keys, i * dim);
+      }
+      float[] queries = q.head(h);
+      int[] copied = new int[src.pairs];
+      Arrays.fill(copied, -1);
+      for (int i = 0; i < wide.queries; i++) {
+        int valid = 0;
+        for (int j = 0; j < kw; j++) {
+          int slot = src.slots[i * kw + j];
+          if (slot < 0) {
+            continue;
+          }
+          float dot = 0;
+          for (int d = 0; d < dim; d++) {
+            dot += queries[i * dim + d] * keys[slot * dim + d];
+          }
+          int bits = Float.floatToIntBits(dot);
+          int sortable = bits >= 0 ? bits : bits ^ 0x7fffffff; // ascending int order = ascending float order
+          ranked[valid++] = ((long) sortable << 32) | (0xffffffffL & ~j); // ties: earlier candidate first
+        }
+        Arrays.sort(ranked, 0, valid);
+        for (int r = 0; r < Math.min(k, valid); r++) {
+          long packed = ranked[valid - 1 - r];
+          int slot = src.slots[i * kw + ~(int) packed];
+          int sortable = (int) (packed >> 32);
+          if (copied[slot] < 0) {
+            copied[slot] = dst.addPair(src.pairSource[slot], src.pairRow[slot], src.pairDocument[slot],
+                src.pairPosition[slot]);
+          }
+          dst.scores[i * k + r] = Float.intBitsToFloat(sortable >= 0 ? sortable : sortable ^ 0x7fffffff);
+          dst.slots[i * k + r] = copied[slot];
+        }
+      }
+    }
+    return out;
   }
 
   /** The exact top-k of several sources' hits, pairs deduplicated per head. */

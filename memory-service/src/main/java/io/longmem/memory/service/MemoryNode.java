@@ -94,40 +94,65 @@ public final class MemoryNode implements AutoCloseable {
   public Hits search(SearchQuery q) {
     q.validate(config.maxK, config.maxMessageBytes());
     Map<String, Map<String, long[]>> plan = plan(q);
-    List<Future<Hits>> local = new ArrayList<>();
+    List<ShardTask> tasks = new ArrayList<>();
     Map<String, List<String>> remoteShards = new LinkedHashMap<>();
     for (Map.Entry<String, Map<String, long[]>> c : plan.entrySet()) {
       MemoryCollection col = collections.get(c.getKey());
       for (Map.Entry<String, long[]> s : c.getValue().entrySet()) {
         MemoryCollection.Shard shard = col.shard(s.getKey());
         if (shard != null) {
-          long[] ranges = s.getValue();
-          local.add(pool.submit(() -> searchShard(shard, col.layout(), q, ranges, refine(q))));
+          tasks.add(new ShardTask(shard, col.layout(), s.getValue()));
         } else {
           remoteShards.computeIfAbsent(c.getKey(), x -> new ArrayList<>()).add(s.getKey());
         }
       }
     }
+    List<Session> sessions = new ArrayList<>();
     for (String name : q.sessions()) {
       Session s = session(name);
       checkSession(s, q);
-      local.add(pool.submit(() -> s.search(q)));
+      sessions.add(s);
     }
     List<Hits> parts = new ArrayList<>();
     List<String> missing = new ArrayList<>();
     for (Map.Entry<String, List<String>> e : remoteShards.entrySet()) {
       parts.addAll(remote.search(cluster, config.nodeId, e.getKey(), e.getValue(), q, missing));
     }
-    for (Future<Hits> f : local) {
-      parts.add(await(f));
-    }
     if (!missing.isEmpty()) {
       throw new RequestException(RequestException.Kind.UNAVAILABLE, "no live replica for shards " + missing
           + ": refusing to answer from part of the memory");
     }
-    Hits merged = Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    parts.add(searchLocal(tasks, sessions, q));
+    Hits merged = parts.size() == 1 ? parts.get(0) : Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
     SearchQuery.checkSize(merged, config.maxMessageBytes());
     return merged;
+  }
+
+  /** A local shard to search, with its row ranges (null: all rows). */
+  private record ShardTask(MemoryCollection.Shard shard, ShardLayout layout, long[] ranges) {}
+
+  /**
+   * The exact top-k of this node's shards and sessions. Where an index is approximate, every shard
+   * is asked for refine x k candidates, the candidates are merged, and only the merged ones are
+   * re-scored with the stored keys (one key read per candidate kept, however many shards).
+   */
+  private Hits searchLocal(List<ShardTask> tasks, List<Session> sessions, SearchQuery q) {
+    int refine = refine(q);
+    boolean approximate = refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
+    SearchQuery wide = approximate ? q.withK((int) Math.min((long) q.k() * refine, FaissIndex.MAX_K)) : q;
+    List<Future<Hits>> local = new ArrayList<>();
+    for (ShardTask t : tasks) {
+      local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), wide, t.ranges())));
+    }
+    for (Session s : sessions) {
+      local.add(pool.submit(() -> s.search(wide)));
+    }
+    List<Hits> parts = new ArrayList<>();
+    for (Future<Hits> f : local) {
+      parts.add(await(f));
+    }
+    Hits merged = Hits.merge(parts, q.heads(), q.queries(), wide.k(), q.headDim());
+    return approximate ? Hits.rescore(merged, q, q.k()) : merged;
   }
 
   /** The top-k over some of this node's shards of one collection (a coordinator asked). */
@@ -136,7 +161,7 @@ public final class MemoryNode implements AutoCloseable {
     MemoryCollection col = collection(collection);
     checkLayout(collection, col.layout(), q);
     Map<String, long[]> ranges = plan(q).getOrDefault(collection, Map.of());
-    List<Future<Hits>> local = new ArrayList<>();
+    List<ShardTask> tasks = new ArrayList<>();
     for (String id : shards) {
       MemoryCollection.Shard shard = col.shard(id);
       if (shard == null) {
@@ -146,14 +171,9 @@ public final class MemoryNode implements AutoCloseable {
       if (!q.documents().isEmpty() && !ranges.containsKey(id)) {
         continue;
       }
-      long[] r = ranges.get(id);
-      local.add(pool.submit(() -> searchShard(shard, col.layout(), q, r, refine(q))));
+      tasks.add(new ShardTask(shard, col.layout(), ranges.get(id)));
     }
-    List<Hits> parts = new ArrayList<>();
-    for (Future<Hits> f : local) {
-      parts.add(await(f));
-    }
-    Hits merged = Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    Hits merged = searchLocal(tasks, List.of(), q);
     SearchQuery.checkSize(merged, config.maxMessageBytes());
     return merged;
   }
@@ -240,37 +260,41 @@ public final class MemoryNode implements AutoCloseable {
   }
 
   /**
-   * Top-k of one shard for every head and query; the pairs are read later, winners only. An
-   * approximate index is asked for refine x k candidates, re-scored exactly with the stored keys.
+   * Top-k of one shard for every head and query, by the index's scores (exact for Flat, estimated
+   * for IVF-PQ: {@link #searchLocal} re-scores); the pairs are read later, winners only.
    */
-  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges,
-      int refine) {
+  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges) {
     int heads = layout.heads();
     int layer = q.layer();
     Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
-    int source = out.addSource((row, head, key, value, off) -> {
-      shard.readKey(layer, row, head, key, off);
-      shard.readValue(layer, row, head, value, off);
+    int source = out.addSource(new Hits.Payload() {
+      @Override
+      public void read(long row, int head, float[] key, float[] value, int off) {
+        shard.readKey(layer, row, head, key, off);
+        shard.readValue(layer, row, head, value, off);
+      }
+
+      @Override
+      public void readKey(long row, int head, float[] key, int off) {
+        shard.readKey(layer, row, head, key, off);
+      }
+
+      @Override
+      public int position(long row) {
+        return shard.position(row);
+      }
     });
     Map<String, Integer> docs = new HashMap<>();
     int[] docSlot = new int[shard.documents().size()]; // the shard's document index -> out's, -1 until used
     Arrays.fill(docSlot, -1);
     FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
-    RowSlots slotOfRow = new RowSlots(q.queries() * q.k()); // rows chosen in this head -> their pair slot
+    int k = (int) Math.min(q.k(), Math.min(FaissIndex.MAX_K, Math.max(1, shard.rows())));
+    RowSlots slotOfRow = new RowSlots(q.queries() * k); // rows chosen in this head -> their pair slot
     for (int h = 0; h < heads; h++) {
-      FaissIndex index = shard.index(layer, h);
-      float[] queries = q.head(h);
-      FaissIndex.Result r;
-      if (refine > 1 && !index.isExact()) {
-        int fetch = (int) Math.min((long) q.k() * refine, Math.min(FaissIndex.MAX_K, shard.rows()));
-        r = rescore(shard, layer, h, queries, index.search(queries, Math.max(fetch, q.k()), params), q.k(),
-            layout.headDim());
-      } else {
-        r = index.search(queries, q.k(), params);
-      }
+      FaissIndex.Result r = shard.index(layer, h).search(q.head(h), k, params);
       Hits.Head head = out.perHead[h];
       for (int i = 0; i < q.queries(); i++) {
-        for (int j = 0; j < q.k(); j++) {
+        for (int j = 0; j < k; j++) {
           long row = r.id(i, j);
           if (row < 0) {
             continue;
@@ -281,7 +305,7 @@ public final class MemoryNode implements AutoCloseable {
             if (docSlot[d] < 0) {
               docSlot[d] = out.document(shard.documents().get(d).id(), docs);
             }
-            slot = head.addPair(source, row, docSlot[d], shard.position(row));
+            slot = head.addPair(source, row, docSlot[d], Hits.LATER); // read if it wins
             slotOfRow.put(row, slot);
           }
           head.scores[i * q.k() + j] = r.score(i, j);

@@ -66,7 +66,7 @@ public final class Protos {
         .setKeys(UnsafeByteOperations.unsafeWrap(keys.array()))
         .setValues(UnsafeByteOperations.unsafeWrap(values.array()))
         .setPairDocument(ints(Arrays.copyOf(h.pairDocument, h.pairs)))
-        .setPairPosition(ints(Arrays.copyOf(h.pairPosition, h.pairs)))
+        .setPairPosition(ints(h.pairPosition()))
         .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots)).build();
   }
 
