@@ -81,7 +81,7 @@ public final class FidelityBench {
               List.of(), k, 0, 0, 600_000, 1), model.config(), ckpt.fingerprint(), 1), null, question);
           double[] klExact = kl(dense, ex, vocab);
           line.append(String.format(Locale.ROOT, " exact kNN: KL mean %.2e max %.2e |", klExact[0], klExact[1]));
-          for (int refine : new int[] {1, 4}) {
+          for (int refine : new int[] {1, 16}) {
             Capture cap = new Capture(new ServiceMemory(endpoint, new ServiceMemory.Options(List.of("approx"), List.of(),
                 k, o.nprobe(), refine, 600_000, 1), model.config(), ckpt.fingerprint(), 1));
             float[] ap = questionLogits(model, cap, null, question);

@@ -54,7 +54,7 @@ final class BenchCommand implements Runnable {
     @Option(names = "--index", defaultValue = "IVF1024,PQ25", description = "FAISS factory string") String factory;
     @Option(names = "--float32", description = "store float32 (default float16)") boolean float32;
     @Option(names = "--nprobe", defaultValue = "16") int nprobe;
-    @Option(names = "--refine", defaultValue = "4", description = "candidates re-scored exactly per wanted pair (1: off)")
+    @Option(names = "--refine", defaultValue = "16", description = "candidates re-scored exactly per wanted pair (1: off)")
     int refine;
     @Option(names = "--k", defaultValue = "128") int k;
     @Option(names = "--decode-requests", defaultValue = "100") int decodeRequests;
@@ -106,7 +106,7 @@ final class BenchCommand implements Runnable {
     @Option(names = "--head-dim", defaultValue = "32") int headDim;
     @Option(names = "--memory-top-k", defaultValue = "128") int topK;
     @Option(names = "--nprobe", defaultValue = "16") int nprobe;
-    @Option(names = "--refine", defaultValue = "4", description = "re-scored candidates per wanted pair (1: off)")
+    @Option(names = "--refine", defaultValue = "16", description = "re-scored candidates per wanted pair (1: off)")
     int refine;
     @Option(names = "--decode-tokens", defaultValue = "32") int decodeTokens;
     @Option(names = "--dense-max-tokens", defaultValue = "1048576", description = "largest dense memory tried")

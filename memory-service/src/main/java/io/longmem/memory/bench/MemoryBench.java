@@ -162,7 +162,10 @@ public final class MemoryBench {
 
   private static final java.util.concurrent.ExecutorService POOL = java.util.concurrent.Executors.newFixedThreadPool(
       Runtime.getRuntime().availableProcessors(), r -> {
-        Thread t = new Thread(r, "bench-in-process");
+        Thread t = new Thread(() -> {
+          FaissIndex.setThreads(1); // as the service's search pool runs FAISS
+          r.run();
+        }, "bench-in-process");
         t.setDaemon(true);
         return t;
       });

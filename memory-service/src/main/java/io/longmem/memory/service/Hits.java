@@ -228,7 +228,7 @@ public final class Hits {
     return out;
   }
 
-  /** The exact top-k of several sources' hits, pairs deduplicated per head. */
+  /** The top-k of several sources' hits (each sorted, with its own k), pairs deduplicated per head. */
   static Hits merge(List<Hits> parts, int heads, int queries, int k, int headDim) {
     Hits out = new Hits(heads, queries, k, headDim);
     Map<String, Integer> docIndex = new HashMap<>();
@@ -261,8 +261,9 @@ public final class Hits {
           float bestScore = Float.NEGATIVE_INFINITY;
           for (int p = 0; p < parts.size(); p++) {
             Head src = parts.get(p).perHead[h];
-            int at = q * k + cursor[p];
-            if (cursor[p] < k && src.slots[at] >= 0 && (best < 0 || src.scores[at] > bestScore)) {
+            int pk = parts.get(p).k; // parts may hold fewer (or more) per query than the merge keeps
+            int at = q * pk + cursor[p];
+            if (cursor[p] < pk && src.slots[at] >= 0 && (best < 0 || src.scores[at] > bestScore)) {
               best = p;
               bestScore = src.scores[at];
             }
@@ -271,7 +272,7 @@ public final class Hits {
             break;
           }
           Head src = parts.get(best).perHead[h];
-          int srcSlot = src.slots[q * k + cursor[best]];
+          int srcSlot = src.slots[q * parts.get(best).k + cursor[best]];
           cursor[best]++;
           int slot = copied[best][srcSlot];
           if (slot < 0) {

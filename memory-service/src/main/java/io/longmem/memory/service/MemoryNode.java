@@ -132,26 +132,32 @@ public final class MemoryNode implements AutoCloseable {
   private record ShardTask(MemoryCollection.Shard shard, ShardLayout layout, long[] ranges) {}
 
   /**
-   * The exact top-k of this node's shards and sessions. Where an index is approximate, every shard
-   * is asked for refine x k candidates, the candidates are merged, and only the merged ones are
-   * re-scored with the stored keys (one key read per candidate kept, however many shards).
+   * The exact top-k of this node's shards and sessions. Where an index is approximate, the node
+   * keeps a pool of refine x k candidates per query: each shard proposes its best by estimated
+   * score (a share of the pool, at least k, four times its even share), the proposals are merged,
+   * and only the pool is re-scored with the stored keys: the keys read per query do not grow with
+   * the number of shards.
    */
   private Hits searchLocal(List<ShardTask> tasks, List<Session> sessions, SearchQuery q) {
     int refine = refine(q);
     boolean approximate = refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
-    SearchQuery wide = approximate ? q.withK((int) Math.min((long) q.k() * refine, FaissIndex.MAX_K)) : q;
+    int candidates = approximate ? (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K) : q.k();
+    int perShard = approximate
+        ? (int) Math.min(candidates, Math.max(q.k(), 4L * ((candidates + tasks.size() - 1) / Math.max(1, tasks.size()))))
+        : q.k();
+    SearchQuery shardQuery = q.withK(perShard);
     List<Future<Hits>> local = new ArrayList<>();
     for (ShardTask t : tasks) {
-      local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), wide, t.ranges())));
+      local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), shardQuery, t.ranges())));
     }
     for (Session s : sessions) {
-      local.add(pool.submit(() -> s.search(wide)));
+      local.add(pool.submit(() -> s.search(q))); // exact already
     }
     List<Hits> parts = new ArrayList<>();
     for (Future<Hits> f : local) {
       parts.add(await(f));
     }
-    Hits merged = Hits.merge(parts, q.heads(), q.queries(), wide.k(), q.headDim());
+    Hits merged = Hits.merge(parts, q.heads(), q.queries(), candidates, q.headDim());
     return approximate ? Hits.rescore(merged, q, q.k()) : merged;
   }
 

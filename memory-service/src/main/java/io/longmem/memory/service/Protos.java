@@ -86,8 +86,10 @@ public final class Protos {
     for (int h = 0; h < heads; h++) {
       HeadResult hr = r.getHeads(h);
       int m = hr.getPairs();
-      keysPerHead[h] = floats(hr.getKeys(), "keys");
-      valuesPerHead[h] = floats(hr.getValues(), "values");
+      // float32, or float16 when the request asked for float16_pairs (half the bytes)
+      boolean half = m > 0 && hr.getKeys().size() == m * headDim * 2;
+      keysPerHead[h] = half ? halfs(hr.getKeys(), "keys") : floats(hr.getKeys(), "keys");
+      valuesPerHead[h] = half ? halfs(hr.getValues(), "values") : floats(hr.getValues(), "values");
       float[] scores = floats(hr.getScores(), "scores");
       int[] slots = ints(hr.getSlots());
       int[] pairDocument = ints(hr.getPairDocument());

@@ -47,10 +47,11 @@ public final class ServiceConfig {
   /** If set, collections of another model are refused at load. */
   public String expectedFingerprint;
   /**
-   * Approximate indexes: candidates fetched per wanted pair, re-scored exactly with the stored
-   * keys (1: off, scores stay the index's estimates). A request may override it.
+   * Approximate indexes: the node re-scores refine x k candidates per query exactly with the
+   * stored keys (1: off, scores stay the index's estimates). A request may override it. 16 gave
+   * recall@128 0.993 in bench memory (IVF1024,PQ25, 4 shards); 4 gave 0.78.
    */
-  public int refine = 4;
+  public int refine = 16;
   /** Deadline of a node-to-node call. */
   public long remoteDeadlineMs = 10_000;
 
