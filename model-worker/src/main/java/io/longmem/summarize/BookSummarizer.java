@@ -39,8 +39,12 @@ public final class BookSummarizer {
   public record Result(String summary, long[] ids, int bookTokens, double readSeconds, double generateSeconds,
       String stopReason) {
     public String stats() {
-      return String.format(Locale.ROOT, "read %d book tokens in %.1f s (%.1f tokens/s); generated %d tokens in %.1f s "
-          + "(%.2f tokens/s); stop: %s", bookTokens, readSeconds, bookTokens / Math.max(readSeconds, 1e-9), ids.length,
+      String read = bookTokens == 0
+          ? String.format(Locale.ROOT, "read 0 book tokens (the book was already in memory) and the instruction in %.1f s",
+              readSeconds)
+          : String.format(Locale.ROOT, "read %d book tokens in %.1f s (%.1f tokens/s)", bookTokens, readSeconds,
+              bookTokens / Math.max(readSeconds, 1e-9));
+      return String.format(Locale.ROOT, "%s; generated %d tokens in %.1f s (%.2f tokens/s); stop: %s", read, ids.length,
           generateSeconds, ids.length / Math.max(generateSeconds, 1e-9), stopReason);
     }
   }
