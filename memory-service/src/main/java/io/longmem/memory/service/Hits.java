@@ -174,60 +174,6 @@ public final class Hits {
     return sources.size() - 1;
   }
 
-  /**
-   * The k best of each query's candidates by exact q.k: approximate indexes rank by estimated
-   * scores, so a wider candidate list (refine x k) is re-scored with the stored keys, once for the
-   * merged candidates of every shard rather than per shard. Each distinct pair's key is read once.
-   */
-  static Hits rescore(Hits wide, SearchQuery q, int k) {
-    Hits out = new Hits(wide.heads, wide.queries, k, wide.headDim);
-    out.documents.addAll(wide.documents);
-    out.sources.addAll(wide.sources);
-    int dim = wide.headDim;
-    int kw = wide.k;
-    long[] ranked = new long[kw];
-    for (int h = 0; h < wide.heads; h++) {
-      Head src = wide.perHead[h];
-      Head dst = out.perHead[h];
-      float[] keys = new float[src.pairs * dim];
-      for (int i = 0; i < src.pairs; i++) {
-        wide.sources.get(src.pairSource[i]).readKey(src.pairRow[i], h, keys, i * dim);
-      }
-      float[] queries = q.head(h);
-      int[] copied = new int[src.pairs];
-      Arrays.fill(copied, -1);
-      for (int i = 0; i < wide.queries; i++) {
-        int valid = 0;
-        for (int j = 0; j < kw; j++) {
-          int slot = src.slots[i * kw + j];
-          if (slot < 0) {
-            continue;
-          }
-          float dot = 0;
-          for (int d = 0; d < dim; d++) {
-            dot += queries[i * dim + d] * keys[slot * dim + d];
-          }
-          int bits = Float.floatToIntBits(dot);
-          int sortable = bits >= 0 ? bits : bits ^ 0x7fffffff; // ascending int order = ascending float order
-          ranked[valid++] = ((long) sortable << 32) | (0xffffffffL & ~j); // ties: earlier candidate first
-        }
-        Arrays.sort(ranked, 0, valid);
-        for (int r = 0; r < Math.min(k, valid); r++) {
-          long packed = ranked[valid - 1 - r];
-          int slot = src.slots[i * kw + ~(int) packed];
-          int sortable = (int) (packed >> 32);
-          if (copied[slot] < 0) {
-            copied[slot] = dst.addPair(src.pairSource[slot], src.pairRow[slot], src.pairDocument[slot],
-                src.pairPosition[slot]);
-          }
-          dst.scores[i * k + r] = Float.intBitsToFloat(sortable >= 0 ? sortable : sortable ^ 0x7fffffff);
-          dst.slots[i * k + r] = copied[slot];
-        }
-      }
-    }
-    return out;
-  }
-
   /** The top-k of several sources' hits (each sorted, with its own k), pairs deduplicated per head. */
   static Hits merge(List<Hits> parts, int heads, int queries, int k, int headDim) {
     Hits out = new Hits(heads, queries, k, headDim);

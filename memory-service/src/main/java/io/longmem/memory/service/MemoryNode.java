@@ -141,24 +141,54 @@ public final class MemoryNode implements AutoCloseable {
   private Hits searchLocal(List<ShardTask> tasks, List<Session> sessions, SearchQuery q) {
     int refine = refine(q);
     boolean approximate = refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
-    int candidates = approximate ? (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K) : q.k();
-    int perShard = approximate
-        ? (int) Math.min(candidates, Math.max(q.k(), 4L * ((candidates + tasks.size() - 1) / Math.max(1, tasks.size()))))
-        : q.k();
-    SearchQuery shardQuery = q.withK(perShard);
     List<Future<Hits>> local = new ArrayList<>();
+    if (approximate) {
+      int candidates = (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K);
+      int perShard = (int) Math.min(candidates, Math.max(q.k(),
+          4L * ((candidates + tasks.size() - 1) / Math.max(1, tasks.size()))));
+      List<Future<FaissIndex.Result[]>> proposals = new ArrayList<>();
+      for (ShardTask t : tasks) {
+        proposals.add(pool.submit(() -> propose(t, q, perShard)));
+      }
+      for (Session s : sessions) {
+        local.add(pool.submit(() -> s.search(q))); // exact already
+      }
+      FaissIndex.Result[][] byShard = new FaissIndex.Result[tasks.size()][];
+      for (int i = 0; i < byShard.length; i++) {
+        byShard[i] = await(proposals.get(i));
+      }
+      Hits rescored = Candidates.rescore(tasks.stream().map(ShardTask::shard).toList(), byShard, q, candidates);
+      if (sessions.isEmpty()) {
+        return rescored;
+      }
+      List<Hits> parts = new ArrayList<>(List.of(rescored));
+      for (Future<Hits> f : local) {
+        parts.add(await(f));
+      }
+      return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+    }
     for (ShardTask t : tasks) {
-      local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), shardQuery, t.ranges())));
+      local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), q, t.ranges())));
     }
     for (Session s : sessions) {
-      local.add(pool.submit(() -> s.search(q))); // exact already
+      local.add(pool.submit(() -> s.search(q)));
     }
     List<Hits> parts = new ArrayList<>();
     for (Future<Hits> f : local) {
       parts.add(await(f));
     }
-    Hits merged = Hits.merge(parts, q.heads(), q.queries(), candidates, q.headDim());
-    return approximate ? Hits.rescore(merged, q, q.k()) : merged;
+    return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+  }
+
+  /** One shard's candidates per head by the index's estimated scores: raw ids and scores, no pairs yet. */
+  private static FaissIndex.Result[] propose(ShardTask t, SearchQuery q, int k) {
+    FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), t.ranges());
+    int kk = (int) Math.min(k, Math.max(1, t.shard().rows()));
+    FaissIndex.Result[] out = new FaissIndex.Result[q.heads()];
+    for (int h = 0; h < q.heads(); h++) {
+      out[h] = t.shard().index(q.layer(), h).search(q.head(h), kk, params);
+    }
+    return out;
   }
 
   /** The top-k over some of this node's shards of one collection (a coordinator asked). */
@@ -273,23 +303,7 @@ public final class MemoryNode implements AutoCloseable {
     int heads = layout.heads();
     int layer = q.layer();
     Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
-    int source = out.addSource(new Hits.Payload() {
-      @Override
-      public void read(long row, int head, float[] key, float[] value, int off) {
-        shard.readKey(layer, row, head, key, off);
-        shard.readValue(layer, row, head, value, off);
-      }
-
-      @Override
-      public void readKey(long row, int head, float[] key, int off) {
-        shard.readKey(layer, row, head, key, off);
-      }
-
-      @Override
-      public int position(long row) {
-        return shard.position(row);
-      }
-    });
+    int source = out.addSource(payload(shard, layer));
     Map<String, Integer> docs = new HashMap<>();
     int[] docSlot = new int[shard.documents().size()]; // the shard's document index -> out's, -1 until used
     Arrays.fill(docSlot, -1);
@@ -321,6 +335,27 @@ public final class MemoryNode implements AutoCloseable {
       slotOfRow.clear();
     }
     return out;
+  }
+
+  /** Where a shard's pairs are read: keys and values of a layer, positions for the winners. */
+  static Hits.Payload payload(MemoryCollection.Shard shard, int layer) {
+    return new Hits.Payload() {
+      @Override
+      public void read(long row, int head, float[] key, float[] value, int off) {
+        shard.readKey(layer, row, head, key, off);
+        shard.readValue(layer, row, head, value, off);
+      }
+
+      @Override
+      public void readKey(long row, int head, float[] key, int off) {
+        shard.readKey(layer, row, head, key, off);
+      }
+
+      @Override
+      public int position(long row) {
+        return shard.position(row);
+      }
+    };
   }
 
   /**
@@ -412,7 +447,7 @@ public final class MemoryNode implements AutoCloseable {
     return new FaissIndex.Result(n, k, scores, ids);
   }
 
-  private static Hits await(Future<Hits> f) {
+  private static <T> T await(Future<T> f) {
     try {
       return f.get();
     } catch (InterruptedException e) {

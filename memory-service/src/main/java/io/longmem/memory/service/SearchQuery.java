@@ -17,12 +17,6 @@ public record SearchQuery(List<String> collections, List<String> sessions, int l
     documents = List.copyOf(documents);
   }
 
-  /** The same search asking for k pairs per query. */
-  SearchQuery withK(int wider) {
-    return new SearchQuery(collections, sessions, layer, heads, queries, headDim, query, wider, documents, nprobe,
-        efSearch, refine);
-  }
-
   /** The queries of one head, [queries, headDim]. */
   public float[] head(int h) {
     int n = queries * headDim;
