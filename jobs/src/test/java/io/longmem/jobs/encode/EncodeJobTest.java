@@ -139,6 +139,34 @@ class EncodeJobTest {
     assertTrue(flips <= alone.length / 100, doc + ": " + flips + " elements beyond 1e-5");
   }
 
+  /** Parquet input with its own column names: the book's memory is the reference's. */
+  @Test
+  void parquetWithConfiguredColumns(@TempDir Path tmp) throws Exception {
+    long[] book = JobFixtures.bookIds();
+    List<org.apache.spark.sql.Row> rows = List.of(
+        org.apache.spark.sql.RowFactory.create("book", Arrays.stream(book).boxed().toList()),
+        org.apache.spark.sql.RowFactory.create("tail", Arrays.stream(Arrays.copyOfRange(book, 100, 128)).boxed().toList()));
+    var schema = new org.apache.spark.sql.types.StructType()
+        .add("doc", org.apache.spark.sql.types.DataTypes.StringType)
+        .add("ids", org.apache.spark.sql.types.DataTypes.createArrayType(org.apache.spark.sql.types.DataTypes.LongType));
+    Path in = tmp.resolve("books.parquet");
+    spark.createDataFrame(rows, schema).write().parquet(in.toString());
+    Path out = tmp.resolve("out");
+    EncodeSpec spec = new EncodeSpec(JobFixtures.tinyA().resolve("model").toString(), null, "float32", "Flat", 1024, 2,
+        4, 16384, 1, new Corpus.Spec(in.toString(), Corpus.Format.AUTO, "doc", "text", "ids"));
+    EncodeJob.Report r = EncodeJob.run(spark, spec, out, false, 1);
+    assertEquals(2, r.counts().documents());
+    assertEquals(128 + 28, r.counts().tokens());
+    float[][][] got = JobFixtures.documentMemory(out, "book", 2);
+    checkReference("f32", 2, "keys", JobFixtures.reference("f32_book_mem_keys_layer2.npy"), got[0]);
+    checkReference("f32", 2, "values", JobFixtures.reference("f32_book_mem_values_layer2.npy"), got[1]);
+    // a wrong column name is named before any work
+    EncodeSpec wrong = new EncodeSpec(spec.model(), null, "float32", "Flat", 1024, 2, 4, 16384, 1,
+        new Corpus.Spec(in.toString(), Corpus.Format.AUTO, "id", "text", "ids"));
+    var e = assertThrows(IllegalArgumentException.class, () -> EncodeJob.run(spark, wrong, tmp.resolve("o2"), false, 1));
+    assertTrue(e.getMessage().contains("no id column 'id'"), e.getMessage());
+  }
+
   @Test
   void textFilesGoThroughTheTokenizer(@TempDir Path tmp) throws Exception {
     Path model = tmp.resolve("model");
