@@ -408,45 +408,6 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** Exact q.k for the candidates of each query, best k kept. */
-  private static FaissIndex.Result rescore(MemoryCollection.Shard shard, int layer, int head, float[] queries,
-      FaissIndex.Result candidates, int k, int dim) {
-    int n = candidates.n();
-    int fetched = candidates.k();
-    float[] scores = new float[n * k];
-    long[] ids = new long[n * k];
-    Arrays.fill(scores, Float.NEGATIVE_INFINITY);
-    Arrays.fill(ids, -1);
-    float[] key = new float[dim];
-    long[] ranked = new long[fetched]; // (order-preserving score bits, candidate index), sorted
-    for (int i = 0; i < n; i++) {
-      int valid = 0;
-      for (int j = 0; j < fetched; j++) {
-        long row = candidates.id(i, j);
-        if (row < 0) {
-          continue;
-        }
-        shard.readKey(layer, row, head, key, 0);
-        float dot = 0;
-        for (int d = 0; d < dim; d++) {
-          dot += queries[i * dim + d] * key[d];
-        }
-        int bits = Float.floatToIntBits(dot);
-        int sortable = bits >= 0 ? bits : bits ^ 0x7fffffff; // ascending int order = ascending float order
-        ranked[valid++] = ((long) sortable << 32) | (0xffffffffL & ~j); // ties: earlier candidate first
-      }
-      Arrays.sort(ranked, 0, valid);
-      for (int r = 0; r < Math.min(k, valid); r++) {
-        long packed = ranked[valid - 1 - r];
-        int j = ~(int) packed;
-        int sortable = (int) (packed >> 32);
-        scores[i * k + r] = Float.intBitsToFloat(sortable >= 0 ? sortable : sortable ^ 0x7fffffff);
-        ids[i * k + r] = candidates.id(i, j);
-      }
-    }
-    return new FaissIndex.Result(n, k, scores, ids);
-  }
-
   private static <T> T await(Future<T> f) {
     try {
       return f.get();
