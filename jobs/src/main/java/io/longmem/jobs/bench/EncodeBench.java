@@ -87,7 +87,7 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
     double spark;
     try (SparkSession session = SparkSession.builder().master("local[" + parallelism + "]").appName("bench encode")
         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate()) {
-      deleteRecursively(dir.resolve("spark"));
+      io.longmem.util.FileTrees.deleteRecursively(dir.resolve("spark"));
       EncodeJob.Report r = EncodeJob.run(session, spec, dir.resolve("spark"), false, 30);
       spark = r.seconds();
       if (r.counts().tokens() != tokens) {
@@ -128,7 +128,7 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
   /** The same loop in plain Java: documents to shards by id hash, one thread per shard at a time. */
   private double plain(EncodeSpec spec, List<ShardEncoder.Document> docs, Path out, String fingerprint)
       throws Exception {
-    deleteRecursively(out);
+    io.longmem.util.FileTrees.deleteRecursively(out);
     Files.createDirectories(out);
     long start = System.nanoTime();
     List<List<ShardEncoder.Document>> parts = new ArrayList<>();
@@ -182,15 +182,5 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
       }
     }
     return docs;
-  }
-
-  private static void deleteRecursively(Path p) throws IOException {
-    if (Files.exists(p)) {
-      try (var w = Files.walk(p)) {
-        for (Path x : w.sorted(Comparator.reverseOrder()).toList()) {
-          Files.delete(x);
-        }
-      }
-    }
   }
 }

@@ -18,7 +18,6 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -63,7 +62,7 @@ public final class DemoCommand implements Callable<Integer> {
         + "the path it takes is the real one)" : ""));
 
     Path collection = workDir.resolve("collection");
-    deleteRecursively(collection);
+    io.longmem.util.FileTrees.deleteRecursively(collection);
     EncodeJob.Report encoded;
     try (SparkSession spark = SparkSession.builder().master("local[*]").appName("longmem demo")
         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate()) {
@@ -97,15 +96,5 @@ public final class DemoCommand implements Callable<Integer> {
       }
     }
     return 0;
-  }
-
-  private static void deleteRecursively(Path p) throws java.io.IOException {
-    if (Files.exists(p)) {
-      try (var w = Files.walk(p)) {
-        for (Path x : w.sorted(Comparator.reverseOrder()).toList()) {
-          Files.delete(x);
-        }
-      }
-    }
   }
 }

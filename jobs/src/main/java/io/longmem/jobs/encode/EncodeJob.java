@@ -181,7 +181,7 @@ public final class EncodeJob implements Callable<Integer> {
       throw new IllegalArgumentException(textRows + " documents are text, and there is no tokenizer: the checkpoint "
           + "has no tokenizer.model; pass --tokenizer FILE");
     }
-    String tokFingerprint = tok == null ? null : sha256(Path.of(spec.tokenizer() != null ? spec.tokenizer()
+    String tokFingerprint = tok == null ? null : "sha256:" + io.longmem.util.FileTrees.sha256(Path.of(spec.tokenizer() != null ? spec.tokenizer()
         : ckpt.tokenizerModel().toString()));
     int earlier = EncodeOutput.prepare(out, resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint),
         resume);
@@ -266,15 +266,6 @@ public final class EncodeJob implements Callable<Integer> {
             ids, r.getBoolean(3), r.getBoolean(4));
       }
     };
-  }
-
-  static String sha256(Path file) throws IOException {
-    try {
-      var md = java.security.MessageDigest.getInstance("SHA-256");
-      return "sha256:" + java.util.HexFormat.of().formatHex(md.digest(Files.readAllBytes(file)));
-    } catch (java.security.NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
   }
 
   /** Logs documents, tokens, tokens/s and an ETA while the job runs (the accumulators also show in Spark's UI). */

@@ -134,12 +134,12 @@ public final class CollectionWriter implements AutoCloseable {
     manifest.shards.clear();
     manifest.shards.addAll(shards);
     manifest.write(dir);
-    ShardWriter.deleteRecursively(dir.resolve(STAGING)); // attempts that lost, or died
+    io.longmem.util.FileTrees.deleteRecursively(dir.resolve(STAGING)); // attempts that lost, or died
     java.util.Set<String> listed = new java.util.HashSet<>();
     shards.forEach(s -> listed.add(s.id()));
     for (String id : finishedShardIds(dir)) {
       if (!listed.contains(id)) {
-        ShardWriter.deleteRecursively(dir.resolve(SHARDS).resolve(id)); // finished by a run of another plan
+        io.longmem.util.FileTrees.deleteRecursively(dir.resolve(SHARDS).resolve(id)); // finished by a run of another plan
       }
     }
   }

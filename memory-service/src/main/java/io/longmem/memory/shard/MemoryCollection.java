@@ -73,7 +73,7 @@ public final class MemoryCollection implements AutoCloseable {
           throw new CollectionException(p + " has " + size + " bytes, the manifest says " + f.bytes()
               + " (truncated or rewritten)");
         }
-        if (verifyChecksums && !ShardWriter.sha256(p).equals(f.sha256())) {
+        if (verifyChecksums && !io.longmem.util.FileTrees.sha256(p).equals(f.sha256())) {
           throw new CollectionException(p + " does not match its SHA-256 in the manifest (corrupted)");
         }
       }

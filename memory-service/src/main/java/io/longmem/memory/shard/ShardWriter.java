@@ -1,19 +1,16 @@
 package io.longmem.memory.shard;
 
+import io.longmem.util.FileTrees;
+
 import io.longmem.memory.faiss.FaissIndex;
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
-import java.security.DigestInputStream;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Set;
 import org.apache.arrow.memory.BufferAllocator;
@@ -72,7 +69,7 @@ public final class ShardWriter implements AutoCloseable {
     if (Files.exists(collection.resolve(CollectionWriter.SHARDS).resolve(id))) {
       throw new CollectionException(collection + ": shard " + id + " already exists");
     }
-    deleteRecursively(staging); // a leftover of an earlier, interrupted attempt
+    FileTrees.deleteRecursively(staging); // a leftover of an earlier, interrupted attempt
     Files.createDirectories(staging);
     layers = new LayerWriter[layout.layers().size()];
     try {
@@ -174,7 +171,7 @@ public final class ShardWriter implements AutoCloseable {
     try (var files = Files.list(staging)) {
       for (Path f : files.sorted().toList()) {
         entry.files.add(new Manifest.FileEntry(
-            CollectionWriter.SHARDS + "/" + id + "/" + f.getFileName(), Files.size(f), sha256(f)));
+            CollectionWriter.SHARDS + "/" + id + "/" + f.getFileName(), Files.size(f), FileTrees.sha256(f)));
       }
     }
     Manifest.writeShardRecord(staging, entry);
@@ -186,22 +183,10 @@ public final class ShardWriter implements AutoCloseable {
       if (!Files.isDirectory(target)) {
         throw e;
       }
-      deleteRecursively(staging);
+      FileTrees.deleteRecursively(staging);
       return Manifest.readShardRecord(target);
     }
     return entry;
-  }
-
-  static String sha256(Path file) throws IOException {
-    try (InputStream in = new DigestInputStream(Files.newInputStream(file), MessageDigest.getInstance("SHA-256"))) {
-      byte[] buf = new byte[1 << 20];
-      while (in.read(buf) >= 0) {
-        // digesting
-      }
-      return HexFormat.of().formatHex(((DigestInputStream) in).getMessageDigest().digest());
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
   }
 
   /** Abandons an unfinished shard: its staging directory is removed. */
@@ -213,18 +198,7 @@ public final class ShardWriter implements AutoCloseable {
       }
     }
     if (!finished) {
-      deleteRecursively(staging);
-    }
-  }
-
-  static void deleteRecursively(Path dir) throws IOException {
-    if (!Files.exists(dir)) {
-      return;
-    }
-    try (var walk = Files.walk(dir)) {
-      for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-        Files.deleteIfExists(p);
-      }
+      FileTrees.deleteRecursively(staging);
     }
   }
 
