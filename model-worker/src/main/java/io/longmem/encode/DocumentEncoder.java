@@ -7,7 +7,7 @@ import io.longmem.model.LongLlama;
 import io.longmem.model.LongLlamaCache;
 import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.memory.DenseMemory;
-import io.longmem.model.memory.Memory;
+import io.longmem.model.memory.ForwardingMemory;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -135,8 +135,7 @@ public final class DocumentEncoder {
   }
 
   /** Dense memory that also copies out, per layer and batch row, the real (unpadded) tokens appended. */
-  private static final class Recording implements Memory {
-    private final DenseMemory inner;
+  private static final class Recording extends ForwardingMemory {
     private final int batch;
     /** One append of one row: n real tokens' keys and values as the model holds them, [heads, n, dim]. */
     private record Block(int tokens, float[] keys, float[] values) {}
@@ -146,7 +145,7 @@ public final class DocumentEncoder {
     private final Map<Integer, int[]> shapes = new HashMap<>(); // heads, dim
 
     Recording(DenseMemory inner, int batch) {
-      this.inner = inner;
+      super(inner);
       this.batch = batch;
     }
 
@@ -195,16 +194,6 @@ public final class DocumentEncoder {
       }
     }
 
-    @Override
-    public Retrieved retrieve(int layer, NDArray queries) {
-      return inner.retrieve(layer, queries);
-    }
-
-    @Override
-    public long size(int layer) {
-      return inner.size(layer);
-    }
-
     int width(int layer) {
       return shapes.get(layer)[0] * shapes.get(layer)[1];
     }
@@ -228,11 +217,6 @@ public final class DocumentEncoder {
         base += n;
       }
       return out;
-    }
-
-    @Override
-    public void close() {
-      inner.close();
     }
   }
 }

@@ -10,7 +10,7 @@ import io.longmem.Fixtures;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.memory.DenseMemory;
-import io.longmem.model.memory.Memory;
+import io.longmem.model.memory.ForwardingMemory;
 import io.longmem.util.Npy;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -21,17 +21,13 @@ import org.junit.jupiter.api.Test;
  */
 class PerQueryMemoryTest {
   /** Dense memory seen through the per-query interface: each query gets all M pairs. */
-  static final class EveryPairPerQuery implements Memory {
+  static final class EveryPairPerQuery extends ForwardingMemory {
     final DenseMemory dense;
     int calls;
 
     EveryPairPerQuery(DenseMemory dense) {
+      super(dense);
       this.dense = dense;
-    }
-
-    @Override
-    public void append(int layer, NDArray keys, NDArray values, NDArray mask) {
-      dense.append(layer, keys, values, mask);
     }
 
     @Override
@@ -46,18 +42,8 @@ class PerQueryMemoryTest {
     }
 
     @Override
-    public long size(int layer) {
-      return dense.size(layer);
-    }
-
-    @Override
     public int pairsPerQuery() {
       return (int) Math.max(1, dense.size(1));
-    }
-
-    @Override
-    public void close() {
-      dense.close();
     }
   }
 
