@@ -205,7 +205,7 @@ public final class ServiceMemory implements Memory {
       }
       SearchRequest.Builder req = SearchRequest.newBuilder().addAllCollections(options.collections())
           .setLayer(layer).setHeads(heads).setQueries(q).setHeadDim(headDim).setK(k)
-          .setQuery(com.google.protobuf.ByteString.copyFrom(floatBytes(all, b * rowFloats, rowFloats)))
+          .setQuery(Protos.bytes(all, b * rowFloats, rowFloats))
           .addAllDocuments(options.documents()).setNprobe(options.nprobe()).setRefine(options.refine())
           .setFloat16Pairs(float16);
       if (sessions[b] != null) {
@@ -247,12 +247,6 @@ public final class ServiceMemory implements Memory {
   @Override
   public int pairsPerQuery() {
     return options.topK();
-  }
-
-  private static byte[] floatBytes(float[] a, int off, int n) {
-    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(n * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-    b.asFloatBuffer().put(a, off, n);
-    return b.array();
   }
 
   @Override

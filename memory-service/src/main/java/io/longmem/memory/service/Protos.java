@@ -119,8 +119,13 @@ public final class Protos {
   }
 
   public static ByteString bytes(float[] a, int n) {
+    return bytes(a, 0, n);
+  }
+
+  /** n floats of a from off as little-endian bytes. */
+  public static ByteString bytes(float[] a, int off, int n) {
     ByteBuffer b = ByteBuffer.allocate(n * 4).order(ByteOrder.LITTLE_ENDIAN);
-    b.asFloatBuffer().put(a, 0, n);
+    b.asFloatBuffer().put(a, off, n);
     return UnsafeByteOperations.unsafeWrap(b.array());
   }
 
