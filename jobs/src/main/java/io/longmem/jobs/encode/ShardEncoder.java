@@ -105,30 +105,69 @@ public final class ShardEncoder {
 
   /** Counts a finished shard's documents without reading them with the model. */
   private static Counts skim(Iterator<Document> docs, Progress progress) {
-    long empty = 0;
-    long dup = 0;
-    long bad = 0;
-    long malformed = 0;
-    long missing = 0;
+    Screen screen = new Screen(null);
     long units = 0;
-    String previous = null;
     while (docs.hasNext()) {
       Document d = docs.next();
       units += d.units();
-      if (d.malformed()) {
-        malformed++;
-      } else if (d.id() == null || d.id().isBlank()) {
-        missing++;
-      } else if (d.id().equals(previous)) {
-        dup++;
-      } else {
-        previous = d.id();
-        bad += d.badUtf8() ? 1 : 0;
-        empty += isEmpty(d) ? 1 : 0;
-      }
+      screen.admit(d);
     }
     progress.add(0, 0, units);
-    return new Counts(0, 0, empty, dup, bad, malformed, missing, 0);
+    return screen.counts(0, 0, 0);
+  }
+
+  /**
+   * What every document passes before the model reads it, and the counts of those that do not:
+   * malformed records, missing ids, repeated ids (the first one read is kept), empty documents;
+   * undecodable bytes are counted and the document is read.
+   */
+  private static final class Screen {
+    private final String shardId; // null: count silently (a finished shard skimmed again)
+    private String previous;
+    private long empty;
+    private long duplicates;
+    private long badUtf8;
+    private long malformed;
+    private long missingId;
+
+    Screen(String shardId) {
+      this.shardId = shardId;
+    }
+
+    /** True when the model should read the document. */
+    boolean admit(Document d) {
+      if (d.malformed()) {
+        malformed++;
+        return false;
+      }
+      if (d.id() == null || d.id().isBlank()) {
+        missingId++;
+        return false;
+      }
+      if (d.id().equals(previous)) {
+        duplicates++;
+        if (shardId != null) {
+          LOG.warn("{}: duplicate document id '{}': the first one read is kept", shardId, d.id());
+        }
+        return false;
+      }
+      previous = d.id();
+      if (d.badUtf8()) {
+        badUtf8++;
+        if (shardId != null) {
+          LOG.warn("{}: document '{}' is not valid UTF-8: undecodable bytes read as U+FFFD", shardId, d.id());
+        }
+      }
+      if (isEmpty(d)) {
+        empty++;
+        return false;
+      }
+      return true;
+    }
+
+    Counts counts(long documents, long tokens, long rejected) {
+      return new Counts(documents, tokens, empty, duplicates, badUtf8, malformed, missingId, rejected);
+    }
   }
 
   static boolean isEmpty(Document d) {
@@ -144,14 +183,9 @@ public final class ShardEncoder {
     private final Progress progress;
     private final String shardId;
     private final List<Pending> pending = new ArrayList<>();
-    private String previous;
+    private final Screen screen;
     private long documents;
     private long tokens;
-    private long empty;
-    private long duplicates;
-    private long badUtf8;
-    private long malformed;
-    private long missingId;
     private long rejected;
 
     private final long started = System.nanoTime();
@@ -167,32 +201,11 @@ public final class ShardEncoder {
       this.shard = shard;
       this.progress = progress;
       this.shardId = shardId;
+      this.screen = new Screen(shardId);
     }
 
     void add(Document d) throws IOException {
-      if (d.malformed()) {
-        malformed++;
-        progress.add(0, 0, d.units());
-        return;
-      }
-      if (d.id() == null || d.id().isBlank()) {
-        missingId++;
-        progress.add(0, 0, d.units());
-        return;
-      }
-      if (d.id().equals(previous)) {
-        duplicates++;
-        LOG.warn("{}: duplicate document id '{}': the first one read is kept", shardId, d.id());
-        progress.add(0, 0, d.units());
-        return;
-      }
-      previous = d.id();
-      if (d.badUtf8()) {
-        badUtf8++;
-        LOG.warn("{}: document '{}' is not valid UTF-8: undecodable bytes read as U+FFFD", shardId, d.id());
-      }
-      if (isEmpty(d)) {
-        empty++;
+      if (!screen.admit(d)) {
         progress.add(0, 0, d.units());
         return;
       }
@@ -267,7 +280,7 @@ public final class ShardEncoder {
     }
 
     Counts counts() {
-      return new Counts(documents, tokens, empty, duplicates, badUtf8, malformed, missingId, rejected);
+      return screen.counts(documents, tokens, rejected);
     }
   }
 }
