@@ -16,7 +16,11 @@
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <omp.h>
+#if defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
+#include <cstdint>
 #include <cstring>
 #include <algorithm>
 #include <exception>
@@ -86,9 +90,123 @@ faiss::Index* withIds(faiss::Index* idx) {
   return map;
 }
 
+// IEEE half to float for finite values (stored memory is checked finite when written): the
+// half's exponent and mantissa placed in a float and scaled by 2^112 (exact, subnormals included).
+inline float halfToFloat(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h & 0x7fff) << 13;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  f *= 0x1p112f;
+  return (h & 0x8000) ? -f : f;
+}
+
+float dotHalf(const float* q, const uint16_t* v, int d) {
+  int i = 0;
+  float sum = 0;
+#if defined(__F16C__) && defined(__FMA__)
+  __m256 acc = _mm256_setzero_ps();
+  for (; i + 8 <= d; i += 8) {
+    __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x, acc);
+  }
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+  sum = _mm_cvtss_f32(s4);
+#endif
+  for (; i < d; i++) {
+    sum += q[i] * halfToFloat(v[i]);
+  }
+  return sum;
+}
+
+float dotFloat(const float* q, const float* v, int d) {
+  int i = 0;
+  float sum = 0;
+#if defined(__F16C__) && defined(__FMA__)
+  __m256 acc = _mm256_setzero_ps();
+  for (; i + 8 <= d; i += 8) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(v + i), acc);
+  }
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+  sum = _mm_cvtss_f32(s4);
+#endif
+  for (; i < d; i++) {
+    sum += q[i] * v[i];
+  }
+  return sum;
+}
+
+// Asks the CPU to start loading [p, p + bytes) into its caches.
+inline void prefetch(const char* p, int bytes) {
+  for (int off = 0; off < bytes; off += 64) {
+    __builtin_prefetch(p + off, 0, 0);
+  }
+  __builtin_prefetch(p + bytes - 1, 0, 0);
+}
+
+// Candidates whose vectors are being loaded while earlier ones are scored.
+constexpr int kPrefetchAhead = 16;
+
 }  // namespace
 
 extern "C" {
+
+// Exact inner products of one query with n stored vectors lying at the given addresses (in
+// memory-mapped shard files), float16 or float32: the refine step of approximate search. The
+// vectors are scattered over gigabytes, so each one is a cache (and TLB) miss: prefetching the
+// next ones while scoring overlaps those misses. Java checked every argument (Refine).
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_innerProducts(
+    JNIEnv* env, jclass, jfloatArray query, jint qOff, jint d, jlongArray addresses, jint n,
+    jboolean half, jfloatArray out) {
+  auto* q = static_cast<float*>(env->GetPrimitiveArrayCritical(query, nullptr));
+  auto* at = static_cast<jlong*>(env->GetPrimitiveArrayCritical(addresses, nullptr));
+  auto* scores = static_cast<float*>(env->GetPrimitiveArrayCritical(out, nullptr));
+  if (q != nullptr && at != nullptr && scores != nullptr) {
+    const int bytes = d * (half ? 2 : 4);
+    for (int j = 0; j < std::min<int>(n, kPrefetchAhead); j++) {
+      prefetch(reinterpret_cast<const char*>(at[j]), bytes);
+    }
+    for (int j = 0; j < n; j++) {
+      if (j + kPrefetchAhead < n) {
+        prefetch(reinterpret_cast<const char*>(at[j + kPrefetchAhead]), bytes);
+      }
+      scores[j] = half ? dotHalf(q + qOff, reinterpret_cast<const uint16_t*>(at[j]), d)
+                       : dotFloat(q + qOff, reinterpret_cast<const float*>(at[j]), d);
+    }
+  }
+  if (scores != nullptr) env->ReleasePrimitiveArrayCritical(out, scores, 0);
+  if (at != nullptr) env->ReleasePrimitiveArrayCritical(addresses, at, JNI_ABORT);
+  if (q != nullptr) env->ReleasePrimitiveArrayCritical(query, q, JNI_ABORT);
+}
+
+// Copies `bytes` bytes from each of n addresses into out from outOff, one after another (an
+// answer's keys, values or positions, gathered from memory-mapped shard files), prefetching ahead.
+JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_gather(
+    JNIEnv* env, jclass, jlongArray addresses, jint n, jint bytes, jbyteArray out, jint outOff) {
+  auto* at = static_cast<jlong*>(env->GetPrimitiveArrayCritical(addresses, nullptr));
+  auto* dst = static_cast<char*>(env->GetPrimitiveArrayCritical(out, nullptr));
+  if (at != nullptr && dst != nullptr) {
+    for (int j = 0; j < std::min<int>(n, kPrefetchAhead); j++) {
+      prefetch(reinterpret_cast<const char*>(at[j]), bytes);
+    }
+    for (int j = 0; j < n; j++) {
+      if (j + kPrefetchAhead < n) {
+        prefetch(reinterpret_cast<const char*>(at[j + kPrefetchAhead]), bytes);
+      }
+      std::memcpy(dst + outOff + static_cast<size_t>(j) * bytes, reinterpret_cast<const char*>(at[j]), bytes);
+    }
+  }
+  if (dst != nullptr) env->ReleasePrimitiveArrayCritical(out, dst, 0);
+  if (at != nullptr) env->ReleasePrimitiveArrayCritical(addresses, at, JNI_ABORT);
+}
+
+// The address of a direct buffer's memory (a memory-mapped shard file), for innerProducts.
+JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_address(JNIEnv* env, jclass, jobject buffer) {
+  return reinterpret_cast<jlong>(env->GetDirectBufferAddress(buffer));
+}
 
 JNIEXPORT jlong JNICALL Java_io_longmem_memory_faiss_FaissNative_create(
     JNIEnv* env, jclass, jint d, jstring factory, jboolean innerProduct) {

@@ -7,8 +7,10 @@ import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.service.Hits;
+import io.longmem.memory.service.MemoryNode;
 import io.longmem.memory.service.MemoryServer;
 import io.longmem.memory.service.Protos;
+import io.longmem.memory.service.SearchQuery;
 import io.longmem.memory.service.ServiceConfig;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
@@ -77,15 +79,15 @@ public final class MemoryBench {
         for (int i = 0; i < decode.length; i++) {
           decode[i] = centres.queries(1, 1000 + i);
         }
-        measure("decode step (" + o.heads() + " heads x 1 query, k " + o.k() + ")", stub, collection, decode, 1, o.k(),
-            o);
+        measure("decode step (" + o.heads() + " heads x 1 query, k " + o.k() + ")", stub, server.node(), collection,
+            decode, 1, o.k(), o);
         float[][] prefill = new float[o.prefillRequests()][];
         for (int i = 0; i < prefill.length; i++) {
           prefill[i] = centres.queries(o.prefillQueries(), 5000 + i);
         }
         if (prefill.length > 0) {
           measure("prefill chunk (" + o.heads() + " heads x " + o.prefillQueries() + " queries, k " + o.prefillK() + ")",
-              stub, collection, prefill, o.prefillQueries(), o.prefillK(), o);
+              stub, server.node(), collection, prefill, o.prefillQueries(), o.prefillK(), o);
         }
         recall(stub, collection, decode, o);
       } finally {
@@ -100,37 +102,50 @@ public final class MemoryBench {
         .setRefine(o.refine()).setFloat16Pairs(o.float16()).build();
   }
 
-  private static void measure(String what, MemoryGrpc.MemoryBlockingStub stub, MemoryCollection collection,
-      float[][] queries, int n, int k, Options o) {
+  private static void measure(String what, MemoryGrpc.MemoryBlockingStub stub, MemoryNode node,
+      MemoryCollection collection, float[][] queries, int n, int k, Options o) {
     // warm-up: page in the touched lists and rows, JIT
     for (int i = 0; i < Math.min(3, queries.length); i++) {
       stub.search(request(queries[i], n, k, o));
       inProcess(collection, queries[i], n, k, o);
+      node.search(Protos.toQuery(request(queries[i], n, k, o)));
     }
-    // service and in-process searches alternate, so both see the same page cache and JIT state
+    // the three alternate, so all see the same page cache and JIT state
     double[] service = new double[queries.length];
     double[] local = new double[queries.length];
+    double[] refined = new double[queries.length];
     long pairs = 0;
     for (int i = 0; i < queries.length; i++) {
+      SearchRequest request = request(queries[i], n, k, o);
       long s = System.nanoTime();
-      SearchResponse r = stub.search(request(queries[i], n, k, o));
+      SearchResponse r = stub.search(request);
       service[i] = (System.nanoTime() - s) / 1e6;
       pairs += r.getHeadsList().stream().mapToInt(h -> h.getPairs()).sum();
       r = null;
       s = System.nanoTime();
       inProcess(collection, queries[i], n, k, o);
       local[i] = (System.nanoTime() - s) / 1e6;
+      SearchQuery query = Protos.toQuery(request);
+      s = System.nanoTime();
+      node.search(query);
+      refined[i] = (System.nanoTime() - s) / 1e6;
     }
-    double serviceSeconds = Arrays.stream(service).sum() / 1e3;
-    double localSeconds = Arrays.stream(local).sum() / 1e3;
-    double serviceQps = queries.length / serviceSeconds;
-    double localQps = queries.length / localSeconds;
+    double serviceQps = qps(service);
+    double localQps = qps(local);
+    double refinedQps = qps(refined);
     System.out.printf("%s: %d requests%n", what, queries.length);
     System.out.printf("  service (gRPC, loopback): %.2f QPS, p50 %.1f ms, p99 %.1f ms, %d distinct pairs/request "
         + "returned with keys and values%n", serviceQps, pct(service, 50), pct(service, 99), pairs / queries.length);
-    System.out.printf("  in process (FAISS searches only): %.2f QPS, p50 %.1f ms, p99 %.1f ms%n", localQps,
-        pct(local, 50), pct(local, 99));
-    System.out.printf("  service / in process = %.2fx throughput%n", serviceQps / localQps);
+    System.out.printf("  in process, FAISS searches only (the service's calls, no re-scoring): %.2f QPS, p50 %.1f ms, "
+        + "p99 %.1f ms%n", localQps, pct(local, 50), pct(local, 99));
+    System.out.printf("  in process, FAISS + exact re-scoring (the node's search without gRPC; ids and scores, no "
+        + "pairs read): %.2f QPS, p50 %.1f ms, p99 %.1f ms%n", refinedQps, pct(refined, 50), pct(refined, 99));
+    System.out.printf("  service / in process = %.2fx throughput (FAISS only), %.2fx (FAISS + re-scoring)%n",
+        serviceQps / localQps, serviceQps / refinedQps);
+  }
+
+  private static double qps(double[] ms) {
+    return ms.length / (Arrays.stream(ms).sum() / 1e3);
   }
 
   /**
@@ -146,7 +161,9 @@ public final class MemoryBench {
       tasks.add(POOL.submit(() -> {
         for (int h = 0; h < o.heads(); h++) {
           FaissIndex index = s.index(LAYER, h);
-          int fetch = index.isExact() || o.refine() <= 1 ? k : (int) Math.min((long) k * o.refine(), s.rows());
+          int fetch = index.isExact() || o.refine() <= 1 ? k
+              : (int) Math.min(MemoryNode.proposals(k, Math.min(k * o.refine(), FaissIndex.MAX_K), c.shards().size()),
+                  s.rows());
           index.search(Arrays.copyOfRange(q, h * per, (h + 1) * per), fetch, p);
         }
       }));

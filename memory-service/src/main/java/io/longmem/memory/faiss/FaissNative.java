@@ -101,4 +101,11 @@ final class FaissNative {
   static native void free(long handle);
 
   static native void setThreads(int n);
+
+  static native void innerProducts(float[] query, int qOff, int dim, long[] addresses, int n, boolean half,
+      float[] out);
+
+  static native long address(java.nio.ByteBuffer direct);
+
+  static native void gather(long[] addresses, int n, int bytes, byte[] out, int outOff);
 }

@@ -1,5 +1,8 @@
 package io.longmem.memory.service;
 
+import io.longmem.memory.faiss.MappedReads;
+import java.lang.ref.Reference;
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -24,6 +27,43 @@ public final class Hits {
     /** Copies head_dim floats of the key of (row, head) into key at off (re-scoring needs no values). */
     default void readKey(long row, int head, float[] key, int off) {
       read(row, head, key, new float[key.length], off);
+    }
+
+    /**
+     * Appends the key and value of (row, head) to keys and values as little-endian float16 or
+     * float32. Sources that store one of them copy it as stored.
+     */
+    default void copy(long row, int head, int headDim, ByteBuffer keys, ByteBuffer values, boolean float16) {
+      float[] key = new float[headDim];
+      float[] value = new float[headDim];
+      read(row, head, key, value, 0);
+      for (int d = 0; d < headDim; d++) {
+        if (float16) {
+          keys.putShort(org.apache.arrow.memory.util.Float16.toFloat16(key[d]));
+          values.putShort(org.apache.arrow.memory.util.Float16.toFloat16(value[d]));
+        } else {
+          keys.putFloat(key[d]);
+          values.putFloat(value[d]);
+        }
+      }
+    }
+
+    /**
+     * Whether keys and values are stored in memory as float16 (or float32, {@code float16} false)
+     * at {@link #address}es: then an answer of that type gathers them natively (see MappedReads).
+     */
+    default boolean addressable(boolean float16) {
+      return false;
+    }
+
+    /** Where the key (or value) of (row, head) lies in memory, when {@link #addressable}. */
+    default long address(long row, int head, boolean key) {
+      throw new UnsupportedOperationException("this source has no addresses");
+    }
+
+    /** Where a row's position (an int32) lies in memory; 0 if this source has no addresses. */
+    default long positionAddress(long row) {
+      return 0;
     }
 
     /** The position of a pair added with {@link #LATER}: read for the winners only. */
@@ -110,10 +150,29 @@ public final class Hits {
 
     public int[] pairPosition() {
       int[] out = Arrays.copyOf(pairPosition, pairs);
+      // positions read now (from shards) are gathered natively where their sources give addresses
+      int[] later = new int[pairs];
+      long[] at = new long[pairs];
+      int n = 0;
       for (int i = 0; i < pairs; i++) {
         if (out[i] == LATER) {
-          out[i] = owner.sources.get(pairSource[i]).position(pairRow[i]);
+          long a = owner.sources.get(pairSource[i]).positionAddress(pairRow[i]);
+          if (a != 0) {
+            later[n] = i;
+            at[n++] = a;
+          } else {
+            out[i] = owner.sources.get(pairSource[i]).position(pairRow[i]);
+          }
         }
+      }
+      if (n > 0) {
+        byte[] bytes = new byte[n * 4];
+        MappedReads.gather(at, n, 4, bytes, 0);
+        java.nio.IntBuffer ints = ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).asIntBuffer();
+        for (int j = 0; j < n; j++) {
+          out[later[j]] = ints.get(j);
+        }
+        Reference.reachabilityFence(owner.sources); // their files stay mapped while read by address
       }
       return out;
     }

@@ -64,8 +64,8 @@ public final class MemoryNode implements AutoCloseable {
       }
       long t0 = System.nanoTime();
       try {
-        MemoryCollection c = MemoryCollection.open(dir, config.expectedFingerprint, config.verifyChecksums,
-            config.mmapIndexes, mine);
+        MemoryCollection c = MemoryCollection.open(dir, config.expectedFingerprint, new MemoryCollection.Loading(
+            config.verifyChecksums, config.mmapIndexes, config.preloadKeys, mine));
         collections.put(e.getKey(), c);
         LOG.info("collection {}: {} tokens in {} shards ({} loaded here) from {} in {} ms", e.getKey(),
             c.manifest().rows(), c.manifest().shards().size(), c.shards().size(), dir,
@@ -144,24 +144,25 @@ public final class MemoryNode implements AutoCloseable {
     List<Future<Hits>> local = new ArrayList<>();
     if (approximate) {
       int candidates = (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K);
-      int perShard = (int) Math.min(candidates, Math.max(q.k(),
-          4L * ((candidates + tasks.size() - 1) / Math.max(1, tasks.size()))));
-      List<Future<FaissIndex.Result[]>> proposals = new ArrayList<>();
-      for (ShardTask t : tasks) {
-        proposals.add(pool.submit(() -> propose(t, q, perShard)));
+      int perShard = proposals(q.k(), candidates, tasks.size());
+      // one task per head: its FAISS searches over every shard, then its re-scoring, so neither
+      // phase waits for the other heads and the whole search spreads over the pool
+      Candidates pooled = new Candidates(tasks.stream().map(ShardTask::shard).toList(), q, candidates);
+      List<Future<?>> heads = new ArrayList<>();
+      for (int h = 0; h < q.heads(); h++) {
+        int head = h;
+        heads.add(pool.submit(() -> pooled.rescoreHead(head, propose(tasks, q, head, perShard))));
       }
       for (Session s : sessions) {
         local.add(pool.submit(() -> s.search(q))); // exact already
       }
-      FaissIndex.Result[][] byShard = new FaissIndex.Result[tasks.size()][];
-      for (int i = 0; i < byShard.length; i++) {
-        byShard[i] = await(proposals.get(i));
+      for (Future<?> f : heads) {
+        await(f);
       }
-      Hits rescored = Candidates.rescore(tasks.stream().map(ShardTask::shard).toList(), byShard, q, candidates);
       if (sessions.isEmpty()) {
-        return rescored;
+        return pooled.hits();
       }
-      List<Hits> parts = new ArrayList<>(List.of(rescored));
+      List<Hits> parts = new ArrayList<>(List.of(pooled.hits()));
       for (Future<Hits> f : local) {
         parts.add(await(f));
       }
@@ -180,13 +181,23 @@ public final class MemoryNode implements AutoCloseable {
     return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
   }
 
-  /** One shard's candidates per head by the index's estimated scores: raw ids and scores, no pairs yet. */
-  private static FaissIndex.Result[] propose(ShardTask t, SearchQuery q, int k) {
-    FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), t.ranges());
-    int kk = (int) Math.min(k, Math.max(1, t.shard().rows()));
-    FaissIndex.Result[] out = new FaissIndex.Result[q.heads()];
-    for (int h = 0; h < q.heads(); h++) {
-      out[h] = t.shard().index(q.layer(), h).search(q.head(h), kk, params);
+  /**
+   * How many candidates each shard proposes for a pool of {@code candidates}: at least k, four
+   * times its even share (a shard holding more of the best pays for it only in recall, not in
+   * wrong answers), never more than the pool.
+   */
+  public static int proposals(int k, int candidates, int shards) {
+    return (int) Math.min(candidates, Math.max(k, 4L * ((candidates + shards - 1) / Math.max(1, shards))));
+  }
+
+  /** Head h's candidates in every shard by the index's estimated scores: raw ids and scores, no pairs yet. */
+  private static FaissIndex.Result[] propose(List<ShardTask> tasks, SearchQuery q, int h, int k) {
+    FaissIndex.Result[] out = new FaissIndex.Result[tasks.size()];
+    for (int s = 0; s < out.length; s++) {
+      ShardTask t = tasks.get(s);
+      FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), t.ranges());
+      int kk = (int) Math.min(k, Math.max(1, t.shard().rows()));
+      out[s] = t.shard().index(q.layer(), h).search(q.head(h), kk, params);
     }
     return out;
   }
@@ -349,6 +360,27 @@ public final class MemoryNode implements AutoCloseable {
       @Override
       public void readKey(long row, int head, float[] key, int off) {
         shard.readKey(layer, row, head, key, off);
+      }
+
+      @Override
+      public void copy(long row, int head, int headDim, java.nio.ByteBuffer keys, java.nio.ByteBuffer values,
+          boolean float16) {
+        shard.copyPair(layer, row, head, keys, values, float16);
+      }
+
+      @Override
+      public boolean addressable(boolean float16) {
+        return shard.isFloat16() == float16;
+      }
+
+      @Override
+      public long address(long row, int head, boolean key) {
+        return shard.address(layer, row, head, key);
+      }
+
+      @Override
+      public long positionAddress(long row) {
+        return shard.positionAddress(row);
       }
 
       @Override

@@ -2,6 +2,7 @@ package io.longmem.memory.service;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
+import io.longmem.memory.faiss.MappedReads;
 import io.longmem.memory.grpc.HeadResult;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
@@ -45,29 +46,46 @@ public final class Protos {
   private static HeadResult head(Hits hits, int hi, boolean float16) {
     Hits.Head h = hits.perHead[hi];
     int dim = hits.headDim;
-    float[] key = new float[dim];
-    float[] value = new float[dim];
-    int width = float16 ? 2 : 4;
-    ByteBuffer keys = ByteBuffer.allocate(h.pairs * dim * width).order(ByteOrder.LITTLE_ENDIAN);
-    ByteBuffer values = ByteBuffer.allocate(h.pairs * dim * width).order(ByteOrder.LITTLE_ENDIAN);
-    for (int i = 0; i < h.pairs; i++) {
-      hits.sources.get(h.pairSource[i]).read(h.pairRow[i], hi, key, value, 0);
-      for (int d = 0; d < dim; d++) {
-        if (float16) {
-          keys.putShort(org.apache.arrow.memory.util.Float16.toFloat16(key[d]));
-          values.putShort(org.apache.arrow.memory.util.Float16.toFloat16(value[d]));
-        } else {
-          keys.putFloat(key[d]);
-          values.putFloat(value[d]);
+    int bytes = dim * (float16 ? 2 : 4);
+    byte[] keys = new byte[h.pairs * bytes];
+    byte[] values = new byte[h.pairs * bytes];
+    if (gathers(hits, h, float16)) {
+      // every pair lies in a mapped shard file, stored as asked: copied as stored, natively
+      long[] at = new long[h.pairs];
+      for (boolean key : new boolean[] {true, false}) {
+        for (int i = 0; i < h.pairs; i++) {
+          at[i] = hits.sources.get(h.pairSource[i]).address(h.pairRow[i], hi, key);
         }
+        MappedReads.gather(at, h.pairs, bytes, key ? keys : values, 0);
+      }
+      java.lang.ref.Reference.reachabilityFence(hits.sources);
+    } else {
+      ByteBuffer k = ByteBuffer.wrap(keys).order(ByteOrder.LITTLE_ENDIAN);
+      ByteBuffer v = ByteBuffer.wrap(values).order(ByteOrder.LITTLE_ENDIAN);
+      for (int i = 0; i < h.pairs; i++) {
+        hits.sources.get(h.pairSource[i]).copy(h.pairRow[i], hi, dim, k, v, float16);
       }
     }
     return HeadResult.newBuilder().setPairs(h.pairs)
-        .setKeys(UnsafeByteOperations.unsafeWrap(keys.array()))
-        .setValues(UnsafeByteOperations.unsafeWrap(values.array()))
+        .setKeys(UnsafeByteOperations.unsafeWrap(keys))
+        .setValues(UnsafeByteOperations.unsafeWrap(values))
         .setPairDocument(ints(Arrays.copyOf(h.pairDocument, h.pairs)))
         .setPairPosition(ints(h.pairPosition()))
         .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots)).build();
+  }
+
+  private static boolean gathers(Hits hits, Hits.Head h, boolean float16) {
+    boolean[] checked = new boolean[hits.sources.size()];
+    for (int i = 0; i < h.pairs; i++) {
+      int s = h.pairSource[i];
+      if (!checked[s]) {
+        if (!hits.sources.get(s).addressable(float16)) {
+          return false;
+        }
+        checked[s] = true;
+      }
+    }
+    return true;
   }
 
   /** Reads an answer; every size is checked, since it may come from another node. */

@@ -44,6 +44,12 @@ public final class ServiceConfig {
    * bulk) are always memory-mapped.
    */
   public boolean mmapIndexes = false;
+  /**
+   * Read every key into memory when a collection loads (values stay on disk until read). Exact
+   * re-scoring reads keys at random; a key page not yet in memory costs a fault per read, which a
+   * fresh node would pay for its first thousands of searches. Turn off where the keys exceed RAM.
+   */
+  public boolean preloadKeys = true;
   /** If set, collections of another model are refused at load. */
   public String expectedFingerprint;
   /**

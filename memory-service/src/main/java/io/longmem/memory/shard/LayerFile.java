@@ -40,8 +40,17 @@ final class LayerFile {
   /** per record batch, typed views of the mapped key and value data: ShortBuffer (float16) or FloatBuffer */
   private final java.nio.Buffer[] keys;
   private final java.nio.Buffer[] values;
+  /** the same mapped data as bytes, for copying it as stored */
+  private final ByteBuffer[] keyBytes;
+  private final ByteBuffer[] valueBytes;
+  /** where each batch's keys, values and positions lie in memory, for native reads */
+  private final long[] keyAddress;
+  private final long[] valueAddress;
+  private final long[] positionAddress;
   private final ByteBuffer[] positions;
   private final long rows;
+  /** rows of every batch but the last, when they are all alike (as the shard writer writes them); 0 if not */
+  private final long uniformRows;
 
   private LayerFile(int width, boolean half, List<long[]> ranges, List<ByteBuffer[]> buffers) {
     this.width = width;
@@ -50,19 +59,43 @@ final class LayerFile {
     firstRow = new long[n];
     keys = new java.nio.Buffer[n];
     values = new java.nio.Buffer[n];
+    keyBytes = new ByteBuffer[n];
+    valueBytes = new ByteBuffer[n];
+    keyAddress = new long[n];
+    valueAddress = new long[n];
+    positionAddress = new long[n];
     positions = new ByteBuffer[n];
     long total = 0;
     for (int i = 0; i < n; i++) {
       firstRow[i] = ranges.get(i)[0];
       keys[i] = half ? buffers.get(i)[0].asShortBuffer() : buffers.get(i)[0].asFloatBuffer();
       values[i] = half ? buffers.get(i)[1].asShortBuffer() : buffers.get(i)[1].asFloatBuffer();
+      keyBytes[i] = buffers.get(i)[0];
+      valueBytes[i] = buffers.get(i)[1];
       positions[i] = buffers.get(i)[2];
+      keyAddress[i] = address(keyBytes[i]);
+      valueAddress[i] = address(valueBytes[i]);
+      positionAddress[i] = address(positions[i]);
       total += ranges.get(i)[1];
     }
     rows = total;
+    long first = n > 1 ? firstRow[1] : 0;
+    boolean uniform = first > 0;
+    for (int i = 0; i < n && uniform; i++) {
+      uniform = firstRow[i] == i * first;
+    }
+    uniformRows = uniform ? first : 0;
   }
 
-  static LayerFile open(Path file, ShardLayout layout, int layer) throws IOException {
+  /**
+   * @param preloadKeys read the keys into memory now and map every page of them: re-scoring reads
+   *     keys at random, and a page not yet mapped costs a fault that no prefetch can hide
+   */
+  private static long address(ByteBuffer mapped) {
+    return mapped.capacity() == 0 ? 0 : io.longmem.memory.faiss.MappedReads.address(mapped); // an empty batch is never read
+  }
+
+  static LayerFile open(Path file, ShardLayout layout, int layer, boolean preloadKeys) throws IOException {
     int elem = layout.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4;
     int width = layout.width();
     List<long[]> ranges = new ArrayList<>();
@@ -90,6 +123,9 @@ final class LayerFile {
         long body = block.getOffset() + block.getMetadataLength();
         ByteBuffer k = map(ch, file, body, batch.buffers(KEY_DATA), n * width * elem, size);
         ByteBuffer v = map(ch, file, body, batch.buffers(VALUE_DATA), n * width * elem, size);
+        if (preloadKeys) {
+          ((MappedByteBuffer) k).load();
+        }
         ByteBuffer p = map(ch, file, body, batch.buffers(POSITION_DATA), n * 4, size);
         ranges.add(new long[] {row, n});
         buffers.add(new ByteBuffer[] {k, v, p});
@@ -118,6 +154,9 @@ final class LayerFile {
   }
 
   private int batch(long row) {
+    if (uniformRows > 0) {
+      return (int) Math.min(row / uniformRows, firstRow.length - 1);
+    }
     int lo = 0;
     int hi = firstRow.length - 1;
     while (lo < hi) {
@@ -136,13 +175,64 @@ final class LayerFile {
     int b = batch(row);
     int index = (int) ((row - firstRow[b]) * width + offset);
     if (half) {
-      short[] tmp = new short[n];
-      ((java.nio.ShortBuffer) (key ? keys[b] : values[b])).get(index, tmp, 0, n);
+      java.nio.ShortBuffer src = (java.nio.ShortBuffer) (key ? keys[b] : values[b]);
       for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = Float16.toFloat(tmp[i]);
+        dst[dstOffset + i] = Float16.toFloat(src.get(index + i));
       }
     } else {
       ((java.nio.FloatBuffer) (key ? keys[b] : values[b])).get(index, dst, dstOffset, n);
+    }
+  }
+
+  /**
+   * The address of n numbers of a row's key (or value), from {@code offset} within it, in the
+   * mapped file: for {@link io.longmem.memory.faiss.MappedReads}, while this file is reachable.
+   */
+  long address(boolean key, long row, int offset, int n) {
+    if (row < 0 || row >= rows || offset < 0 || offset + n > width) {
+      throw new IndexOutOfBoundsException("row " + row + " of " + rows + ", numbers " + offset + "+" + n + " of "
+          + width);
+    }
+    int b = batch(row);
+    return (key ? keyAddress[b] : valueAddress[b]) + ((row - firstRow[b]) * width + offset) * (half ? 2 : 4);
+  }
+
+  /** The address of a row's position (an int32), like {@link #address}. */
+  long positionAddress(long row) {
+    if (row < 0 || row >= rows) {
+      throw new IndexOutOfBoundsException("row " + row + " of " + rows);
+    }
+    int b = batch(row);
+    return positionAddress[b] + (row - firstRow[b]) * 4;
+  }
+
+  boolean isFloat16() {
+    return half;
+  }
+
+  /**
+   * Appends n numbers of a row, from {@code offset} within it, to dst as little-endian float16
+   * or float32: bytes are copied as stored when the stored type is the one asked for.
+   */
+  void copy(boolean key, long row, int offset, int n, ByteBuffer dst, boolean float16) {
+    int b = batch(row);
+    int index = (int) ((row - firstRow[b]) * width + offset);
+    java.nio.Buffer src = key ? keys[b] : values[b];
+    if (half == float16) {
+      ByteBuffer bytes = key ? keyBytes[b] : valueBytes[b];
+      int elem = half ? 2 : 4;
+      dst.put(dst.position(), bytes, index * elem, n * elem);
+      dst.position(dst.position() + n * elem);
+    } else if (half) {
+      java.nio.ShortBuffer s = (java.nio.ShortBuffer) src;
+      for (int i = 0; i < n; i++) {
+        dst.putFloat(Float16.toFloat(s.get(index + i)));
+      }
+    } else {
+      java.nio.FloatBuffer s = (java.nio.FloatBuffer) src;
+      for (int i = 0; i < n; i++) {
+        dst.putShort(org.apache.arrow.memory.util.Float16.toFloat16(s.get(index + i)));
+      }
     }
   }
 

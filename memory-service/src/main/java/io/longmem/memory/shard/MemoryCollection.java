@@ -25,23 +25,31 @@ public final class MemoryCollection implements AutoCloseable {
   }
 
   /**
+   * How a collection is opened.
+   *
+   * @param verifyChecksums re-hash every file (catches corruption, costs a full read)
+   * @param mmapIndexes leave IVF inverted lists on disk
+   * @param preloadKeys read every key into memory at open and map it (see {@link LayerFile#open})
+   * @param shards ids of the shards to load (a node of a cluster serves a part; the manifest, which
+   *     every node has, describes the whole); null loads all
+   */
+  public record Loading(boolean verifyChecksums, boolean mmapIndexes, boolean preloadKeys,
+      java.util.Set<String> shards) {}
+
+  /**
    * @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection)
    * @param verifyChecksums re-hash every file (catches corruption, costs a full read)
    * @param mmapIndexes leave IVF inverted lists on disk
    */
   public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
       boolean mmapIndexes) throws IOException {
-    return open(dir, expectedFingerprint, verifyChecksums, mmapIndexes, null);
+    return open(dir, expectedFingerprint, new Loading(verifyChecksums, mmapIndexes, false, null));
   }
 
-  /**
-   * Opens a collection loading only some of its shards (a node of a cluster serves a part; the
-   * manifest, which every node has, describes the whole).
-   *
-   * @param shardsToLoad ids of the shards to load; null loads all
-   */
-  public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
-      boolean mmapIndexes, java.util.Set<String> shardsToLoad) throws IOException {
+  /** @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection) */
+  public static MemoryCollection open(Path dir, String expectedFingerprint, Loading how) throws IOException {
+    java.util.Set<String> shardsToLoad = how.shards();
+    boolean verifyChecksums = how.verifyChecksums();
     Manifest m = Manifest.read(dir);
     if (shardsToLoad != null) {
       java.util.Set<String> known = new java.util.HashSet<>();
@@ -82,7 +90,7 @@ public final class MemoryCollection implements AutoCloseable {
     try {
       for (Manifest.ShardEntry s : m.shards()) {
         if (shardsToLoad == null || shardsToLoad.contains(s.id())) {
-          c.shards.add(new Shard(dir, s, m.layout(), mmapIndexes));
+          c.shards.add(new Shard(dir, s, m.layout(), how.mmapIndexes(), how.preloadKeys()));
         }
       }
     } catch (IOException | RuntimeException e) {
@@ -133,23 +141,28 @@ public final class MemoryCollection implements AutoCloseable {
   public static final class Shard implements AutoCloseable {
     private final Manifest.ShardEntry entry;
     private final ShardLayout layout;
-    private final Map<Integer, LayerFile> layers = new HashMap<>();
-    private final Map<Integer, FaissIndex[]> indexes = new HashMap<>();
+    /** by layer number (a handful of layers: plain arrays, looked up per candidate while re-scoring) */
+    private final LayerFile[] layers;
+    private final FaissIndex[][] indexes;
 
-    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap) throws IOException {
+    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap, boolean preloadKeys)
+        throws IOException {
       this.entry = entry;
       this.layout = layout;
       Path shardDir = dir.resolve(CollectionWriter.SHARDS).resolve(entry.id());
+      int maxLayer = layout.layers().stream().mapToInt(Integer::intValue).max().orElse(-1);
+      layers = new LayerFile[maxLayer + 1];
+      indexes = new FaissIndex[maxLayer + 1][];
       try {
         for (int layer : layout.layers()) {
           Path file = shardDir.resolve(ShardLayout.layerFile(layer));
-          LayerFile data = LayerFile.open(file, layout, layer);
+          LayerFile data = LayerFile.open(file, layout, layer, preloadKeys);
           if (data.rows() != entry.rows()) {
             throw new CollectionException(file + " holds " + data.rows() + " rows, the manifest says " + entry.rows());
           }
-          layers.put(layer, data);
+          layers[layer] = data;
           FaissIndex[] perHead = new FaissIndex[layout.heads()];
-          indexes.put(layer, perHead);
+          indexes[layer] = perHead;
           for (int h = 0; h < perHead.length; h++) {
             Path f = shardDir.resolve(ShardLayout.indexFile(layer, h));
             perHead[h] = FaissIndex.read(f, mmap);
@@ -187,6 +200,36 @@ public final class MemoryCollection implements AutoCloseable {
       layer(layer).read(false, row, head * layout.headDim(), layout.headDim(), dst, off);
     }
 
+    /**
+     * Where the key (or value) of (row, head) lies in memory, for {@link
+     * io.longmem.memory.faiss.MappedReads}: valid while this shard is reachable (its files stay
+     * mapped until it is collected, even once closed).
+     */
+    public long address(int layer, long row, int head, boolean key) {
+      return layer(layer).address(key, row, head * layout.headDim(), layout.headDim());
+    }
+
+    /** Where the position of a row (an int32) lies in memory, like {@link #address}. */
+    public long positionAddress(long row) {
+      return layer(layout.layers().get(0)).positionAddress(row);
+    }
+
+    /** Whether keys and values are stored as float16 (else float32). */
+    public boolean isFloat16() {
+      return layout.storage() == ShardLayout.Storage.FLOAT16;
+    }
+
+    /**
+     * Appends the key and the value of (row, head) to keys and values as little-endian float16 or
+     * float32, copying the stored bytes when they are of that type.
+     */
+    public void copyPair(int layer, long row, int head, java.nio.ByteBuffer keys, java.nio.ByteBuffer values,
+        boolean float16) {
+      LayerFile f = layer(layer);
+      f.copy(true, row, head * layout.headDim(), layout.headDim(), keys, float16);
+      f.copy(false, row, head * layout.headDim(), layout.headDim(), values, float16);
+    }
+
     /** Position of a row within its document. */
     public int position(long row) {
       return layer(layout.layers().get(0)).position(row);
@@ -217,7 +260,7 @@ public final class MemoryCollection implements AutoCloseable {
     }
 
     public FaissIndex index(int layer, int head) {
-      FaissIndex[] perHead = indexes.get(layer);
+      FaissIndex[] perHead = layer >= 0 && layer < indexes.length ? indexes[layer] : null;
       if (perHead == null) {
         throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers "
             + layout.layers() + ")");
@@ -229,7 +272,7 @@ public final class MemoryCollection implements AutoCloseable {
     }
 
     private LayerFile layer(int layer) {
-      LayerFile f = layers.get(layer);
+      LayerFile f = layer >= 0 && layer < layers.length ? layers[layer] : null;
       if (f == null) {
         throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers " + layout.layers()
             + ")");
@@ -239,15 +282,19 @@ public final class MemoryCollection implements AutoCloseable {
 
     @Override
     public void close() {
-      for (FaissIndex[] perHead : indexes.values()) {
+      for (FaissIndex[] perHead : indexes) {
+        if (perHead == null) {
+          continue;
+        }
         for (FaissIndex i : perHead) {
           if (i != null) {
             i.close();
           }
         }
       }
-      indexes.clear();
-      layers.clear(); // mappings go with the garbage collector
+      java.util.Arrays.fill(indexes, null);
+      // the layer files stay: their mappings go with the garbage collector once nothing (a search
+      // still running, reading them by address) holds this shard
     }
   }
 }
