@@ -35,8 +35,11 @@ import org.slf4j.LoggerFactory;
 /**
  * {@code bin/longmem bench memory}: searches shaped like LongLLaMA-3B's (a decode step: 32 heads x
  * 1 query; a prefill chunk: 32 heads x 512 queries; head_dim 100) against a collection of clustered
- * keys, through the gRPC service on loopback and, as the baseline measured in the same run, the
- * same FAISS searches on the same indexes in process.
+ * keys, through the gRPC service on loopback and, as baselines measured in the same run (the three
+ * alternate request by request): the same FAISS searches on the same indexes in process (the
+ * candidates the service asks each shard for, nothing around them), and the node's search called
+ * in process (those searches plus the exact re-scoring that gives the answer its recall, without
+ * gRPC and without reading the pairs).
  */
 public final class MemoryBench {
   private static final Logger LOG = LoggerFactory.getLogger(MemoryBench.class);
@@ -191,6 +194,7 @@ public final class MemoryBench {
   private static void recall(MemoryGrpc.MemoryBlockingStub stub, MemoryCollection c, float[][] queries, Options o) {
     int heads = Math.min(o.recallHeads(), o.heads());
     double hits = 0;
+    double rawHits = 0;
     double total = 0;
     for (int h = 0; h < heads; h++) {
       // exact top-k over this head's keys of every shard, identified by (document, position)
@@ -205,23 +209,32 @@ public final class MemoryBench {
       for (float[] q : queries) {
         float[] qh = Arrays.copyOfRange(q, h * o.headDim(), (h + 1) * o.headDim());
         List<String> exact = exactTopK(c, keysPerShard, qh, o.k(), o.headDim());
-        Hits got = Protos.fromResponse(stub.search(request(q, 1, o.k(), o)), o.heads(), 1, o.k(), o.headDim());
-        Set<String> found = new HashSet<>();
-        Hits.Head head = got.head(h);
-        for (int j = 0; j < o.k(); j++) {
-          int slot = head.slots()[j];
-          if (slot >= 0) {
-            found.add(got.documents().get(head.pairDocument()[slot]) + "@" + head.pairPosition()[slot]);
-          }
-        }
+        Set<String> found = found(stub.search(request(q, 1, o.k(), o)), h, o);
+        // the top-k by the index's estimates alone (refine 1): what FAISS answers without re-scoring
+        Set<String> raw = found(stub.search(request(q, 1, o.k(), o).toBuilder().setRefine(1).build()), h, o);
         for (String e : exact) {
           hits += found.contains(e) ? 1 : 0;
+          rawHits += raw.contains(e) ? 1 : 0;
         }
         total += exact.size();
       }
     }
-    System.out.printf("recall@%d against exact search (%d heads x %d decode queries): %.3f%n", o.k(), heads,
-        queries.length, hits / total);
+    System.out.printf("recall@%d against exact search (%d heads x %d decode queries): %.3f (refine %d); %.3f by the "
+        + "index's estimates alone (refine 1)%n", o.k(), heads, queries.length, hits / total, o.refine(),
+        rawHits / total);
+  }
+
+  private static Set<String> found(SearchResponse r, int h, Options o) {
+    Hits got = Protos.fromResponse(r, o.heads(), 1, o.k(), o.headDim());
+    Set<String> found = new HashSet<>();
+    Hits.Head head = got.head(h);
+    for (int j = 0; j < o.k(); j++) {
+      int slot = head.slots()[j];
+      if (slot >= 0) {
+        found.add(got.documents().get(head.pairDocument()[slot]) + "@" + head.pairPosition()[slot]);
+      }
+    }
+    return found;
   }
 
   private static List<String> exactTopK(MemoryCollection c, List<float[]> keysPerShard, float[] q, int k, int dim) {
