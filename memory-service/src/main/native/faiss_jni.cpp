@@ -100,6 +100,15 @@ inline float halfToFloat(uint16_t h) {
   return (h & 0x8000) ? -f : f;
 }
 
+#if defined(__F16C__) && defined(__FMA__)
+inline float horizontalSum(__m256 acc) {
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+  return _mm_cvtss_f32(s4);
+}
+#endif
+
 float dotHalf(const float* q, const uint16_t* v, int d) {
   int i = 0;
   float sum = 0;
@@ -109,10 +118,7 @@ float dotHalf(const float* q, const uint16_t* v, int d) {
     __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
     acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x, acc);
   }
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  sum = _mm_cvtss_f32(s4);
+  sum = horizontalSum(acc);
 #endif
   for (; i < d; i++) {
     sum += q[i] * halfToFloat(v[i]);
@@ -128,10 +134,7 @@ float dotFloat(const float* q, const float* v, int d) {
   for (; i + 8 <= d; i += 8) {
     acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(v + i), acc);
   }
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  sum = _mm_cvtss_f32(s4);
+  sum = horizontalSum(acc);
 #endif
   for (; i < d; i++) {
     sum += q[i] * v[i];
@@ -147,8 +150,22 @@ inline void prefetch(const char* p, int bytes) {
   __builtin_prefetch(p + bytes - 1, 0, 0);
 }
 
-// Candidates whose vectors are being loaded while earlier ones are scored.
+// Rows being loaded while earlier ones are worked on.
 constexpr int kPrefetchAhead = 16;
+
+// Calls work(j, address) for j < n, with the rows kPrefetchAhead further on already loading.
+template <typename F>
+void prefetched(const jlong* at, int n, int bytes, F work) {
+  for (int j = 0; j < std::min(n, kPrefetchAhead); j++) {
+    prefetch(reinterpret_cast<const char*>(at[j]), bytes);
+  }
+  for (int j = 0; j < n; j++) {
+    if (j + kPrefetchAhead < n) {
+      prefetch(reinterpret_cast<const char*>(at[j + kPrefetchAhead]), bytes);
+    }
+    work(j, reinterpret_cast<const char*>(at[j]));
+  }
+}
 
 }  // namespace
 
@@ -165,17 +182,10 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_innerProducts(
   auto* at = static_cast<jlong*>(env->GetPrimitiveArrayCritical(addresses, nullptr));
   auto* scores = static_cast<float*>(env->GetPrimitiveArrayCritical(out, nullptr));
   if (q != nullptr && at != nullptr && scores != nullptr) {
-    const int bytes = d * (half ? 2 : 4);
-    for (int j = 0; j < std::min<int>(n, kPrefetchAhead); j++) {
-      prefetch(reinterpret_cast<const char*>(at[j]), bytes);
-    }
-    for (int j = 0; j < n; j++) {
-      if (j + kPrefetchAhead < n) {
-        prefetch(reinterpret_cast<const char*>(at[j + kPrefetchAhead]), bytes);
-      }
-      scores[j] = half ? dotHalf(q + qOff, reinterpret_cast<const uint16_t*>(at[j]), d)
-                       : dotFloat(q + qOff, reinterpret_cast<const float*>(at[j]), d);
-    }
+    prefetched(at, n, d * (half ? 2 : 4), [&](int j, const char* v) {
+      scores[j] = half ? dotHalf(q + qOff, reinterpret_cast<const uint16_t*>(v), d)
+                       : dotFloat(q + qOff, reinterpret_cast<const float*>(v), d);
+    });
   }
   if (scores != nullptr) env->ReleasePrimitiveArrayCritical(out, scores, 0);
   if (at != nullptr) env->ReleasePrimitiveArrayCritical(addresses, at, JNI_ABORT);
@@ -189,15 +199,9 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_gather(
   auto* at = static_cast<jlong*>(env->GetPrimitiveArrayCritical(addresses, nullptr));
   auto* dst = static_cast<char*>(env->GetPrimitiveArrayCritical(out, nullptr));
   if (at != nullptr && dst != nullptr) {
-    for (int j = 0; j < std::min<int>(n, kPrefetchAhead); j++) {
-      prefetch(reinterpret_cast<const char*>(at[j]), bytes);
-    }
-    for (int j = 0; j < n; j++) {
-      if (j + kPrefetchAhead < n) {
-        prefetch(reinterpret_cast<const char*>(at[j + kPrefetchAhead]), bytes);
-      }
-      std::memcpy(dst + outOff + static_cast<size_t>(j) * bytes, reinterpret_cast<const char*>(at[j]), bytes);
-    }
+    prefetched(at, n, bytes, [&](int j, const char* v) {
+      std::memcpy(dst + outOff + static_cast<size_t>(j) * bytes, v, bytes);
+    });
   }
   if (dst != nullptr) env->ReleasePrimitiveArrayCritical(out, dst, 0);
   if (at != nullptr) env->ReleasePrimitiveArrayCritical(addresses, at, JNI_ABORT);

@@ -62,6 +62,9 @@ final class BenchCommand implements Runnable {
     @Option(names = "--prefill-k", defaultValue = "128") int prefillK;
     @Option(names = "--prefill-requests", defaultValue = "5") int prefillRequests;
     @Option(names = "--recall-heads", defaultValue = "2") int recallHeads;
+    @Option(names = "--clients", split = ",", defaultValue = "1,4",
+        description = "decode steps asked by this many callers at once, one run per value (1: one at a time)")
+    int[] clients;
     @Option(names = "--dir", required = true, paramLabel = "DIR",
         description = "where the bench collection is written (reused if complete)")
     Path dir;
@@ -70,7 +73,7 @@ final class BenchCommand implements Runnable {
     public Integer call() throws Exception {
       io.longmem.memory.bench.MemoryBench.run(new io.longmem.memory.bench.MemoryBench.Options(tokens, heads, headDim,
           clusters, shardTokens, factory, !float32, nprobe, refine, k, decodeRequests, prefillQueries, prefillK,
-          prefillRequests, recallHeads, dir));
+          prefillRequests, recallHeads, clients, dir));
       return 0;
     }
   }

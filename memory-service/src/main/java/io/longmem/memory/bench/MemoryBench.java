@@ -48,7 +48,7 @@ public final class MemoryBench {
   /** What to build and measure. */
   public record Options(long tokens, int heads, int headDim, int clusters, int shardTokens, String factory,
       boolean float16, int nprobe, int refine, int k, int decodeRequests, int prefillQueries, int prefillK,
-      int prefillRequests, int recallHeads, Path dir) {}
+      int prefillRequests, int recallHeads, int[] clients, Path dir) {}
 
   private MemoryBench() {}
 
@@ -82,15 +82,17 @@ public final class MemoryBench {
         for (int i = 0; i < decode.length; i++) {
           decode[i] = centres.queries(1, 1000 + i);
         }
-        measure("decode step (" + o.heads() + " heads x 1 query, k " + o.k() + ")", stub, server.node(), collection,
-            decode, 1, o.k(), o);
+        for (int clients : o.clients()) {
+          measure("decode step (" + o.heads() + " heads x 1 query, k " + o.k() + ")", stub, server.node(), collection,
+              decode, 1, o.k(), clients, o);
+        }
         float[][] prefill = new float[o.prefillRequests()][];
         for (int i = 0; i < prefill.length; i++) {
           prefill[i] = centres.queries(o.prefillQueries(), 5000 + i);
         }
         if (prefill.length > 0) {
           measure("prefill chunk (" + o.heads() + " heads x " + o.prefillQueries() + " queries, k " + o.prefillK() + ")",
-              stub, server.node(), collection, prefill, o.prefillQueries(), o.prefillK(), o);
+              stub, server.node(), collection, prefill, o.prefillQueries(), o.prefillK(), 1, o);
         }
         recall(stub, collection, decode, o);
       } finally {
@@ -105,46 +107,76 @@ public final class MemoryBench {
         .setRefine(o.refine()).setFloat16Pairs(o.float16()).build();
   }
 
+  /**
+   * Service, FAISS-only and node-search runs of the same requests. {@code clients} callers issue
+   * requests at once (throughput under load; 1: one request at a time, latency-bound). The three
+   * alternate block by block (clients x 4 requests), so all see the same page cache and JIT state.
+   */
   private static void measure(String what, MemoryGrpc.MemoryBlockingStub stub, MemoryNode node,
-      MemoryCollection collection, float[][] queries, int n, int k, Options o) {
+      MemoryCollection collection, float[][] queries, int n, int k, int clients, Options o) throws Exception {
+    SearchRequest[] requests = new SearchRequest[queries.length];
+    for (int i = 0; i < requests.length; i++) {
+      requests[i] = request(queries[i], n, k, o);
+    }
     // warm-up: page in the touched lists and rows, JIT
     for (int i = 0; i < Math.min(3, queries.length); i++) {
-      stub.search(request(queries[i], n, k, o));
+      stub.search(requests[i]);
       inProcess(collection, queries[i], n, k, o);
-      node.search(Protos.toQuery(request(queries[i], n, k, o)));
+      node.search(Protos.toQuery(requests[i]));
     }
-    // the three alternate, so all see the same page cache and JIT state
     double[] service = new double[queries.length];
     double[] local = new double[queries.length];
     double[] refined = new double[queries.length];
-    long pairs = 0;
-    for (int i = 0; i < queries.length; i++) {
-      SearchRequest request = request(queries[i], n, k, o);
-      long s = System.nanoTime();
-      SearchResponse r = stub.search(request);
-      service[i] = (System.nanoTime() - s) / 1e6;
-      pairs += r.getHeadsList().stream().mapToInt(h -> h.getPairs()).sum();
-      r = null;
-      s = System.nanoTime();
-      inProcess(collection, queries[i], n, k, o);
-      local[i] = (System.nanoTime() - s) / 1e6;
-      SearchQuery query = Protos.toQuery(request);
-      s = System.nanoTime();
-      node.search(query);
-      refined[i] = (System.nanoTime() - s) / 1e6;
+    double[] wall = new double[3];
+    long[] pairs = new long[1];
+    java.util.concurrent.ExecutorService callers = java.util.concurrent.Executors.newFixedThreadPool(clients);
+    try {
+      int block = clients == 1 ? 1 : clients * 4;
+      for (int from = 0; from < queries.length; from += block) {
+        int to = Math.min(queries.length, from + block);
+        wall[0] += run(callers, from, to, service, i -> {
+          SearchResponse r = stub.search(requests[i]);
+          synchronized (pairs) {
+            pairs[0] += r.getHeadsList().stream().mapToInt(h -> h.getPairs()).sum();
+          }
+        });
+        wall[1] += run(callers, from, to, local, i -> inProcess(collection, queries[i], n, k, o));
+        wall[2] += run(callers, from, to, refined, i -> node.search(Protos.toQuery(requests[i])));
+      }
+    } finally {
+      callers.shutdownNow();
     }
-    double serviceQps = qps(service);
-    double localQps = qps(local);
-    double refinedQps = qps(refined);
-    System.out.printf("%s: %d requests%n", what, queries.length);
+    double serviceQps = queries.length / wall[0];
+    double localQps = queries.length / wall[1];
+    double refinedQps = queries.length / wall[2];
+    System.out.printf("%s: %d requests, %d client(s) at once%n", what, queries.length, clients);
     System.out.printf("  service (gRPC, loopback): %.2f QPS, p50 %.1f ms, p99 %.1f ms, %d distinct pairs/request "
-        + "returned with keys and values%n", serviceQps, pct(service, 50), pct(service, 99), pairs / queries.length);
+        + "returned with keys and values%n", serviceQps, pct(service, 50), pct(service, 99), pairs[0] / queries.length);
     System.out.printf("  in process, FAISS searches only (the service's calls, no re-scoring): %.2f QPS, p50 %.1f ms, "
         + "p99 %.1f ms%n", localQps, pct(local, 50), pct(local, 99));
     System.out.printf("  in process, FAISS + exact re-scoring (the node's search without gRPC; ids and scores, no "
         + "pairs read): %.2f QPS, p50 %.1f ms, p99 %.1f ms%n", refinedQps, pct(refined, 50), pct(refined, 99));
     System.out.printf("  service / in process = %.2fx throughput (FAISS only), %.2fx (FAISS + re-scoring)%n",
         serviceQps / localQps, serviceQps / refinedQps);
+  }
+
+  /** Requests [from, to) on the callers, each latency in ms into {@code ms}; returns the wall seconds. */
+  private static double run(java.util.concurrent.ExecutorService callers, int from, int to, double[] ms,
+      java.util.function.IntConsumer request) throws Exception {
+    List<java.util.concurrent.Future<?>> done = new ArrayList<>();
+    long start = System.nanoTime();
+    for (int i = from; i < to; i++) {
+      int at = i;
+      done.add(callers.submit(() -> {
+        long s = System.nanoTime();
+        request.accept(at);
+        ms[at] = (System.nanoTime() - s) / 1e6;
+      }));
+    }
+    for (var f : done) {
+      f.get();
+    }
+    return (System.nanoTime() - start) / 1e9;
   }
 
   private static double qps(double[] ms) {
