@@ -30,6 +30,9 @@ import org.slf4j.LoggerFactory;
  */
 public final class MemoryNode implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(MemoryNode.class);
+  /** Keys read into memory at load stay within half the machine's RAM (the rest: values, indexes, the OS). */
+  private static final long PRELOAD_BUDGET = ((com.sun.management.OperatingSystemMXBean)
+      java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize() / 2;
 
   private final ServiceConfig config;
   private final ClusterConfig cluster;
@@ -56,6 +59,7 @@ public final class MemoryNode implements AutoCloseable {
       return t;
     });
     this.remote = new RemoteNodes(config);
+    long preloaded = 0;
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
       Path dir = config.resolve(e.getValue());
       Set<String> mine = null;
@@ -64,8 +68,19 @@ public final class MemoryNode implements AutoCloseable {
       }
       long t0 = System.nanoTime();
       try {
+        boolean preload = false;
+        if (config.preloadKeys) {
+          long bytes = keyBytes(Manifest.read(dir), mine);
+          preload = preloaded + bytes <= PRELOAD_BUDGET;
+          if (preload) {
+            preloaded += bytes;
+          } else {
+            LOG.warn("collection {}: its keys ({} MiB) would take this node's preloaded keys past half its RAM "
+                + "({} MiB): they stay on disk until read", e.getKey(), bytes >> 20, PRELOAD_BUDGET >> 20);
+          }
+        }
         MemoryCollection c = MemoryCollection.open(dir, config.expectedFingerprint, new MemoryCollection.Loading(
-            config.verifyChecksums, config.mmapIndexes, config.preloadKeys, mine));
+            config.verifyChecksums, config.mmapIndexes, preload, mine));
         collections.put(e.getKey(), c);
         LOG.info("collection {}: {} tokens in {} shards ({} loaded here) from {} in {} ms", e.getKey(),
             c.manifest().rows(), c.manifest().shards().size(), c.shards().size(), dir,
@@ -76,6 +91,18 @@ public final class MemoryNode implements AutoCloseable {
         LOG.error("collection {} refused: {}", e.getKey(), ex.getMessage());
       }
     }
+  }
+
+  /** The bytes of keys this node loads of a collection (its shards, or those of {@code mine}). */
+  private static long keyBytes(Manifest m, Set<String> mine) {
+    ShardLayout l = m.layout();
+    long rows = 0;
+    for (Manifest.ShardEntry s : m.shards()) {
+      if (mine == null || mine.contains(s.id())) {
+        rows += s.rows();
+      }
+    }
+    return rows * l.layers().size() * l.width() * (l.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4);
   }
 
   public Map<String, MemoryCollection> collections() {

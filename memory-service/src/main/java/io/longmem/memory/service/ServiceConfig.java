@@ -47,7 +47,8 @@ public final class ServiceConfig {
   /**
    * Read every key into memory when a collection loads (values stay on disk until read). Exact
    * re-scoring reads keys at random; a key page not yet in memory costs a fault per read, which a
-   * fresh node would pay for its first thousands of searches. Turn off where the keys exceed RAM.
+   * fresh node would pay for its first thousands of searches. Collections whose keys would take
+   * the preloaded total past half the machine's RAM are left on disk (with a warning).
    */
   public boolean preloadKeys = true;
   /** If set, collections of another model are refused at load. */
