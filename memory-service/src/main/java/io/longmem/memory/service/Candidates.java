@@ -72,18 +72,11 @@ final class Candidates {
     long[] ranked = new long[pool];
     long[] addresses = new long[pool];
     float[] exact = new float[pool];
-    Cursors cursors = new Cursors(byShard);
+    int count = byShard.length;
+    int[] valid = new int[count];
     MemoryNode.RowSlots chosen = new MemoryNode.RowSlots(n * k);
     for (int i = 0; i < n; i++) {
-      // the pool: the best estimates over every shard's list
-      int c = 0;
-      cursors.start(i);
-      while (c < pool && !cursors.isEmpty()) {
-        int s = cursors.best();
-        candShard[c] = s;
-        candRow[c] = cursors.take();
-        c++;
-      }
+      int c = pool(byShard, i, valid, candShard, candRow);
       // exact q.k of the pool, best k kept
       score(h, queries, i * dim, candShard, candRow, c, addresses, exact);
       for (int j = 0; j < c; j++) {
@@ -201,93 +194,82 @@ final class Candidates {
   }
 
   /**
-   * One query's position in every shard's list, as a binary heap of shards by their next
-   * estimate (ties: earlier shard first): taking the pool costs log(shards) per candidate.
+   * The pool for query i: the best {@code pool} estimates over every shard's list (each sorted
+   * best first), in shard order, as (shard, row) pairs; returns how many. The cut-off estimate is
+   * found by bisection over the lists' counts (log(shards x list) steps, not a merge of the pool),
+   * candidates at the cut-off are taken in shard order.
    */
-  private static final class Cursors {
-    private final FaissIndex.Result[] lists;
-    private final int[] cursor;
-    private final int[] heap;
-    private int size;
-    private int query;
-
-    Cursors(FaissIndex.Result[] lists) {
-      this.lists = lists;
-      cursor = new int[lists.length];
-      heap = new int[lists.length];
-    }
-
-    void start(int query) {
-      this.query = query;
-      Arrays.fill(cursor, 0);
-      size = 0;
-      for (int s = 0; s < lists.length; s++) {
-        if (hasNext(s)) {
-          heap[size] = s;
-          up(size++);
-        }
+  private int pool(FaissIndex.Result[] lists, int i, int[] valid, int[] candShard, long[] candRow) {
+    long total = 0;
+    int lo = Integer.MAX_VALUE; // sortable estimates: the lowest and highest over the lists
+    int hi = Integer.MIN_VALUE;
+    for (int s = 0; s < lists.length; s++) {
+      FaissIndex.Result r = lists[s];
+      int n = r.k();
+      while (n > 0 && r.id(i, n - 1) < 0) {
+        n--; // lists end with -1 where a shard had fewer results
+      }
+      valid[s] = n;
+      total += n;
+      if (n > 0) {
+        hi = Math.max(hi, sortable(r.score(i, 0)));
+        lo = Math.min(lo, sortable(r.score(i, n - 1)));
       }
     }
-
-    boolean isEmpty() {
-      return size == 0;
-    }
-
-    int best() {
-      return heap[0];
-    }
-
-    /** The best shard's next id; that shard moves on. */
-    long take() {
-      int s = heap[0];
-      long id = lists[s].id(query, cursor[s]++);
-      if (!hasNext(s)) {
-        heap[0] = heap[--size];
-      }
-      down(0);
-      return id;
-    }
-
-    private boolean hasNext(int s) {
-      return cursor[s] < lists[s].k() && lists[s].id(query, cursor[s]) >= 0;
-    }
-
-    private boolean better(int a, int b) {
-      float sa = lists[a].score(query, cursor[a]);
-      float sb = lists[b].score(query, cursor[b]);
-      return sa > sb || (sa == sb && a < b);
-    }
-
-    private void up(int i) {
-      while (i > 0) {
-        int parent = (i - 1) / 2;
-        if (!better(heap[i], heap[parent])) {
-          return;
+    int cut = Integer.MIN_VALUE; // take every estimate >= cut
+    if (total > pool) {
+      // the highest cut keeping at least pool candidates
+      long a = lo;
+      long b = hi;
+      while (a < b) {
+        long mid = (a + b + 1) >> 1;
+        if (atLeast(lists, i, valid, (int) mid) >= pool) {
+          a = mid;
+        } else {
+          b = mid - 1;
         }
-        swap(i, parent);
-        i = parent;
+      }
+      cut = (int) a;
+    }
+    int c = 0;
+    for (int pass = 0; pass < 2 && c < pool; pass++) {
+      // pass 0: estimates above the cut; pass 1: at the cut, until the pool is full
+      for (int s = 0; s < lists.length && c < pool; s++) {
+        FaissIndex.Result r = lists[s];
+        for (int j = 0; j < valid[s] && c < pool; j++) {
+          int e = sortable(r.score(i, j));
+          if (e < cut) {
+            break;
+          }
+          if ((pass == 0) == (e > cut || cut == Integer.MIN_VALUE)) {
+            candShard[c] = s;
+            candRow[c++] = r.id(i, j);
+          }
+        }
+      }
+      if (cut == Integer.MIN_VALUE) {
+        break;
       }
     }
+    return c;
+  }
 
-    private void down(int i) {
-      while (true) {
-        int l = 2 * i + 1;
-        if (l >= size) {
-          return;
+  /** How many estimates over the lists are >= cut (sortable); each list sorted best first. */
+  private static long atLeast(FaissIndex.Result[] lists, int i, int[] valid, int cut) {
+    long n = 0;
+    for (int s = 0; s < lists.length; s++) {
+      int a = 0;
+      int b = valid[s]; // the first rank below the cut lies in [a, b]
+      while (a < b) {
+        int mid = (a + b) >>> 1;
+        if (sortable(lists[s].score(i, mid)) >= cut) {
+          a = mid + 1;
+        } else {
+          b = mid;
         }
-        int best = l + 1 < size && better(heap[l + 1], heap[l]) ? l + 1 : l;
-        if (!better(heap[best], heap[i])) {
-          return;
-        }
-        swap(i, best);
-        i = best;
       }
+      n += a;
     }
-
-    private void swap(int a, int b) {
-      int t = heap[a];
-      heap[a] = heap[b];
-      heap[b] = t;
-    }
+    return n;
   }
 }

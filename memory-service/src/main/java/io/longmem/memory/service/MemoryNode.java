@@ -68,15 +68,22 @@ public final class MemoryNode implements AutoCloseable {
       }
       long t0 = System.nanoTime();
       try {
-        boolean preload = false;
-        if (config.preloadKeys) {
-          long bytes = keyBytes(Manifest.read(dir), mine);
-          preload = preloaded + bytes <= PRELOAD_BUDGET;
-          if (preload) {
-            preloaded += bytes;
+        MemoryCollection.Preload preload = MemoryCollection.Preload.NONE;
+        if (config.preload) {
+          Manifest m = Manifest.read(dir);
+          long keys = storedBytes(m, mine);
+          long all = 2 * keys + rows(m, mine) * 4; // values as large as keys; int32 positions
+          if (preloaded + all <= PRELOAD_BUDGET) {
+            preload = MemoryCollection.Preload.ALL;
+            preloaded += all;
+          } else if (preloaded + keys <= PRELOAD_BUDGET) {
+            preload = MemoryCollection.Preload.KEYS;
+            preloaded += keys;
+            LOG.warn("collection {}: only its keys ({} MiB) are read into memory at load: with its values they "
+                + "would take this node past half its RAM ({} MiB)", e.getKey(), keys >> 20, PRELOAD_BUDGET >> 20);
           } else {
-            LOG.warn("collection {}: its keys ({} MiB) would take this node's preloaded keys past half its RAM "
-                + "({} MiB): they stay on disk until read", e.getKey(), bytes >> 20, PRELOAD_BUDGET >> 20);
+            LOG.warn("collection {}: its keys ({} MiB) would take this node's preloaded memory past half its RAM "
+                + "({} MiB): they stay on disk until read", e.getKey(), keys >> 20, PRELOAD_BUDGET >> 20);
           }
         }
         MemoryCollection c = MemoryCollection.open(dir, config.expectedFingerprint, new MemoryCollection.Loading(
@@ -93,16 +100,21 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** The bytes of keys this node loads of a collection (its shards, or those of {@code mine}). */
-  private static long keyBytes(Manifest m, Set<String> mine) {
-    ShardLayout l = m.layout();
+  /** The rows of a collection this node loads (its shards, or those of {@code mine}), over every layer. */
+  private static long rows(Manifest m, Set<String> mine) {
     long rows = 0;
     for (Manifest.ShardEntry s : m.shards()) {
       if (mine == null || mine.contains(s.id())) {
         rows += s.rows();
       }
     }
-    return rows * l.layers().size() * l.width() * (l.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4);
+    return rows * m.layout().layers().size();
+  }
+
+  /** The bytes of the keys of those rows (values take as many). */
+  private static long storedBytes(Manifest m, Set<String> mine) {
+    ShardLayout l = m.layout();
+    return rows(m, mine) * l.width() * (l.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4);
   }
 
   public Map<String, MemoryCollection> collections() {

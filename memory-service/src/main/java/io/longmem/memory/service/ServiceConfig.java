@@ -45,12 +45,13 @@ public final class ServiceConfig {
    */
   public boolean mmapIndexes = false;
   /**
-   * Read every key into memory when a collection loads (values stay on disk until read). Exact
-   * re-scoring reads keys at random; a key page not yet in memory costs a fault per read, which a
-   * fresh node would pay for its first thousands of searches. Collections whose keys would take
-   * the preloaded total past half the machine's RAM are left on disk (with a warning).
+   * Read collections into memory when they load: keys, values and positions, or keys alone where
+   * all would not fit. Re-scoring reads keys at random and answers read values and positions at
+   * random; a page not yet in memory costs a fault per read, which a fresh node would pay for its
+   * first thousands of searches. What would take the preloaded total past half the machine's RAM
+   * is left on disk (with a warning).
    */
-  public boolean preloadKeys = true;
+  public boolean preload = true;
   /** If set, collections of another model are refused at load. */
   public String expectedFingerprint;
   /**

@@ -87,15 +87,17 @@ final class LayerFile {
     uniformRows = uniform ? first : 0;
   }
 
-  /**
-   * @param preloadKeys read the keys into memory now and map every page of them: re-scoring reads
-   *     keys at random, and a page not yet mapped costs a fault that no prefetch can hide
-   */
   private static long address(ByteBuffer mapped) {
     return mapped.capacity() == 0 ? 0 : io.longmem.memory.faiss.MappedReads.address(mapped); // an empty batch is never read
   }
 
-  static LayerFile open(Path file, ShardLayout layout, int layer, boolean preloadKeys) throws IOException {
+  /**
+   * @param preload what to read into memory now, mapping every page of it: re-scoring reads keys
+   *     at random and answers read values and positions at random; a page not yet mapped costs a
+   *     fault that no prefetch can hide
+   */
+  static LayerFile open(Path file, ShardLayout layout, int layer, MemoryCollection.Preload preload)
+      throws IOException {
     int elem = layout.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4;
     int width = layout.width();
     List<long[]> ranges = new ArrayList<>();
@@ -123,10 +125,14 @@ final class LayerFile {
         long body = block.getOffset() + block.getMetadataLength();
         ByteBuffer k = map(ch, file, body, batch.buffers(KEY_DATA), n * width * elem, size);
         ByteBuffer v = map(ch, file, body, batch.buffers(VALUE_DATA), n * width * elem, size);
-        if (preloadKeys) {
+        ByteBuffer p = map(ch, file, body, batch.buffers(POSITION_DATA), n * 4, size);
+        if (preload != MemoryCollection.Preload.NONE) {
           ((MappedByteBuffer) k).load();
         }
-        ByteBuffer p = map(ch, file, body, batch.buffers(POSITION_DATA), n * 4, size);
+        if (preload == MemoryCollection.Preload.ALL) {
+          ((MappedByteBuffer) v).load();
+          ((MappedByteBuffer) p).load();
+        }
         ranges.add(new long[] {row, n});
         buffers.add(new ByteBuffer[] {k, v, p});
         row += n;

@@ -24,16 +24,24 @@ public final class MemoryCollection implements AutoCloseable {
     this.manifest = manifest;
   }
 
+  /** What of a collection's files is read into memory when it opens (the rest is read when used). */
+  public enum Preload {
+    NONE,
+    KEYS,
+    /** keys, values and positions */
+    ALL
+  }
+
   /**
    * How a collection is opened.
    *
    * @param verifyChecksums re-hash every file (catches corruption, costs a full read)
    * @param mmapIndexes leave IVF inverted lists on disk
-   * @param preloadKeys read every key into memory at open and map it (see {@link LayerFile#open})
+   * @param preload what to read into memory at open and map (see {@link LayerFile#open})
    * @param shards ids of the shards to load (a node of a cluster serves a part; the manifest, which
    *     every node has, describes the whole); null loads all
    */
-  public record Loading(boolean verifyChecksums, boolean mmapIndexes, boolean preloadKeys,
+  public record Loading(boolean verifyChecksums, boolean mmapIndexes, Preload preload,
       java.util.Set<String> shards) {}
 
   /**
@@ -43,7 +51,7 @@ public final class MemoryCollection implements AutoCloseable {
    */
   public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
       boolean mmapIndexes) throws IOException {
-    return open(dir, expectedFingerprint, new Loading(verifyChecksums, mmapIndexes, false, null));
+    return open(dir, expectedFingerprint, new Loading(verifyChecksums, mmapIndexes, Preload.NONE, null));
   }
 
   /** @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection) */
@@ -90,7 +98,7 @@ public final class MemoryCollection implements AutoCloseable {
     try {
       for (Manifest.ShardEntry s : m.shards()) {
         if (shardsToLoad == null || shardsToLoad.contains(s.id())) {
-          c.shards.add(new Shard(dir, s, m.layout(), how.mmapIndexes(), how.preloadKeys()));
+          c.shards.add(new Shard(dir, s, m.layout(), how.mmapIndexes(), how.preload()));
         }
       }
     } catch (IOException | RuntimeException e) {
@@ -145,7 +153,7 @@ public final class MemoryCollection implements AutoCloseable {
     private final LayerFile[] layers;
     private final FaissIndex[][] indexes;
 
-    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap, boolean preloadKeys)
+    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap, Preload preload)
         throws IOException {
       this.entry = entry;
       this.layout = layout;
@@ -156,7 +164,7 @@ public final class MemoryCollection implements AutoCloseable {
       try {
         for (int layer : layout.layers()) {
           Path file = shardDir.resolve(ShardLayout.layerFile(layer));
-          LayerFile data = LayerFile.open(file, layout, layer, preloadKeys);
+          LayerFile data = LayerFile.open(file, layout, layer, preload);
           if (data.rows() != entry.rows()) {
             throw new CollectionException(file + " holds " + data.rows() + " rows, the manifest says " + entry.rows());
           }
