@@ -30,25 +30,6 @@ public final class Hits {
     }
 
     /**
-     * Appends the key and value of (row, head) to keys and values as little-endian float16 or
-     * float32. Sources that store one of them copy it as stored.
-     */
-    default void copy(long row, int head, int headDim, ByteBuffer keys, ByteBuffer values, boolean float16) {
-      float[] key = new float[headDim];
-      float[] value = new float[headDim];
-      read(row, head, key, value, 0);
-      for (int d = 0; d < headDim; d++) {
-        if (float16) {
-          keys.putShort(org.apache.arrow.memory.util.Float16.toFloat16(key[d]));
-          values.putShort(org.apache.arrow.memory.util.Float16.toFloat16(value[d]));
-        } else {
-          keys.putFloat(key[d]);
-          values.putFloat(value[d]);
-        }
-      }
-    }
-
-    /**
      * Whether keys and values are stored in memory as float16 (or float32, {@code float16} false)
      * at {@link #address}es: then an answer of that type gathers them natively (see MappedReads).
      */

@@ -402,12 +402,6 @@ public final class MemoryNode implements AutoCloseable {
       }
 
       @Override
-      public void copy(long row, int head, int headDim, java.nio.ByteBuffer keys, java.nio.ByteBuffer values,
-          boolean float16) {
-        shard.copyPair(layer, row, head, keys, values, float16);
-      }
-
-      @Override
       public boolean addressable(boolean float16) {
         return shard.isFloat16() == float16;
       }

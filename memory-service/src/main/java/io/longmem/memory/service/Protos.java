@@ -49,22 +49,49 @@ public final class Protos {
     int bytes = dim * (float16 ? 2 : 4);
     byte[] keys = new byte[h.pairs * bytes];
     byte[] values = new byte[h.pairs * bytes];
-    if (gathers(hits, h, float16)) {
-      // every pair lies in a mapped shard file, stored as asked: copied as stored, natively
-      long[] at = new long[h.pairs];
-      for (boolean key : new boolean[] {true, false}) {
-        for (int i = 0; i < h.pairs; i++) {
-          at[i] = hits.sources.get(h.pairSource[i]).address(h.pairRow[i], hi, key);
+    // pairs lying in mapped shard files, stored as asked, are copied as stored by a native
+    // gather; the others (sessions, remote answers, another stored type) are read and converted
+    int[] gathered = new int[h.pairs];
+    int n = 0;
+    float[] key = new float[dim];
+    float[] value = new float[dim];
+    ByteBuffer k = ByteBuffer.wrap(keys).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer v = ByteBuffer.wrap(values).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < h.pairs; i++) {
+      Hits.Payload source = hits.sources.get(h.pairSource[i]);
+      if (source.addressable(float16)) {
+        gathered[n++] = i;
+        continue;
+      }
+      source.read(h.pairRow[i], hi, key, value, 0);
+      k.position(i * bytes);
+      v.position(i * bytes);
+      for (int d = 0; d < dim; d++) {
+        if (float16) {
+          k.putShort(org.apache.arrow.memory.util.Float16.toFloat16(key[d]));
+          v.putShort(org.apache.arrow.memory.util.Float16.toFloat16(value[d]));
+        } else {
+          k.putFloat(key[d]);
+          v.putFloat(value[d]);
         }
-        MappedReads.gather(at, h.pairs, bytes, key ? keys : values, 0);
       }
-      java.lang.ref.Reference.reachabilityFence(hits.sources);
-    } else {
-      ByteBuffer k = ByteBuffer.wrap(keys).order(ByteOrder.LITTLE_ENDIAN);
-      ByteBuffer v = ByteBuffer.wrap(values).order(ByteOrder.LITTLE_ENDIAN);
-      for (int i = 0; i < h.pairs; i++) {
-        hits.sources.get(h.pairSource[i]).copy(h.pairRow[i], hi, dim, k, v, float16);
+    }
+    if (n > 0) {
+      long[] at = new long[n];
+      byte[] tmp = n == h.pairs ? null : new byte[n * bytes];
+      for (boolean isKey : new boolean[] {true, false}) {
+        for (int j = 0; j < n; j++) {
+          at[j] = hits.sources.get(h.pairSource[gathered[j]]).address(h.pairRow[gathered[j]], hi, isKey);
+        }
+        byte[] out = isKey ? keys : values;
+        MappedReads.gather(at, n, bytes, tmp == null ? out : tmp, 0);
+        if (tmp != null) {
+          for (int j = 0; j < n; j++) {
+            System.arraycopy(tmp, j * bytes, out, gathered[j] * bytes, bytes);
+          }
+        }
       }
+      java.lang.ref.Reference.reachabilityFence(hits.sources); // their files stay mapped while read by address
     }
     return HeadResult.newBuilder().setPairs(h.pairs)
         .setKeys(UnsafeByteOperations.unsafeWrap(keys))
@@ -72,20 +99,6 @@ public final class Protos {
         .setPairDocument(ints(Arrays.copyOf(h.pairDocument, h.pairs)))
         .setPairPosition(ints(h.pairPosition()))
         .setScores(bytes(h.scores, h.scores.length)).setSlots(ints(h.slots)).build();
-  }
-
-  private static boolean gathers(Hits hits, Hits.Head h, boolean float16) {
-    boolean[] checked = new boolean[hits.sources.size()];
-    for (int i = 0; i < h.pairs; i++) {
-      int s = h.pairSource[i];
-      if (!checked[s]) {
-        if (!hits.sources.get(s).addressable(float16)) {
-          return false;
-        }
-        checked[s] = true;
-      }
-    }
-    return true;
   }
 
   /** Reads an answer; every size is checked, since it may come from another node. */

@@ -40,9 +40,6 @@ final class LayerFile {
   /** per record batch, typed views of the mapped key and value data: ShortBuffer (float16) or FloatBuffer */
   private final java.nio.Buffer[] keys;
   private final java.nio.Buffer[] values;
-  /** the same mapped data as bytes, for copying it as stored */
-  private final ByteBuffer[] keyBytes;
-  private final ByteBuffer[] valueBytes;
   /** where each batch's keys, values and positions lie in memory, for native reads */
   private final long[] keyAddress;
   private final long[] valueAddress;
@@ -59,8 +56,6 @@ final class LayerFile {
     firstRow = new long[n];
     keys = new java.nio.Buffer[n];
     values = new java.nio.Buffer[n];
-    keyBytes = new ByteBuffer[n];
-    valueBytes = new ByteBuffer[n];
     keyAddress = new long[n];
     valueAddress = new long[n];
     positionAddress = new long[n];
@@ -70,11 +65,9 @@ final class LayerFile {
       firstRow[i] = ranges.get(i)[0];
       keys[i] = half ? buffers.get(i)[0].asShortBuffer() : buffers.get(i)[0].asFloatBuffer();
       values[i] = half ? buffers.get(i)[1].asShortBuffer() : buffers.get(i)[1].asFloatBuffer();
-      keyBytes[i] = buffers.get(i)[0];
-      valueBytes[i] = buffers.get(i)[1];
       positions[i] = buffers.get(i)[2];
-      keyAddress[i] = address(keyBytes[i]);
-      valueAddress[i] = address(valueBytes[i]);
+      keyAddress[i] = address(buffers.get(i)[0]);
+      valueAddress[i] = address(buffers.get(i)[1]);
       positionAddress[i] = address(positions[i]);
       total += ranges.get(i)[1];
     }
@@ -214,32 +207,6 @@ final class LayerFile {
 
   boolean isFloat16() {
     return half;
-  }
-
-  /**
-   * Appends n numbers of a row, from {@code offset} within it, to dst as little-endian float16
-   * or float32: bytes are copied as stored when the stored type is the one asked for.
-   */
-  void copy(boolean key, long row, int offset, int n, ByteBuffer dst, boolean float16) {
-    int b = batch(row);
-    int index = (int) ((row - firstRow[b]) * width + offset);
-    java.nio.Buffer src = key ? keys[b] : values[b];
-    if (half == float16) {
-      ByteBuffer bytes = key ? keyBytes[b] : valueBytes[b];
-      int elem = half ? 2 : 4;
-      dst.put(dst.position(), bytes, index * elem, n * elem);
-      dst.position(dst.position() + n * elem);
-    } else if (half) {
-      java.nio.ShortBuffer s = (java.nio.ShortBuffer) src;
-      for (int i = 0; i < n; i++) {
-        dst.putFloat(Float16.toFloat(s.get(index + i)));
-      }
-    } else {
-      java.nio.FloatBuffer s = (java.nio.FloatBuffer) src;
-      for (int i = 0; i < n; i++) {
-        dst.putShort(org.apache.arrow.memory.util.Float16.toFloat16(s.get(index + i)));
-      }
-    }
   }
 
   int position(long row) {

@@ -227,17 +227,6 @@ public final class MemoryCollection implements AutoCloseable {
       return layout.storage() == ShardLayout.Storage.FLOAT16;
     }
 
-    /**
-     * Appends the key and the value of (row, head) to keys and values as little-endian float16 or
-     * float32, copying the stored bytes when they are of that type.
-     */
-    public void copyPair(int layer, long row, int head, java.nio.ByteBuffer keys, java.nio.ByteBuffer values,
-        boolean float16) {
-      LayerFile f = layer(layer);
-      f.copy(true, row, head * layout.headDim(), layout.headDim(), keys, float16);
-      f.copy(false, row, head * layout.headDim(), layout.headDim(), values, float16);
-    }
-
     /** Position of a row within its document. */
     public int position(long row) {
       return layer(layout.layers().get(0)).position(row);
