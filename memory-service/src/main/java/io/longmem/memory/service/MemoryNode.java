@@ -68,9 +68,9 @@ public final class MemoryNode implements AutoCloseable {
       }
       long t0 = System.nanoTime();
       try {
+        Manifest m = Manifest.read(dir);
         MemoryCollection.Preload preload = MemoryCollection.Preload.NONE;
         if (config.preload) {
-          Manifest m = Manifest.read(dir);
           long keys = storedBytes(m, mine);
           long all = 2 * keys + rows(m, mine) * 4; // values as large as keys; int32 positions
           if (preloaded + all <= PRELOAD_BUDGET) {
@@ -86,7 +86,7 @@ public final class MemoryNode implements AutoCloseable {
                 + "({} MiB): they stay on disk until read", e.getKey(), keys >> 20, PRELOAD_BUDGET >> 20);
           }
         }
-        MemoryCollection c = MemoryCollection.open(dir, config.expectedFingerprint, new MemoryCollection.Loading(
+        MemoryCollection c = MemoryCollection.open(dir, m, config.expectedFingerprint, new MemoryCollection.Loading(
             config.verifyChecksums, config.mmapIndexes, preload, mine));
         collections.put(e.getKey(), c);
         LOG.info("collection {}: {} tokens in {} shards ({} loaded here) from {} in {} ms", e.getKey(),
@@ -114,7 +114,7 @@ public final class MemoryNode implements AutoCloseable {
   /** The bytes of the keys of those rows (values take as many). */
   private static long storedBytes(Manifest m, Set<String> mine) {
     ShardLayout l = m.layout();
-    return rows(m, mine) * l.width() * (l.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4);
+    return rows(m, mine) * l.width() * l.storage().bytes();
   }
 
   public Map<String, MemoryCollection> collections() {

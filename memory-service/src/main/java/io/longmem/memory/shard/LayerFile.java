@@ -91,7 +91,7 @@ final class LayerFile {
    */
   static LayerFile open(Path file, ShardLayout layout, int layer, MemoryCollection.Preload preload)
       throws IOException {
-    int elem = layout.storage() == ShardLayout.Storage.FLOAT16 ? 2 : 4;
+    int elem = layout.storage().bytes();
     int width = layout.width();
     List<long[]> ranges = new ArrayList<>();
     List<ByteBuffer[]> buffers = new ArrayList<>();

@@ -51,14 +51,20 @@ public final class MemoryCollection implements AutoCloseable {
    */
   public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
       boolean mmapIndexes) throws IOException {
-    return open(dir, expectedFingerprint, new Loading(verifyChecksums, mmapIndexes, Preload.NONE, null));
+    return open(dir, Manifest.read(dir), expectedFingerprint,
+        new Loading(verifyChecksums, mmapIndexes, Preload.NONE, null));
   }
 
-  /** @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection) */
-  public static MemoryCollection open(Path dir, String expectedFingerprint, Loading how) throws IOException {
+  /**
+   * Opens a collection whose manifest the caller has read (a node reads it first to size what it
+   * preloads).
+   *
+   * @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection)
+   */
+  public static MemoryCollection open(Path dir, Manifest m, String expectedFingerprint, Loading how)
+      throws IOException {
     java.util.Set<String> shardsToLoad = how.shards();
     boolean verifyChecksums = how.verifyChecksums();
-    Manifest m = Manifest.read(dir);
     if (shardsToLoad != null) {
       java.util.Set<String> known = new java.util.HashSet<>();
       m.shards().forEach(s -> known.add(s.id()));

@@ -12,6 +12,11 @@ public record ShardLayout(List<Integer> layers, int heads, int headDim, Storage 
   public enum Storage {
     FLOAT32, FLOAT16;
 
+    /** Bytes per stored number. */
+    public int bytes() {
+      return this == FLOAT16 ? 2 : 4;
+    }
+
     public String jsonName() {
       return name().toLowerCase(java.util.Locale.ROOT);
     }
