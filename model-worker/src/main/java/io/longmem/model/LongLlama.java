@@ -244,8 +244,8 @@ public final class LongLlama implements AutoCloseable {
     int window = config.maxPositionEmbeddings();
     try (NDScope scope = new NDScope()) {
       scope.suppressNotUsedWarning();
-      NDArray idArray = manager.create(ids);
-      NDArray padArray = padding == null ? manager.ones(new Shape(batch, length)) : manager.create(padding);
+      NDArray idArray = owned(manager.create(ids));
+      NDArray padArray = padding == null ? manager.ones(new Shape(batch, length)) : owned(manager.create(padding));
       NDArray positions = positions(cache, batch, length);
       int memLength = Math.max(length - lastContextLength, 0);
       List<NDArray> logits = new ArrayList<>();
@@ -342,7 +342,19 @@ public final class LongLlama implements AutoCloseable {
         pos[b][t] = (cache.local != null ? next[b] + 1 : 0) + t;
       }
     }
-    return manager.create(pos);
+    return owned(manager.create(pos));
+  }
+
+  /**
+   * A copy in memory that libtorch owns. DJL wraps Java arrays in a direct buffer that only the
+   * returned NDArray keeps reachable, while views of it (slices of the positions and padding that
+   * the local cache keeps after the call) point into the same bytes: once the wrapper is closed
+   * the collector frees them under the views.
+   */
+  private static NDArray owned(NDArray wrapped) {
+    NDArray copy = wrapped.duplicate();
+    wrapped.close();
+    return copy;
   }
 
   private static NDArray slice(NDArray a, int beg, int end) {

@@ -86,6 +86,50 @@ class LongLlamaTest {
     }
   }
 
+  /**
+   * The local cache outlives the call that filled it: nothing it keeps may point into memory that
+   * Java frees. Between the prompt and the next token the garbage collector runs and freed memory
+   * is reused and overwritten; the next token's logits must not change.
+   */
+  @Test
+  void localCacheSurvivesGarbageCollection() throws InterruptedException {
+    long[][] head = {java.util.Arrays.copyOf(prompt, prompt.length - 1)};
+    long[][] next = {{prompt[prompt.length - 1]}};
+    float[][] padding = {new float[head[0].length]};
+    java.util.Arrays.fill(padding[0], 1f);
+    float[] expected;
+    float[] churned;
+    try (NDManager out = NDManager.newBaseManager()) {
+      try (LongLlamaCache cache = model.newCache(1)) {
+        model.forward(cache, head, padding, true, 20, LongLlama.Output.LAST_LOGITS, out).close();
+        expected = model.forward(cache, next, null, true, 20, LongLlama.Output.LAST_LOGITS, out).toFloatArray();
+      }
+      try (LongLlamaCache cache = model.newCache(1)) {
+        model.forward(cache, head, padding, true, 20, LongLlama.Output.LAST_LOGITS, out).close();
+        overwriteFreedNativeMemory(head[0].length * 8);
+        churned = model.forward(cache, next, null, true, 20, LongLlama.Output.LAST_LOGITS, out).toFloatArray();
+      }
+    }
+    assertArrayEquals(expected, churned, 0f);
+  }
+
+  /** Lets the collector free unreachable direct buffers, then fills memory of that size with junk. */
+  private static void overwriteFreedNativeMemory(int bytes) throws InterruptedException {
+    List<java.nio.ByteBuffer> junk = new java.util.ArrayList<>();
+    for (int round = 0; round < 5; round++) {
+      System.gc();
+      Thread.sleep(50);
+      for (int i = 0; i < 64; i++) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(bytes);
+        while (b.hasRemaining()) {
+          b.put((byte) 0x5a);
+        }
+        junk.add(b);
+      }
+    }
+    assertTrue(junk.size() > 0);
+  }
+
   @Test
   void samplingIsSeededAndRespectsTopK() {
     Generator gen = new Generator(model, null);
