@@ -65,6 +65,9 @@ final class BenchCommand implements Runnable {
     @Option(names = "--clients", split = ",", defaultValue = "1,4",
         description = "decode steps asked by this many callers at once, one run per value (1: one at a time)")
     int[] clients;
+    @Option(names = "--preload-limit-mb", defaultValue = "0",
+        description = "the service's preload_limit_mb (0: its default, half the RAM)")
+    long preloadLimitMb;
     @Option(names = "--dir", required = true, paramLabel = "DIR",
         description = "where the bench collection is written (reused if complete)")
     Path dir;
@@ -73,7 +76,7 @@ final class BenchCommand implements Runnable {
     public Integer call() throws Exception {
       io.longmem.memory.bench.MemoryBench.run(new io.longmem.memory.bench.MemoryBench.Options(tokens, heads, headDim,
           clusters, shardTokens, factory, !float32, nprobe, refine, k, decodeRequests, prefillQueries, prefillK,
-          prefillRequests, recallHeads, clients, dir));
+          prefillRequests, recallHeads, clients, preloadLimitMb, dir));
       return 0;
     }
   }

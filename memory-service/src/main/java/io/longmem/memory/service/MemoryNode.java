@@ -30,9 +30,6 @@ import org.slf4j.LoggerFactory;
  */
 public final class MemoryNode implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(MemoryNode.class);
-  /** Keys read into memory at load stay within half the machine's RAM (the rest: values, indexes, the OS). */
-  private static final long PRELOAD_BUDGET = ((com.sun.management.OperatingSystemMXBean)
-      java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize() / 2;
 
   private final ServiceConfig config;
   private final ClusterConfig cluster;
@@ -60,6 +57,7 @@ public final class MemoryNode implements AutoCloseable {
     });
     this.remote = new RemoteNodes(config);
     long preloaded = 0;
+    long budget = config.preloadLimitBytes();
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
       Path dir = config.resolve(e.getValue());
       Set<String> mine = null;
@@ -73,17 +71,17 @@ public final class MemoryNode implements AutoCloseable {
         if (config.preload) {
           long keys = storedBytes(m, mine);
           long all = 2 * keys + rows(m, mine) * 4; // values as large as keys; int32 positions
-          if (preloaded + all <= PRELOAD_BUDGET) {
+          if (preloaded + all <= budget) {
             preload = MemoryCollection.Preload.ALL;
             preloaded += all;
-          } else if (preloaded + keys <= PRELOAD_BUDGET) {
+          } else if (preloaded + keys <= budget) {
             preload = MemoryCollection.Preload.KEYS;
             preloaded += keys;
             LOG.warn("collection {}: only its keys ({} MiB) are read into memory at load: with its values they "
-                + "would take this node past half its RAM ({} MiB)", e.getKey(), keys >> 20, PRELOAD_BUDGET >> 20);
+                + "would take this node past its preload limit ({} MiB, preload_limit_mb)", e.getKey(), keys >> 20, budget >> 20);
           } else {
-            LOG.warn("collection {}: its keys ({} MiB) would take this node's preloaded memory past half its RAM "
-                + "({} MiB): they stay on disk until read", e.getKey(), keys >> 20, PRELOAD_BUDGET >> 20);
+            LOG.warn("collection {}: its keys ({} MiB) would take this node past its preload limit "
+                + "({} MiB, preload_limit_mb): they stay on disk until read", e.getKey(), keys >> 20, budget >> 20);
           }
         }
         MemoryCollection c = MemoryCollection.open(dir, m, config.expectedFingerprint, new MemoryCollection.Loading(

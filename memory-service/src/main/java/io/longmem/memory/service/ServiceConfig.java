@@ -48,10 +48,15 @@ public final class ServiceConfig {
    * Read collections into memory when they load: keys, values and positions, or keys alone where
    * all would not fit. Re-scoring reads keys at random and answers read values and positions at
    * random; a page not yet in memory costs a fault per read, which a fresh node would pay for its
-   * first thousands of searches. What would take the preloaded total past half the machine's RAM
+   * first thousands of searches. What would take the preloaded total past {@code preload_limit_mb}
    * is left on disk (with a warning).
    */
   public boolean preload = true;
+  /**
+   * How much a node preloads at most, in MiB; 0 means half the machine's RAM (the rest for the
+   * JVM, the indexes and the OS). A node that serves nothing else can give it more.
+   */
+  public long preloadLimitMb = 0;
   /** If set, collections of another model are refused at load. */
   public String expectedFingerprint;
   /**
@@ -89,6 +94,10 @@ public final class ServiceConfig {
       throw new IllegalArgumentException(where + ": max_k, max_message_mb, max_session_tokens must be positive, "
           + "max_sessions and search_threads >= 0");
     }
+    if (preloadLimitMb < 0) {
+      throw new IllegalArgumentException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "
+          + preloadLimitMb);
+    }
     if (collections == null) {
       collections = new LinkedHashMap<>();
     }
@@ -100,6 +109,15 @@ public final class ServiceConfig {
 
   long maxMessageBytes() {
     return (long) maxMessageMb << 20;
+  }
+
+  /** The preload limit in bytes. */
+  long preloadLimitBytes() {
+    if (preloadLimitMb > 0) {
+      return preloadLimitMb << 20;
+    }
+    return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+        .getOperatingSystemMXBean()).getTotalMemorySize() / 2;
   }
 
   int threads() {

@@ -237,4 +237,12 @@ class MemoryServiceTest {
       open.forEach(ManagedChannel::shutdownNow);
     }
   }
+
+  @Test
+  void aBadConfigNamesTheField() throws IOException {
+    Path conf = tmp.resolve("bad-preload.json");
+    Files.writeString(conf, "{\"preload_limit_mb\": -5}");
+    var e = assertThrows(IllegalArgumentException.class, () -> ServiceConfig.load(conf));
+    assertTrue(e.getMessage().contains("preload_limit_mb") && e.getMessage().contains(conf.toString()), e.getMessage());
+  }
 }
