@@ -1,6 +1,8 @@
 package io.longmem.memory.bench;
 
 import io.grpc.ManagedChannel;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.grpc.MemoryGrpc;
@@ -83,6 +85,7 @@ public final class MemoryBench {
         for (int i = 0; i < decode.length; i++) {
           decode[i] = centres.queries(1, 1000 + i);
         }
+        roundTrip(ch, Math.max(100, o.decodeRequests()));
         for (int clients : o.clients()) {
           measure("decode step (" + o.heads() + " heads x 1 query, k " + o.k() + ")", stub, server.node(), collection,
               decode, 1, o.k(), clients, o);
@@ -95,7 +98,9 @@ public final class MemoryBench {
           measure("prefill chunk (" + o.heads() + " heads x " + o.prefillQueries() + " queries, k " + o.prefillK() + ")",
               stub, server.node(), collection, prefill, o.prefillQueries(), o.prefillK(), 1, o);
         }
-        recall(stub, collection, decode, o);
+        if (o.recallHeads() > 0) {
+          recall(stub, collection, decode, o);
+        }
       } finally {
         ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
       }
@@ -171,8 +176,8 @@ public final class MemoryBench {
         + "%.2f QPS, p50 %.1f ms, p99 %.1f ms%n", refinedQps, pct(refined, 50), pct(refined, 99));
     System.out.printf("  in process, the same answer (the node's search and its answer with keys and values, no "
         + "gRPC): %.2f QPS, p50 %.1f ms, p99 %.1f ms%n", answeredQps, pct(answered, 50), pct(answered, 99));
-    System.out.printf("  service / in process = %.2fx throughput (FAISS only), %.2fx (the same answer)%n",
-        serviceQps / localQps, serviceQps / answeredQps);
+    System.out.printf("  service / in process = %.2fx throughput (FAISS only), %.2fx (FAISS + re-scoring), %.2fx (the "
+        + "same answer)%n", serviceQps / localQps, serviceQps / refinedQps, serviceQps / answeredQps);
   }
 
   private interface Runner {
@@ -328,6 +333,24 @@ public final class MemoryBench {
       out.add((String) best.get(i)[1]);
     }
     return out;
+  }
+
+  /**
+   * The fixed cost of one call on this machine: an empty request and answer (grpc.health.v1
+   * Check) on the same channel, one at a time. Every search pays it on top of its work.
+   */
+  private static void roundTrip(ManagedChannel ch, int n) {
+    HealthGrpc.HealthBlockingStub health = HealthGrpc.newBlockingStub(ch);
+    double[] ms = new double[n];
+    for (int i = -10; i < n; i++) {
+      long s = System.nanoTime();
+      health.check(HealthCheckRequest.getDefaultInstance());
+      if (i >= 0) {
+        ms[i] = (System.nanoTime() - s) / 1e6;
+      }
+    }
+    System.out.printf("an empty call (health check), one at a time: p50 %.2f ms, mean %.2f ms%n", pct(ms, 50),
+        Arrays.stream(ms).average().orElse(0));
   }
 
   private static double pct(double[] ms, int p) {
