@@ -89,7 +89,7 @@ class LongLlamaTest {
   /**
    * The local cache outlives the call that filled it: nothing it keeps may point into memory that
    * Java frees. Between the prompt and the next token the garbage collector runs and freed memory
-   * is reused and overwritten; the next token's logits must not change.
+   * is reused and overwritten; the next token's logits must not change (beyond float32 noise).
    */
   @Test
   void localCacheSurvivesGarbageCollection() throws InterruptedException {
@@ -106,21 +106,21 @@ class LongLlamaTest {
       }
       try (LongLlamaCache cache = model.newCache(1)) {
         model.forward(cache, head, padding, true, 20, LongLlama.Output.LAST_LOGITS, out).close();
-        overwriteFreedNativeMemory(head[0].length * 8);
+        overwriteFreedNativeMemory(head[0].length * 8, head[0].length * 4); // int64 positions, float padding
         churned = model.forward(cache, next, null, true, 20, LongLlama.Output.LAST_LOGITS, out).toFloatArray();
       }
     }
-    assertArrayEquals(expected, churned, 0f);
+    assertArrayEquals(expected, churned, 1e-5f); // garbage positions change logits wholesale or fail
   }
 
-  /** Lets the collector free unreachable direct buffers, then fills memory of that size with junk. */
-  private static void overwriteFreedNativeMemory(int bytes) throws InterruptedException {
+  /** Lets the collector free unreachable direct buffers, then fills memory of these sizes with junk. */
+  private static void overwriteFreedNativeMemory(int... sizes) throws InterruptedException {
     List<java.nio.ByteBuffer> junk = new java.util.ArrayList<>();
     for (int round = 0; round < 5; round++) {
       System.gc();
       Thread.sleep(50);
-      for (int i = 0; i < 64; i++) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(bytes);
+      for (int i = 0; i < 64 * sizes.length; i++) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(sizes[i % sizes.length]);
         while (b.hasRemaining()) {
           b.put((byte) 0x5a);
         }
