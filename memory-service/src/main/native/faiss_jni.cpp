@@ -109,35 +109,31 @@ inline float horizontalSum(__m256 acc) {
 }
 #endif
 
-float dotHalf(const float* q, const uint16_t* v, int d) {
-  int i = 0;
-  float sum = 0;
 #if defined(__F16C__) && defined(__FMA__)
-  __m256 acc = _mm256_setzero_ps();
-  for (; i + 8 <= d; i += 8) {
-    __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x, acc);
-  }
-  sum = horizontalSum(acc);
-#endif
-  for (; i < d; i++) {
-    sum += q[i] * halfToFloat(v[i]);
-  }
-  return sum;
+// Eight stored numbers as floats.
+inline __m256 load8(const uint16_t* v) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v)));
 }
+inline __m256 load8(const float* v) { return _mm256_loadu_ps(v); }
+#endif
 
-float dotFloat(const float* q, const float* v, int d) {
+inline float toFloat(uint16_t h) { return halfToFloat(h); }
+inline float toFloat(float f) { return f; }
+
+// q . v for a stored vector of float16 (uint16_t) or float32 numbers.
+template <typename T>
+float dot(const float* q, const T* v, int d) {
   int i = 0;
   float sum = 0;
 #if defined(__F16C__) && defined(__FMA__)
   __m256 acc = _mm256_setzero_ps();
   for (; i + 8 <= d; i += 8) {
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(v + i), acc);
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(v + i), acc);
   }
   sum = horizontalSum(acc);
 #endif
   for (; i < d; i++) {
-    sum += q[i] * v[i];
+    sum += q[i] * toFloat(v[i]);
   }
   return sum;
 }
@@ -174,7 +170,7 @@ extern "C" {
 // Exact inner products of one query with n stored vectors lying at the given addresses (in
 // memory-mapped shard files), float16 or float32: the refine step of approximate search. The
 // vectors are scattered over gigabytes, so each one is a cache (and TLB) miss: prefetching the
-// next ones while scoring overlaps those misses. Java checked every argument (Refine).
+// next ones while scoring overlaps those misses. Java checked every argument (MappedReads).
 JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_innerProducts(
     JNIEnv* env, jclass, jfloatArray query, jint qOff, jint d, jlongArray addresses, jint n,
     jboolean half, jfloatArray out) {
@@ -183,8 +179,8 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_innerProducts(
   auto* scores = static_cast<float*>(env->GetPrimitiveArrayCritical(out, nullptr));
   if (q != nullptr && at != nullptr && scores != nullptr) {
     prefetched(at, n, d * (half ? 2 : 4), [&](int j, const char* v) {
-      scores[j] = half ? dotHalf(q + qOff, reinterpret_cast<const uint16_t*>(v), d)
-                       : dotFloat(q + qOff, reinterpret_cast<const float*>(v), d);
+      scores[j] = half ? dot(q + qOff, reinterpret_cast<const uint16_t*>(v), d)
+                       : dot(q + qOff, reinterpret_cast<const float*>(v), d);
     });
   }
   if (scores != nullptr) env->ReleasePrimitiveArrayCritical(out, scores, 0);

@@ -12,7 +12,6 @@ import io.longmem.memory.service.Hits;
 import io.longmem.memory.service.MemoryNode;
 import io.longmem.memory.service.MemoryServer;
 import io.longmem.memory.service.Protos;
-import io.longmem.memory.service.SearchQuery;
 import io.longmem.memory.service.ServiceConfig;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
@@ -201,10 +200,6 @@ public final class MemoryBench {
       f.get();
     }
     return (System.nanoTime() - start) / 1e9;
-  }
-
-  private static double qps(double[] ms) {
-    return ms.length / (Arrays.stream(ms).sum() / 1e3);
   }
 
   /**

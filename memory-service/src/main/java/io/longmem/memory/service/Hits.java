@@ -24,11 +24,6 @@ public final class Hits {
     /** Copies head_dim floats of the key and of the value of (row, head) into key/value at off. */
     void read(long row, int head, float[] key, float[] value, int off);
 
-    /** Copies head_dim floats of the key of (row, head) into key at off (re-scoring needs no values). */
-    default void readKey(long row, int head, float[] key, int off) {
-      read(row, head, key, new float[key.length], off);
-    }
-
     /**
      * Whether keys and values are stored in memory as float16 (or float32, {@code float16} false)
      * at {@link #address}es: then an answer of that type gathers them natively (see MappedReads).

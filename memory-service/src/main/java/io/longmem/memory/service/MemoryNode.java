@@ -178,40 +178,38 @@ public final class MemoryNode implements AutoCloseable {
   private Hits searchLocal(List<ShardTask> tasks, List<Session> sessions, SearchQuery q) {
     int refine = refine(q);
     boolean approximate = refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
+    Candidates pooled = null;
+    List<Future<?>> heads = new ArrayList<>();
     List<Future<Hits>> local = new ArrayList<>();
     if (approximate) {
       int candidates = (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K);
       int perShard = proposals(q.k(), candidates, tasks.size());
       // one task per head: its FAISS searches over every shard, then its re-scoring, so neither
       // phase waits for the other heads and the whole search spreads over the pool
-      Candidates pooled = new Candidates(tasks.stream().map(ShardTask::shard).toList(), q, candidates);
-      List<Future<?>> heads = new ArrayList<>();
+      Candidates c = new Candidates(tasks.stream().map(ShardTask::shard).toList(), q, candidates);
       for (int h = 0; h < q.heads(); h++) {
         int head = h;
-        heads.add(pool.submit(() -> pooled.rescoreHead(head, propose(tasks, q, head, perShard))));
+        heads.add(pool.submit(() -> c.rescoreHead(head, propose(tasks, q, head, perShard))));
       }
-      for (Session s : sessions) {
-        local.add(pool.submit(() -> s.search(q))); // exact already
+      pooled = c;
+    } else {
+      for (ShardTask t : tasks) {
+        local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), q, t.ranges())));
       }
+    }
+    for (Session s : sessions) {
+      local.add(pool.submit(() -> s.search(q))); // exact already
+    }
+    List<Hits> parts = new ArrayList<>();
+    if (pooled != null) {
       for (Future<?> f : heads) {
         await(f);
       }
       if (sessions.isEmpty()) {
         return pooled.hits();
       }
-      List<Hits> parts = new ArrayList<>(List.of(pooled.hits()));
-      for (Future<Hits> f : local) {
-        parts.add(await(f));
-      }
-      return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+      parts.add(pooled.hits());
     }
-    for (ShardTask t : tasks) {
-      local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), q, t.ranges())));
-    }
-    for (Session s : sessions) {
-      local.add(pool.submit(() -> s.search(q)));
-    }
-    List<Hits> parts = new ArrayList<>();
     for (Future<Hits> f : local) {
       parts.add(await(f));
     }
@@ -392,11 +390,6 @@ public final class MemoryNode implements AutoCloseable {
       public void read(long row, int head, float[] key, float[] value, int off) {
         shard.readKey(layer, row, head, key, off);
         shard.readValue(layer, row, head, value, off);
-      }
-
-      @Override
-      public void readKey(long row, int head, float[] key, int off) {
-        shard.readKey(layer, row, head, key, off);
       }
 
       @Override

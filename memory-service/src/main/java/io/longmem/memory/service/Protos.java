@@ -9,7 +9,6 @@ import io.longmem.memory.grpc.SearchResponse;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
-import java.util.List;
 
 /** Conversions between the wire messages and {@link SearchQuery} / {@link Hits}. */
 public final class Protos {

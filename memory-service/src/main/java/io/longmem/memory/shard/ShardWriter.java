@@ -1,8 +1,7 @@
 package io.longmem.memory.shard;
 
-import io.longmem.util.FileTrees;
-
 import io.longmem.memory.faiss.FaissIndex;
+import io.longmem.util.FileTrees;
 import java.io.IOException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
