@@ -47,8 +47,8 @@ public final class DocumentEncoder {
   }
 
   /** float16 memory is stored as float16; float32 and bfloat16 (not an Arrow type) as float32. */
-  public static ShardLayout.Storage storage(io.longmem.model.checkpoint.LongLlamaConfig c) {
-    return c.memDType() == MemDType.FLOAT16 ? ShardLayout.Storage.FLOAT16 : ShardLayout.Storage.FLOAT32;
+  public static MemoryBlock.Storage storage(io.longmem.model.checkpoint.LongLlamaConfig c) {
+    return c.memDType() == MemDType.FLOAT16 ? MemoryBlock.Storage.FLOAT16 : MemoryBlock.Storage.FLOAT32;
   }
 
   /**

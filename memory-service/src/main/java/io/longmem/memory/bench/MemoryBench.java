@@ -365,7 +365,7 @@ public final class MemoryBench {
    */
   public static void build(Options o, int layer, String fingerprint, int trainingRows) throws IOException {
     ShardLayout layout = new ShardLayout(List.of(layer), o.heads(), o.headDim(),
-        o.float16() ? ShardLayout.Storage.FLOAT16 : ShardLayout.Storage.FLOAT32);
+        o.float16() ? MemoryBlock.Storage.FLOAT16 : MemoryBlock.Storage.FLOAT32);
     Centres centres = new Centres(o.heads(), o.headDim(), o.clusters(), 1);
     long t0 = System.nanoTime();
     int width = layout.width();

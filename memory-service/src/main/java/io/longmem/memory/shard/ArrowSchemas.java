@@ -22,7 +22,7 @@ final class ArrowSchemas {
   private ArrowSchemas() {}
 
   static Schema layer(ShardLayout layout, int layer) {
-    ArrowType element = new ArrowType.FloatingPoint(layout.storage() == ShardLayout.Storage.FLOAT16
+    ArrowType element = new ArrowType.FloatingPoint(layout.storage() == MemoryBlock.Storage.FLOAT16
         ? FloatingPointPrecision.HALF : FloatingPointPrecision.SINGLE);
     return new Schema(List.of(
         new Field(DOCUMENT, FieldType.notNullable(new ArrowType.Utf8()), null),

@@ -80,7 +80,7 @@ public final class Manifest {
   }
 
   public ShardLayout layout() {
-    return new ShardLayout(layers, heads, headDim, ShardLayout.Storage.parse(storageDtype));
+    return new ShardLayout(layers, heads, headDim, MemoryBlock.Storage.parse(storageDtype));
   }
 
   public String modelFingerprint() {

@@ -228,7 +228,7 @@ public final class MemoryCollection implements AutoCloseable {
 
     /** Whether keys and values are stored as float16 (else float32). */
     public boolean isFloat16() {
-      return layout.storage() == ShardLayout.Storage.FLOAT16;
+      return layout.storage() == MemoryBlock.Storage.FLOAT16;
     }
 
     /** Position of a row within its document. */

@@ -1,34 +1,14 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock.Storage;
 import java.util.List;
 
 /**
  * What one token contributes to a collection: for each memory layer, a key and a value of
- * {@code heads x headDim} numbers, stored as float32 or float16.
+ * {@code heads x headDim} numbers, stored as float32 or float16
+ * ({@link Storage}: bfloat16 memory is stored as float32, which holds it exactly).
  */
 public record ShardLayout(List<Integer> layers, int heads, int headDim, Storage storage) {
-
-  /** On-disk element type. bfloat16 memory is stored as float32, which holds it exactly. */
-  public enum Storage {
-    FLOAT32, FLOAT16;
-
-    /** Bytes per stored number. */
-    public int bytes() {
-      return this == FLOAT16 ? 2 : 4;
-    }
-
-    public String jsonName() {
-      return name().toLowerCase(java.util.Locale.ROOT);
-    }
-
-    public static Storage parse(String s) {
-      switch (s) {
-        case "float32": return FLOAT32;
-        case "float16": return FLOAT16;
-        default: throw new IllegalArgumentException("storage dtype must be float32 or float16, got " + s);
-      }
-    }
-  }
 
   public ShardLayout {
     layers = List.copyOf(layers);

@@ -36,8 +36,8 @@ class RefineTest {
   @Test
   void rescoredAnswersAcrossShardsAndStoragesAreExact() throws Exception {
     TestBooks books = TestBooks.write(tmp.resolve("books"));
-    write(books, tmp.resolve("pq32"), ShardLayout.Storage.FLOAT32, new String[][] {{"doc-0", "doc-1"}, {"doc-2"}});
-    write(books, tmp.resolve("pq16"), ShardLayout.Storage.FLOAT16, new String[][] {{"doc-3"}, {"doc-4"}});
+    write(books, tmp.resolve("pq32"), MemoryBlock.Storage.FLOAT32, new String[][] {{"doc-0", "doc-1"}, {"doc-2"}});
+    write(books, tmp.resolve("pq16"), MemoryBlock.Storage.FLOAT16, new String[][] {{"doc-3"}, {"doc-4"}});
     ServiceConfig c = books.config("local", null);
     c.collections = Map.of("pq32", tmp.resolve("pq32").toString(), "pq16", tmp.resolve("pq16").toString());
     List<ManagedChannel> open = new ArrayList<>();
@@ -56,10 +56,10 @@ class RefineTest {
     }
   }
 
-  private static void write(TestBooks books, Path dir, ShardLayout.Storage storage, String[][] shards)
+  private static void write(TestBooks books, Path dir, MemoryBlock.Storage storage, String[][] shards)
       throws IOException {
     ShardLayout layout = new ShardLayout(TestBooks.LAYOUT.layers(), HEADS, DIM, storage);
-    String dtype = storage == ShardLayout.Storage.FLOAT16 ? "float16" : "float32";
+    String dtype = storage == MemoryBlock.Storage.FLOAT16 ? "float16" : "float32";
     try (CollectionWriter w = CollectionWriter.create(dir, "sha256:test", layout, dtype, "IVF4,PQ4").trainingRows(500)) {
       List<Manifest.ShardEntry> entries = new ArrayList<>();
       for (int i = 0; i < shards.length; i++) {

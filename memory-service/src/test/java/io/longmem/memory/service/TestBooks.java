@@ -25,7 +25,7 @@ import java.util.concurrent.TimeUnit;
 final class TestBooks {
   static final int HEADS = 4;
   static final int DIM = 16;
-  static final ShardLayout LAYOUT = new ShardLayout(List.of(1, 2), HEADS, DIM, ShardLayout.Storage.FLOAT32);
+  static final ShardLayout LAYOUT = new ShardLayout(List.of(1, 2), HEADS, DIM, MemoryBlock.Storage.FLOAT32);
   static final String[][] SHARDS = {{"doc-0", "doc-1"}, {"doc-2"}, {"doc-3", "doc-4"}};
   static final int TOKENS = 900;
 

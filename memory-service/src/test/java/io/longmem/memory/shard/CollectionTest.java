@@ -18,7 +18,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** Real Arrow files and FAISS indexes written, committed, reopened and damaged. */
 class CollectionTest {
-  private static final ShardLayout LAYOUT = new ShardLayout(List.of(1, 2), 4, 16, ShardLayout.Storage.FLOAT32);
+  private static final ShardLayout LAYOUT = new ShardLayout(List.of(1, 2), 4, 16, MemoryBlock.Storage.FLOAT32);
   private static final String MODEL = "sha256:model-a";
 
   /** One document's memory: keys/values per layer [n, heads, dim]. */
@@ -134,7 +134,7 @@ class CollectionTest {
 
   @Test
   void trainedIndexesAndHalfPrecision(@TempDir Path tmp) throws IOException {
-    ShardLayout half = new ShardLayout(List.of(1, 2), 4, 16, ShardLayout.Storage.FLOAT16);
+    ShardLayout half = new ShardLayout(List.of(1, 2), 4, 16, MemoryBlock.Storage.FLOAT16);
     Path dir = tmp.resolve("h");
     Doc d = doc("d", 2000, 4);
     try (CollectionWriter w = CollectionWriter.create(dir, MODEL, half, "float16", "IVF16,Flat").trainingRows(500)) {

@@ -45,7 +45,7 @@ class InteropTest {
   }
 
   private static Path collection(Path tmp) throws IOException {
-    ShardLayout layout = new ShardLayout(List.of(3), 2, 8, ShardLayout.Storage.FLOAT32);
+    ShardLayout layout = new ShardLayout(List.of(3), 2, 8, MemoryBlock.Storage.FLOAT32);
     Random r = new Random(3);
     int n = 500;
     float[] k = new float[n * 16];
