@@ -1,5 +1,6 @@
 package io.longmem.jobs;
 
+import io.longmem.memory.api.MemoryUnavailableException;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -20,9 +21,9 @@ import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.generate.GenerationOptions;
 import io.longmem.model.generate.Generator;
-import io.longmem.retrieve.MemoryEndpoint;
+import io.longmem.memory.api.MemoryEndpoint;
 import io.longmem.retrieve.ServiceMemory;
-import io.longmem.util.Npy;
+import io.longmem.io.Npy;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -37,7 +38,7 @@ import org.junit.jupiter.api.io.TempDir;
  * and bfloat16 memory. The book is never in the worker: it comes back from the service.
  */
 class EndToEndTest {
-  static final Path FIXTURES = Path.of("..", "model-worker", "src", "test", "resources", "fixtures", "tiny-a")
+  static final Path FIXTURES = io.longmem.Fixtures.dir("tiny-a")
       .toAbsolutePath().normalize();
 
   static long[] ids(String key) throws Exception {
@@ -136,7 +137,7 @@ class EndToEndTest {
     try (LongLlama m = LongLlama.load(ckpt, Device.cpu());
          MemoryEndpoint endpoint = MemoryEndpoint.remote("grpc://127.0.0.1:" + port)) {
       var opts = new ServiceMemory.Options(List.of("books"), List.of(), 16, 0, 0, 500, 2);
-      var e = assertThrows(ServiceMemory.MemoryUnavailableException.class,
+      var e = assertThrows(MemoryUnavailableException.class,
           () -> new ServiceMemory(endpoint, opts, m.config(), ckpt.fingerprint(), 1));
       assertTrue(e.getMessage().contains("did not answer") && e.getMessage().contains("2 attempt"), e.getMessage());
       // session-only memory: the failure comes with the first window that reaches memory
@@ -144,7 +145,7 @@ class EndToEndTest {
       try (ServiceMemory memory = new ServiceMemory(endpoint, sessionOnly, m.config(), ckpt.fingerprint(), 1);
            LongLlamaCache cache = m.newCache(1, memory)) {
         long[] ids = ids("book_ids");
-        assertThrows(ServiceMemory.MemoryUnavailableException.class, () -> m.forward(cache, new long[][] {ids}, null,
+        assertThrows(MemoryUnavailableException.class, () -> m.forward(cache, new long[][] {ids}, null,
             false, 0, LongLlama.Output.MEMORY_ONLY, null));
       }
     }
@@ -156,10 +157,10 @@ class EndToEndTest {
     Path coll = tmp.resolve("coll");
     try (LongLlama m = LongLlama.load(otherCkpt, Device.cpu());
          var w = io.longmem.memory.shard.CollectionWriter.create(coll, otherCkpt.fingerprint(),
-             new io.longmem.encode.DocumentEncoder(m).layout(), "bfloat16", "Flat")) {
+             io.longmem.jobs.encode.ShardEncoder.layout(m.config()), "bfloat16", "Flat")) {
       io.longmem.memory.shard.Manifest.ShardEntry e;
       try (var shard = w.newShard("s0")) {
-        new io.longmem.encode.DocumentEncoder(m).encodeInto(shard, "doc", new long[] {1, 2, 3, 4});
+        io.longmem.jobs.encode.ShardEncoder.encodeInto(new io.longmem.encode.DocumentEncoder(m), shard, "doc", new long[] {1, 2, 3, 4});
         e = shard.finish();
       }
       w.commit(List.of(e));

@@ -1,14 +1,10 @@
 package io.longmem.encode;
 
 import ai.djl.ndarray.NDArray;
-import io.longmem.memory.shard.ShardLayout;
-import io.longmem.memory.shard.ShardWriter;
 import io.longmem.model.LongLlama;
 import io.longmem.model.LongLlamaCache;
-import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.ForwardingMemory;
-import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -34,21 +30,6 @@ public final class DocumentEncoder {
   public DocumentEncoder(LongLlama model, boolean allLayers) {
     this.model = model;
     this.allLayers = allLayers;
-  }
-
-  /** The shard layout of this model's memory. */
-  public ShardLayout layout() {
-    return layout(model.config());
-  }
-
-  /** The shard layout of a model's memory. */
-  public static ShardLayout layout(io.longmem.model.checkpoint.LongLlamaConfig c) {
-    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), storage(c));
-  }
-
-  /** float16 memory is stored as float16; float32 and bfloat16 (not an Arrow type) as float32. */
-  public static MemoryBlock.Storage storage(io.longmem.model.checkpoint.LongLlamaConfig c) {
-    return c.memDType() == MemDType.FLOAT16 ? MemoryBlock.Storage.FLOAT16 : MemoryBlock.Storage.FLOAT32;
   }
 
   /**
@@ -122,16 +103,6 @@ public final class DocumentEncoder {
       }
       return out;
     }
-  }
-
-  /** Encodes a document and appends its memory to a shard. */
-  public void encodeInto(ShardWriter shard, String document, long[] ids) throws IOException {
-    Encoded e = encode(ids);
-    int[] positions = new int[e.tokens()];
-    for (int i = 0; i < positions.length; i++) {
-      positions[i] = i;
-    }
-    shard.append(document, positions, e.keys(), e.values());
   }
 
   /** Dense memory that also copies out, per layer and batch row, the real (unpadded) tokens appended. */

@@ -1,5 +1,6 @@
 package io.longmem.retrieve;
 
+import io.longmem.memory.api.Wire;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
@@ -13,7 +14,9 @@ import io.longmem.memory.grpc.HeadResult;
 import io.longmem.memory.grpc.ListCollectionsRequest;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
-import io.longmem.memory.service.Protos;
+import io.longmem.memory.api.MemoryEndpoint;
+import io.longmem.memory.api.MemoryRequestException;
+import io.longmem.memory.api.MemoryUnavailableException;
 import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.memory.Memory;
 import java.util.ArrayList;
@@ -57,7 +60,7 @@ public final class ServiceMemory implements Memory {
       long deadlineMs, int attempts) {
     public Options {
       if (topK < 1) {
-        throw new IllegalArgumentException("--top-k must be >= 1, got " + topK);
+        throw new IllegalArgumentException("--memory-top-k must be >= 1, got " + topK);
       }
       if (attempts < 1 || deadlineMs < 1) {
         throw new IllegalArgumentException("memory calls need attempts >= 1 and a deadline >= 1 ms");
@@ -68,15 +71,6 @@ public final class ServiceMemory implements Memory {
 
     public static Options topK(List<String> collections, int k) {
       return new Options(collections, List.of(), k, 0, 0, 30_000, 3);
-    }
-  }
-
-  /** The memory service could not be reached (or kept failing) within the deadlines and retries. */
-  public static final class MemoryUnavailableException extends IllegalStateException {
-    private static final long serialVersionUID = 1L;
-
-    MemoryUnavailableException(String message, Throwable cause) {
-      super(message, cause);
     }
   }
 
@@ -113,14 +107,14 @@ public final class ServiceMemory implements Memory {
               .listCollections(ListCollectionsRequest.getDefaultInstance()).getCollectionsList());
       for (String name : options.collections()) {
         CollectionInfo c = served.stream().filter(x -> x.getName().equals(name)).findFirst().orElseThrow(
-            () -> new IllegalArgumentException("the " + endpoint + " has no collection '" + name + "' (it serves "
+            () -> new MemoryRequestException("the " + endpoint + " has no collection '" + name + "' (it serves "
                 + served.stream().map(CollectionInfo::getName).toList() + ")"));
         if (modelFingerprint != null && !modelFingerprint.equals(c.getModelFingerprint())) {
-          throw new IllegalArgumentException("collection '" + name + "' holds the memory of another model (fingerprint "
+          throw new MemoryRequestException("collection '" + name + "' holds the memory of another model (fingerprint "
               + c.getModelFingerprint() + ", this model " + modelFingerprint + ")");
         }
         if (!c.getLayersList().containsAll(layers) || c.getHeads() != heads || c.getHeadDim() != headDim) {
-          throw new IllegalArgumentException("collection '" + name + "' has layers " + c.getLayersList() + ", "
+          throw new MemoryRequestException("collection '" + name + "' has layers " + c.getLayersList() + ", "
               + c.getHeads() + " heads of dim " + c.getHeadDim() + "; the model's memory layers are " + layers + " with "
               + heads + " heads of dim " + headDim);
         }
@@ -128,7 +122,7 @@ public final class ServiceMemory implements Memory {
       }
       for (String d : options.documents()) {
         if (served.stream().noneMatch(c -> options.collections().contains(c.getName()) && c.getDocumentsList().contains(d))) {
-          throw new IllegalArgumentException("no chosen collection holds document '" + d + "'");
+          throw new MemoryRequestException("no chosen collection holds document '" + d + "'");
         }
       }
     }
@@ -170,7 +164,7 @@ public final class ServiceMemory implements Memory {
       String session = session(b);
       int tokens = r;
       AppendSessionRequest req = AppendSessionRequest.newBuilder().setSession(session).setLayer(layer).setTokens(tokens)
-          .setKeys(Protos.bytes(pk, pk.length)).setValues(Protos.bytes(pv, pv.length))
+          .setKeys(Wire.bytes(pk, pk.length)).setValues(Wire.bytes(pv, pv.length))
           .addAllPositions(Arrays.stream(positions).boxed().toList()).build();
       call("append to session", false, () -> endpoint.stub()
           .withDeadlineAfter(options.deadlineMs(), TimeUnit.MILLISECONDS).appendSession(req));
@@ -205,7 +199,7 @@ public final class ServiceMemory implements Memory {
       }
       SearchRequest.Builder req = SearchRequest.newBuilder().addAllCollections(options.collections())
           .setLayer(layer).setHeads(heads).setQueries(q).setHeadDim(headDim).setK(k)
-          .setQuery(Protos.bytes(all, b * rowFloats, rowFloats))
+          .setQuery(Wire.bytes(all, b * rowFloats, rowFloats))
           .addAllDocuments(options.documents()).setNprobe(options.nprobe()).setRefine(options.refine())
           .setFloat16Pairs(float16);
       if (sessions[b] != null) {
@@ -219,9 +213,9 @@ public final class ServiceMemory implements Memory {
       }
       for (int h = 0; h < heads; h++) {
         HeadResult hr = resp.getHeads(h);
-        float[] pk = float16 ? Protos.halfs(hr.getKeys(), "keys") : Protos.floats(hr.getKeys(), "keys");
-        float[] pv = float16 ? Protos.halfs(hr.getValues(), "values") : Protos.floats(hr.getValues(), "values");
-        int[] slots = Protos.ints(hr.getSlots());
+        float[] pk = float16 ? Wire.halfs(hr.getKeys(), "keys") : Wire.floats(hr.getKeys(), "keys");
+        float[] pv = float16 ? Wire.halfs(hr.getValues(), "values") : Wire.floats(hr.getValues(), "values");
+        int[] slots = Wire.ints(hr.getSlots());
         if (slots.length != q * k || pk.length != hr.getPairs() * headDim) {
           throw new IllegalStateException("the " + endpoint + " answered a malformed head " + h);
         }
@@ -292,7 +286,7 @@ public final class ServiceMemory implements Memory {
         boolean transientFailure = code == Status.Code.UNAVAILABLE || (idempotent && code == Status.Code.DEADLINE_EXCEEDED);
         if (!transientFailure) {
           if (code == Status.Code.INVALID_ARGUMENT || code == Status.Code.NOT_FOUND) {
-            throw new IllegalArgumentException("the " + endpoint + " refused to " + what + ": " + e.getStatus().getDescription());
+            throw new MemoryRequestException("the " + endpoint + " refused to " + what + ": " + e.getStatus().getDescription());
           }
           throw new MemoryUnavailableException("memory " + what + " failed on the " + endpoint + ": " + e.getStatus(), e);
         }

@@ -15,7 +15,7 @@ import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.generate.GenerationOptions;
 import io.longmem.model.generate.Generator;
 import io.longmem.model.memory.DenseMemory;
-import io.longmem.util.Npy;
+import io.longmem.io.Npy;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;

@@ -11,7 +11,7 @@ import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.ForwardingMemory;
-import io.longmem.util.Npy;
+import io.longmem.io.Npy;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 

@@ -156,9 +156,8 @@ public final class EncodeJob implements Callable<Integer> {
     }
     String fingerprint = ckpt.fingerprint();
     SentencePieceTokenizer tok = ExecutorModel.tokenizer(ckpt, spec.tokenizer());
-    if (tok != null && tok.vocabSize() > config.vocabSize()) {
-      throw new IllegalArgumentException("the tokenizer has " + tok.vocabSize() + " pieces, the model's vocabulary "
-          + config.vocabSize() + ": they do not belong together");
+    if (tok != null) {
+      config.checkTokenizer(tok.vocabSize());
     }
     Corpus.Spec in = Corpus.resolve(spark, spec.input());
     EncodeSpec resolved = new EncodeSpec(spec.model(), spec.tokenizer(), spec.memDType(), spec.indexFactory(),
@@ -181,8 +180,8 @@ public final class EncodeJob implements Callable<Integer> {
       throw new IllegalArgumentException(textRows + " documents are text, and there is no tokenizer: the checkpoint "
           + "has no tokenizer.model; pass --tokenizer FILE");
     }
-    String tokFingerprint = tok == null ? null : "sha256:" + io.longmem.util.FileTrees.sha256(Path.of(spec.tokenizer() != null ? spec.tokenizer()
-        : ckpt.tokenizerModel().toString()));
+    String tokFingerprint = tok == null ? null : "sha256:" + io.longmem.io.FileTrees.sha256(
+        ckpt.tokenizerModel(spec.tokenizer() == null ? null : Path.of(spec.tokenizer())));
     int earlier = EncodeOutput.prepare(out, resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint),
         resume);
     LOG.info("encode: {} documents ({} {}) from {} ({}) into {} shards at {}{}", rows, units,
@@ -233,7 +232,7 @@ public final class EncodeJob implements Callable<Integer> {
     if (entries.isEmpty()) {
       throw new IllegalArgumentException("no document of " + in.path() + " had any tokens: nothing to commit");
     }
-    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.encode.DocumentEncoder.layout(config),
+    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.jobs.encode.ShardEncoder.layout(config),
         config.memDType().pythonName(), spec.indexFactory())) {
       w.commit(entries);
     }

@@ -53,7 +53,7 @@ final class EncodeOutput {
     }
     Files.createDirectories(out);
     String json = GSON.toJson(plan);
-    io.longmem.util.AtomicFiles.write(planFile, tmp -> Files.writeString(tmp, json, StandardCharsets.UTF_8));
+    io.longmem.io.AtomicFiles.write(planFile, tmp -> Files.writeString(tmp, json, StandardCharsets.UTF_8));
     return 0;
   }
 

@@ -72,14 +72,8 @@ public final class ExecutorModel {
 
   /** The explicit tokenizer, else the checkpoint's tokenizer.model, else null. */
   public static SentencePieceTokenizer tokenizer(Checkpoint ckpt, String explicit) throws IOException {
-    Path p = explicit != null ? Path.of(explicit) : ckpt.tokenizerModel();
-    if (p == null) {
-      return null;
-    }
-    if (!Files.isRegularFile(p)) {
-      throw new IllegalArgumentException("tokenizer " + p + " does not exist");
-    }
-    return SentencePieceTokenizer.load(p);
+    Path p = ckpt.tokenizerModel(explicit == null ? null : Path.of(explicit));
+    return p == null ? null : SentencePieceTokenizer.load(p);
   }
 
   /**

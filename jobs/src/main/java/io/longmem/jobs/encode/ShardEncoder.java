@@ -5,6 +5,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import java.io.IOException;
 import java.io.Serializable;
@@ -63,6 +64,23 @@ public final class ShardEncoder {
     this.fingerprint = fingerprint;
   }
 
+  /** The shard layout of a model's memory (float16 memory is stored as float16, the others as float32). */
+  public static ShardLayout layout(LongLlamaConfig c) {
+    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), c.memDType() == io.longmem.model.checkpoint.MemDType.FLOAT16
+        ? io.longmem.memory.api.MemoryBlock.Storage.FLOAT16 : io.longmem.memory.api.MemoryBlock.Storage.FLOAT32);
+  }
+
+  /** Reads one document with the model and appends its memory to a shard (positions 0..n-1). */
+  public static void encodeInto(DocumentEncoder encoder, ShardWriter shard, String document, long[] ids)
+      throws IOException {
+    DocumentEncoder.Encoded e = encoder.encode(ids);
+    int[] positions = new int[e.tokens()];
+    for (int i = 0; i < positions.length; i++) {
+      positions[i] = i;
+    }
+    shard.append(document, positions, e.keys(), e.values());
+  }
+
   public static String shardId(int index) {
     return String.format("shard-%05d", index);
   }
@@ -84,11 +102,11 @@ public final class ShardEncoder {
     }
     ExecutorModel m = ExecutorModel.get(spec);
     DocumentEncoder encoder = m.encoder();
-    ShardLayout layout = encoder.layout();
+    ShardLayout layout = layout(m.config());
     try (CollectionWriter collection = CollectionWriter.create(output, fingerprint, layout,
         m.config().memDType().pythonName(), spec.indexFactory()).trainingRows(spec.trainingRows());
          ShardWriter shard = collection.newShard(id, attempt)) {
-      Loop loop = new Loop(encoder, m.tokenizer(), m.config().vocabSize(), shard, progress, id);
+      Loop loop = new Loop(encoder, m.tokenizer(), m.config(), shard, progress, id);
       while (docs.hasNext()) {
         loop.add(docs.next());
       }
@@ -178,7 +196,7 @@ public final class ShardEncoder {
   private final class Loop {
     private final DocumentEncoder encoder;
     private final SentencePieceTokenizer tokenizer;
-    private final int vocab;
+    private final LongLlamaConfig config;
     private final ShardWriter shard;
     private final Progress progress;
     private final String shardId;
@@ -193,11 +211,11 @@ public final class ShardEncoder {
 
     private record Pending(String id, long[] ids, long units) {}
 
-    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, int vocab, ShardWriter shard, Progress progress,
+    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, LongLlamaConfig config, ShardWriter shard, Progress progress,
         String shardId) {
       this.encoder = encoder;
       this.tokenizer = tokenizer;
-      this.vocab = vocab;
+      this.config = config;
       this.shard = shard;
       this.progress = progress;
       this.shardId = shardId;
@@ -220,14 +238,13 @@ public final class ShardEncoder {
           ids[i] = t[i];
         }
       }
-      for (int i = 0; i < ids.length; i++) {
-        if (ids[i] < 0 || ids[i] >= vocab) {
-          rejected++;
-          LOG.warn("{}: document '{}' rejected: token id {} at position {} is outside the model's vocabulary [0, {})",
-              shardId, d.id(), ids[i], i, vocab);
-          progress.add(0, 0, d.units());
-          return;
-        }
+      int bad = config.firstOutOfVocabulary(ids);
+      if (bad >= 0) {
+        rejected++;
+        LOG.warn("{}: document '{}' rejected: token id {} at position {} is outside the model's vocabulary [0, {})",
+            shardId, d.id(), ids[bad], bad, config.vocabSize());
+        progress.add(0, 0, d.units());
+        return;
       }
       pending.add(new Pending(d.id(), ids, d.units()));
       if (pending.size() >= spec.batchSize() * 8) {

@@ -8,7 +8,7 @@ import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.generate.GenerationOptions;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.Memory;
-import io.longmem.retrieve.MemoryEndpoint;
+import io.longmem.memory.api.MemoryEndpoint;
 import io.longmem.retrieve.ServiceMemory;
 import io.longmem.summarize.BookSummarizer;
 import java.io.IOException;

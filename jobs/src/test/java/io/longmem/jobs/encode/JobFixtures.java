@@ -5,7 +5,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
-import io.longmem.util.Npy;
+import io.longmem.io.Npy;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,7 +18,7 @@ final class JobFixtures {
   private JobFixtures() {}
 
   static Path fixtures() {
-    Path p = Path.of("..", "model-worker", "src", "test", "resources", "fixtures").toAbsolutePath().normalize();
+    Path p = io.longmem.Fixtures.root().toAbsolutePath().normalize();
     if (!Files.isDirectory(p)) {
       throw new IllegalStateException("missing fixtures at " + p + " (tests run from the jobs module directory)");
     }

@@ -33,7 +33,7 @@ class SummarizeJobTest {
   void summarizesEveryDocument(@TempDir Path tmp) throws Exception {
     Path model = tmp.resolve("model");
     RandomCheckpoint.write(model, new RandomCheckpoint.Shape(32000, 64, 4, 128, 3, 32, 16, new int[] {1}), 3);
-    Path fixtures = Path.of("..", "model-worker", "src", "test", "resources", "fixtures").toAbsolutePath().normalize();
+    Path fixtures = io.longmem.Fixtures.root().toAbsolutePath().normalize();
     Files.copy(fixtures.resolve("tokenizers/openllama_v2.model"), model.resolve("tokenizer.model"));
     Path corpus = Path.of("..", "conf", "samples", "corpus").toAbsolutePath().normalize();
     SparkSession spark = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false")

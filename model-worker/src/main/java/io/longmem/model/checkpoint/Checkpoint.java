@@ -224,4 +224,15 @@ public final class Checkpoint {
     Path p = dir.resolve("tokenizer.model");
     return Files.exists(p) ? p : null;
   }
+
+  /**
+   * The tokenizer a command uses: the one given ({@code --tokenizer}), else the checkpoint's own
+   * tokenizer.model, else null (then only token ids can be read).
+   */
+  public Path tokenizerModel(Path explicit) {
+    if (explicit != null && !Files.isRegularFile(explicit)) {
+      throw new CheckpointException("tokenizer " + explicit + " does not exist");
+    }
+    return explicit != null ? explicit : tokenizerModel();
+  }
 }

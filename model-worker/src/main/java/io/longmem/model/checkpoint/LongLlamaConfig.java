@@ -66,6 +66,24 @@ public record LongLlamaConfig(
     return hiddenSize / numHeads;
   }
 
+  /** Index of the first id outside the vocabulary [0, vocab_size), or -1: the one rule for token ids. */
+  public int firstOutOfVocabulary(long[] ids) {
+    for (int i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= vocabSize) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  /** Refuses a tokenizer with more pieces than the model has ids: they were not made for each other. */
+  public void checkTokenizer(int pieces) {
+    if (pieces > vocabSize) {
+      throw new CheckpointException("the tokenizer has " + pieces + " pieces, the model's vocabulary " + vocabSize
+          + ": they do not belong together");
+    }
+  }
+
   public boolean isMemoryLayer(int layer) {
     return memLayers.contains(layer);
   }

@@ -75,7 +75,7 @@ public final class StoredTensor {
     switch (type) {
       case F32: return data.getFloat(Math.toIntExact(i * 4));
       case BF16: return Float.intBitsToFloat((data.getShort(Math.toIntExact(i * 2)) & 0xffff) << 16);
-      case F16: return io.longmem.util.Float16.toFloat(data.getShort(Math.toIntExact(i * 2)));
+      case F16: return io.longmem.memory.api.Float16.toFloat(data.getShort(Math.toIntExact(i * 2)));
       default: throw new CheckpointException(file + ": tensor " + name + " has type " + type
           + ", weights must be F32, F16 or BF16");
     }

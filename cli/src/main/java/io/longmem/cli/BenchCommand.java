@@ -1,0 +1,223 @@
+package io.longmem.cli;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.longmem.model.LongLlama;
+import io.longmem.model.LongLlamaCache;
+import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.RandomCheckpoint;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
+    subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class, BenchCommand.Faiss.class,
+        BenchCommand.Decode.class, BenchCommand.Fidelity.class})
+final class BenchCommand implements Runnable {
+  @Override
+  public void run() {
+    new picocli.CommandLine(this).usage(System.out);
+  }
+
+  @Command(name = "faiss", mixinStandardHelpOptions = true,
+      description = "Search throughput of FAISS index types with the loaded FAISS build; run with "
+          + "LONGMEM_JAVA_OPTS=-Dlongmem.faiss.variant=generic (or avx2) to compare the builds.")
+  static final class Faiss implements Callable<Integer> {
+    @Option(names = "--vectors", defaultValue = "200000") int vectors;
+    @Option(names = "--dim", defaultValue = "100") int dim;
+    @Option(names = "--queries", defaultValue = "256") int queries;
+    @Option(names = "--k", defaultValue = "128") int k;
+    @Option(names = "--index", split = ";", defaultValue = "Flat;IVF1024,Flat;IVF1024,PQ25;HNSW32")
+    String[] factories;
+
+    @Override
+    public Integer call() {
+      io.longmem.bench.FaissBench.run(vectors, dim, queries, k, factories);
+      return 0;
+    }
+  }
+
+  @Command(name = "memory", mixinStandardHelpOptions = true,
+      description = "Memory-service throughput, latency and recall on a collection of clustered keys shaped like "
+          + "LongLLaMA-3B's memory (32 heads, head_dim 100), against the same FAISS searches in process.")
+  static final class Memory implements Callable<Integer> {
+    @Option(names = "--tokens", defaultValue = "1048576", description = "tokens per head") long tokens;
+    @Option(names = "--heads", defaultValue = "32") int heads;
+    @Option(names = "--head-dim", defaultValue = "100") int headDim;
+    @Option(names = "--clusters", defaultValue = "256") int clusters;
+    @Option(names = "--shard-tokens", defaultValue = "262144") int shardTokens;
+    @Option(names = "--index", defaultValue = "IVF1024,PQ25", description = "FAISS factory string") String factory;
+    @Option(names = "--float32", description = "store float32 (default float16)") boolean float32;
+    @Option(names = "--nprobe", defaultValue = "16") int nprobe;
+    @Option(names = "--refine", defaultValue = "16", description = "candidates re-scored exactly per wanted pair (1: off)")
+    int refine;
+    @Option(names = "--k", defaultValue = "128") int k;
+    @Option(names = "--decode-requests", defaultValue = "100") int decodeRequests;
+    @Option(names = "--prefill-queries", defaultValue = "512") int prefillQueries;
+    @Option(names = "--prefill-k", defaultValue = "128") int prefillK;
+    @Option(names = "--prefill-requests", defaultValue = "5") int prefillRequests;
+    @Option(names = "--recall-heads", defaultValue = "2") int recallHeads;
+    @Option(names = "--clients", split = ",", defaultValue = "1,4",
+        description = "decode steps asked by this many callers at once, one run per value (1: one at a time)")
+    int[] clients;
+    @Option(names = "--preload-limit-mb", defaultValue = "0",
+        description = "the service's preload_limit_mb (0: its default, half the RAM)")
+    long preloadLimitMb;
+    @Option(names = "--dir", required = true, paramLabel = "DIR",
+        description = "where the bench collection is written (reused if complete)")
+    Path dir;
+
+    @Override
+    public Integer call() throws Exception {
+      io.longmem.bench.MemoryBench.run(new io.longmem.bench.MemoryBench.Options(tokens, heads, headDim,
+          clusters, shardTokens, factory, !float32, nprobe, refine, k, decodeRequests, prefillQueries, prefillK,
+          prefillRequests, recallHeads, clients, preloadLimitMb, dir));
+      return 0;
+    }
+  }
+
+  @Command(name = "fidelity", mixinStandardHelpOptions = true,
+      description = "kNN memory against dense memory: recall@k of an approximate index and the KL divergence of the "
+          + "next-token distribution, for several k.")
+  static final class Fidelity implements Callable<Integer> {
+    @Option(names = "--dir", required = true, description = "collections (and the random model) go here") Path dir;
+    @Option(names = "--model", description = "checkpoint (default: a random one with LongLLaMA's structure)") Path model;
+    @Option(names = "--document-tokens", defaultValue = "16384") int documentTokens;
+    @Option(names = "--question-tokens", defaultValue = "32") int questionTokens;
+    @Option(names = "--k", split = ",", defaultValue = "32,128,512") int[] ks;
+    @Option(names = "--index", defaultValue = "IVF128,PQ16") String index;
+    @Option(names = "--nprobe", defaultValue = "32") int nprobe;
+
+    @Override
+    public Integer call() throws Exception {
+      io.longmem.bench.FidelityBench.run(new io.longmem.bench.FidelityBench.Options(dir, model, documentTokens,
+          questionTokens, ks, index, nprobe));
+      return 0;
+    }
+  }
+
+  @Command(name = "decode", mixinStandardHelpOptions = true,
+      description = "Per-token decode latency with the memory layer's pairs fetched by kNN from served collections of "
+          + "growing size, against dense in-process memory of the same size while it fits.")
+  static final class Decode implements Callable<Integer> {
+    @Option(names = "--dir", required = true, description = "model and collections (reused when complete)") Path dir;
+    @Option(names = "--sizes", split = ",", defaultValue = "65536,1048576,16777216", description = "tokens per head")
+    long[] sizes;
+    @Option(names = "--heads", defaultValue = "4") int heads;
+    @Option(names = "--head-dim", defaultValue = "32") int headDim;
+    @Option(names = "--memory-top-k", defaultValue = "128") int topK;
+    @Option(names = "--nprobe", defaultValue = "16") int nprobe;
+    @Option(names = "--refine", defaultValue = "16", description = "re-scored candidates per wanted pair (1: off)")
+    int refine;
+    @Option(names = "--decode-tokens", defaultValue = "32") int decodeTokens;
+    @Option(names = "--dense-max-tokens", defaultValue = "1048576", description = "largest dense memory tried")
+    long denseMax;
+
+    @Override
+    public Integer call() throws Exception {
+      io.longmem.bench.DecodeBench.run(new io.longmem.bench.DecodeBench.Options(dir, sizes, heads, headDim, topK, nprobe,
+          refine, decodeTokens, denseMax));
+      return 0;
+    }
+  }
+
+  @Command(name = "model", mixinStandardHelpOptions = true,
+      description = "Prefill tokens/s and decode ms/token of a random checkpoint shaped like LongLLaMA-3B "
+          + "(hidden 3200, 32 heads, intermediate 8640, vocab 32000) with few layers, memory in layers 1 and 2.")
+  static final class Model implements Callable<Integer> {
+    @Option(names = "--layers", defaultValue = "4") int layers;
+    @Option(names = "--hidden", defaultValue = "3200") int hidden;
+    @Option(names = "--heads", defaultValue = "32") int heads;
+    @Option(names = "--intermediate", defaultValue = "8640") int intermediate;
+    @Option(names = "--vocab", defaultValue = "32000") int vocab;
+    @Option(names = "--window", defaultValue = "2048", description = "max_position_embeddings") int window;
+    @Option(names = "--last-context-length", defaultValue = "1024") int lastContextLength;
+    @Option(names = "--tokens", defaultValue = "8192", description = "prompt length for prefill") int tokens;
+    @Option(names = "--decode-tokens", defaultValue = "32") int decodeTokens;
+    @Option(names = "--checkpoint-dir", description = "where the random checkpoint is kept (reused if present)")
+    Path checkpointDir;
+    @Option(names = "--device", defaultValue = "cpu") String device;
+
+    @Override
+    public Integer call() throws Exception {
+      if (tokens < 1 || decodeTokens < 1) {
+        throw new IllegalArgumentException("--tokens and --decode-tokens must be >= 1");
+      }
+      Path dir = checkpointDir != null ? checkpointDir : Files.createTempDirectory("longmem-bench-");
+      RandomCheckpoint.Shape shape = new RandomCheckpoint.Shape(vocab, hidden, heads, intermediate, layers,
+          window, lastContextLength, new int[] {Math.min(1, layers - 1), Math.min(2, layers - 1)});
+      if (!Files.exists(dir.resolve("model.safetensors"))) {
+        long t = System.nanoTime();
+        RandomCheckpoint.write(dir, shape, 1234);
+        System.err.printf("wrote random checkpoint to %s in %.1f s%n", dir, (System.nanoTime() - t) / 1e9);
+      }
+      Device dev = "gpu".equals(device) ? Device.gpu() : Device.cpu();
+      long t0 = System.nanoTime();
+      try (LongLlama model = LongLlama.load(Checkpoint.open(dir), dev); NDManager out = NDManager.newBaseManager()) {
+        double loadSeconds = (System.nanoTime() - t0) / 1e9;
+        SplittableRandom r = new SplittableRandom(7);
+        long[] prompt = new long[tokens];
+        for (int i = 0; i < tokens; i++) {
+          prompt[i] = 3 + r.nextInt(vocab - 3);
+        }
+        // warm-up: one short prompt and a few steps (allocator, kernels)
+        run(model, Arrays.copyOf(prompt, Math.min(tokens, 64)), 2, out);
+        double[] result = run(model, prompt, decodeTokens, out);
+        // baseline in the same run: the prompt read as the reference's forward reads it, with the
+        // logits of every token computed (generation needs only the last)
+        double allLogits = prefillAllLogits(model, prompt, out);
+        System.out.printf("bench model: layers=%d hidden=%d heads=%d intermediate=%d vocab=%d window=%d "
+            + "last_context_length=%d device=%s threads=%d%n", layers, hidden, heads, intermediate, vocab, window,
+            lastContextLength, dev, Runtime.getRuntime().availableProcessors());
+        System.out.printf("load: %.2f s%n", loadSeconds);
+        System.out.printf("prefill: %d tokens in %.2f s = %.1f tokens/s%n", tokens, result[0], tokens / result[0]);
+        System.out.printf("baseline prefill computing every token's logits (as the reference's forward): "
+            + "%.2f s = %.1f tokens/s; longmem/baseline = %.2fx%n", allLogits, tokens / allLogits, allLogits / result[0]);
+        System.out.printf("decode: %d tokens, median %.1f ms/token, mean %.1f ms/token (memory %d tokens/layer)%n",
+            decodeTokens, result[1] * 1000, result[2] * 1000, (long) result[3]);
+      }
+      return 0;
+    }
+
+    private static double prefillAllLogits(LongLlama model, long[] prompt, NDManager out) {
+      try (LongLlamaCache cache = model.newCache(1)) {
+        long t = System.nanoTime();
+        try (NDArray logits = model.forward(cache, new long[][] {prompt}, null, true,
+            model.config().lastContextLength(), LongLlama.Output.ALL_LOGITS, out)) {
+          logits.argMax().getLong();
+        }
+        return (System.nanoTime() - t) / 1e9;
+      }
+    }
+
+    /** Returns prefill seconds, median and mean decode seconds per token, memory size. */
+    private static double[] run(LongLlama model, long[] prompt, int steps, NDManager out) {
+      try (LongLlamaCache cache = model.newCache(1)) {
+        long t = System.nanoTime();
+        long next;
+        try (NDArray logits = model.forward(cache, new long[][] {prompt}, null, true,
+            model.config().lastContextLength(), LongLlama.Output.LAST_LOGITS, out)) {
+          next = logits.argMax().getLong();
+        }
+        double prefill = (System.nanoTime() - t) / 1e9;
+        double[] step = new double[steps];
+        for (int i = 0; i < steps; i++) {
+          long s = System.nanoTime();
+          try (NDArray logits = model.forward(cache, new long[][] {{next}}, null, true, 0,
+              LongLlama.Output.LAST_LOGITS, out)) {
+            next = logits.argMax().getLong();
+          }
+          step[i] = (System.nanoTime() - s) / 1e9;
+        }
+        double mean = Arrays.stream(step).average().orElse(0);
+        Arrays.sort(step);
+        return new double[] {prefill, step[steps / 2], mean, cache.memory().size(model.config().memLayers().get(0))};
+      }
+    }
+  }
+}

@@ -1,0 +1,113 @@
+package io.longmem.cli;
+
+import io.longmem.memory.service.InProcessNode;
+import io.longmem.model.LongLlama;
+import io.longmem.model.memory.DenseMemory;
+import io.longmem.model.memory.Memory;
+import io.longmem.memory.api.MemoryEndpoint;
+import io.longmem.retrieve.ServiceMemory;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import picocli.CommandLine.Option;
+
+/** Where the memory layers' memory lives, for the commands that run the model. */
+final class MemoryOptions {
+  @Option(names = "--memory", defaultValue = "dense", paramLabel = "dense|local|grpc://HOST:PORT",
+      description = "dense: in this process, every pair (the reference); local: kNN over --collection directories "
+          + "with FAISS in this process; grpc://HOST:PORT: kNN through a memory service. Default: ${DEFAULT-VALUE}")
+  String memory;
+
+  @Option(names = "--collection", paramLabel = "C", description = "collection searched (repeatable): its name on the "
+      + "service, or with --memory local its directory (or NAME=DIR)")
+  List<String> collections = new ArrayList<>();
+
+  @Option(names = "--document", paramLabel = "D", description = "restrict the collections to this document (repeatable)")
+  List<String> documents = new ArrayList<>();
+
+  @Option(names = "--memory-top-k", defaultValue = "128", paramLabel = "K",
+      description = "kNN memory: pairs per head and query (default: ${DEFAULT-VALUE})")
+  int topK;
+
+  @Option(names = "--nprobe", defaultValue = "0", description = "IVF lists probed (0: the index's default)")
+  int nprobe;
+
+  @Option(names = "--refine", defaultValue = "0",
+      description = "candidates re-scored exactly per wanted pair on approximate indexes (0: the service's default)")
+  int refine;
+
+  @Option(names = "--memory-deadline-ms", defaultValue = "30000", description = "deadline of each memory call")
+  long deadlineMs;
+
+  @Option(names = "--memory-attempts", defaultValue = "3", description = "tries per memory call before the request fails")
+  int attempts;
+
+  /** A memory per request; AutoCloseable for the connection or in-process node behind it. */
+  interface Backend extends AutoCloseable {
+    Memory newMemory(LongLlama model, int batch);
+
+    String describe();
+
+    @Override
+    void close();
+  }
+
+  Backend open(String modelFingerprint) throws IOException {
+    if ("dense".equals(memory)) {
+      if (!collections.isEmpty() || !documents.isEmpty()) {
+        throw new IllegalArgumentException("--collection/--document need --memory local or grpc://HOST:PORT");
+      }
+      return new Backend() {
+        @Override
+        public Memory newMemory(LongLlama model, int batch) {
+          return new DenseMemory(model.manager());
+        }
+
+        @Override
+        public String describe() {
+          return "dense memory in process";
+        }
+
+        @Override
+        public void close() {}
+      };
+    }
+    List<String> names = new ArrayList<>();
+    Map<String, Path> dirs = new LinkedHashMap<>();
+    for (String c : collections) {
+      if ("local".equals(memory)) {
+        int eq = c.indexOf('=');
+        String name = eq > 0 ? c.substring(0, eq) : Path.of(c).getFileName().toString();
+        dirs.put(name, Path.of(eq > 0 ? c.substring(eq + 1) : c));
+        names.add(name);
+      } else {
+        names.add(c);
+      }
+    }
+    if ("local".equals(memory) && names.isEmpty()) {
+      throw new IllegalArgumentException("--memory local needs at least one --collection DIR");
+    }
+    MemoryEndpoint endpoint = InProcessNode.open(memory, dirs, modelFingerprint);
+    ServiceMemory.Options options = new ServiceMemory.Options(names, documents, topK, nprobe, refine, deadlineMs, attempts);
+    return new Backend() {
+      @Override
+      public Memory newMemory(LongLlama model, int batch) {
+        return new ServiceMemory(endpoint, options, model.config(), modelFingerprint, batch);
+      }
+
+      @Override
+      public String describe() {
+        return "top-" + topK + " kNN memory from the " + endpoint + (names.isEmpty() ? "" : ", collections " + names)
+            + (documents.isEmpty() ? "" : ", documents " + documents);
+      }
+
+      @Override
+      public void close() {
+        endpoint.close();
+      }
+    };
+  }
+}

@@ -1,0 +1,115 @@
+package io.longmem.memory.service;
+
+import io.grpc.Status;
+import io.longmem.memory.api.Wire;
+import io.longmem.memory.api.WireFormatException;
+import io.grpc.stub.StreamObserver;
+import io.longmem.memory.grpc.AppendSessionRequest;
+import io.longmem.memory.grpc.AppendSessionResponse;
+import io.longmem.memory.grpc.CollectionInfo;
+import io.longmem.memory.grpc.CreateSessionRequest;
+import io.longmem.memory.grpc.CreateSessionResponse;
+import io.longmem.memory.grpc.DropSessionRequest;
+import io.longmem.memory.grpc.DropSessionResponse;
+import io.longmem.memory.grpc.ListCollectionsRequest;
+import io.longmem.memory.grpc.ListCollectionsResponse;
+import io.longmem.memory.grpc.MemoryGrpc;
+import io.longmem.memory.grpc.SearchRequest;
+import io.longmem.memory.grpc.SearchResponse;
+import io.longmem.memory.grpc.SearchShardsRequest;
+import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.MemoryCollection;
+import java.util.Map;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** The gRPC face of a {@link MemoryNode}: converts messages and maps errors to status codes. */
+final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
+  private static final Logger LOG = LoggerFactory.getLogger(MemoryGrpcService.class);
+  private final MemoryNode node;
+
+  MemoryGrpcService(MemoryNode node) {
+    this.node = node;
+  }
+
+  @Override
+  public void search(SearchRequest request, StreamObserver<SearchResponse> out) {
+    answer(out, () -> Protos.toResponse(node.search(Protos.toQuery(request)), request.getFloat16Pairs()));
+  }
+
+  @Override
+  public void searchShards(SearchShardsRequest request, StreamObserver<SearchResponse> out) {
+    answer(out, () -> Protos.toResponse(node.searchShards(request.getCollection(), request.getShardsList(),
+        Protos.toQuery(request.getSearch()))));
+  }
+
+  @Override
+  public void listCollections(ListCollectionsRequest request, StreamObserver<ListCollectionsResponse> out) {
+    answer(out, () -> {
+      ListCollectionsResponse.Builder b = ListCollectionsResponse.newBuilder();
+      for (Map.Entry<String, MemoryCollection> e : node.collections().entrySet()) {
+        Manifest m = e.getValue().manifest();
+        CollectionInfo.Builder c = CollectionInfo.newBuilder().setName(e.getKey())
+            .setModelFingerprint(m.modelFingerprint()).addAllLayers(m.layout().layers())
+            .setHeads(m.layout().heads()).setHeadDim(m.layout().headDim()).setIndexFactory(m.indexFactory())
+            .setTokens(m.rows()).setShards(m.shards().size());
+        m.shards().forEach(s -> s.documents().forEach(d -> c.addDocuments(d.id())));
+        b.addCollections(c);
+      }
+      return b.build();
+    });
+  }
+
+  @Override
+  public void createSession(CreateSessionRequest request, StreamObserver<CreateSessionResponse> out) {
+    answer(out, () -> CreateSessionResponse.newBuilder()
+        .setSession(node.createSession(request.getLayersList(), request.getHeads(), request.getHeadDim())).build());
+  }
+
+  @Override
+  public void appendSession(AppendSessionRequest request, StreamObserver<AppendSessionResponse> out) {
+    answer(out, () -> AppendSessionResponse.newBuilder().setTokens(node.appendSession(request.getSession(),
+        request.getLayer(), request.getTokens(), Wire.floats(request.getKeys(), "keys"),
+        Wire.floats(request.getValues(), "values"),
+        request.getPositionsList().stream().mapToInt(Integer::intValue).toArray())).build());
+  }
+
+  @Override
+  public void dropSession(DropSessionRequest request, StreamObserver<DropSessionResponse> out) {
+    answer(out, () -> {
+      node.dropSession(request.getSession());
+      return DropSessionResponse.getDefaultInstance();
+    });
+  }
+
+  private static <T> void answer(StreamObserver<T> out, Supplier<T> body) {
+    T result;
+    try {
+      result = body.get();
+    } catch (RequestException e) {
+      out.onError(status(e.kind()).withDescription(e.getMessage()).asRuntimeException());
+      return;
+    } catch (WireFormatException e) { // an array field of the request
+      out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+      return;
+    } catch (RuntimeException e) {
+      LOG.error("request failed", e);
+      out.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
+      return;
+    }
+    out.onNext(result);
+    out.onCompleted();
+  }
+
+  private static Status status(RequestException.Kind kind) {
+    switch (kind) {
+      case INVALID_ARGUMENT: return Status.INVALID_ARGUMENT;
+      case NOT_FOUND: return Status.NOT_FOUND;
+      case RESOURCE_EXHAUSTED: return Status.RESOURCE_EXHAUSTED;
+      case UNAVAILABLE: return Status.UNAVAILABLE;
+      case FAILED_PRECONDITION: return Status.FAILED_PRECONDITION;
+      default: return Status.UNKNOWN;
+    }
+  }
+}

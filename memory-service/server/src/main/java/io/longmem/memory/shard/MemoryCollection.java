@@ -1,0 +1,302 @@
+package io.longmem.memory.shard;
+
+import io.longmem.memory.api.MemoryBlock;
+import io.longmem.memory.faiss.FaissIndex;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A committed collection, opened for reading: its manifest checked against the model that will
+ * use it, every file checked (size, and SHA-256 unless told not to) before anything is loaded, the
+ * Arrow files memory-mapped and the FAISS indexes opened. A damaged file is refused with its path.
+ */
+public final class MemoryCollection implements AutoCloseable {
+  private final Path dir;
+  private final Manifest manifest;
+  private final List<Shard> shards = new ArrayList<>();
+
+  private MemoryCollection(Path dir, Manifest manifest) {
+    this.dir = dir;
+    this.manifest = manifest;
+  }
+
+  /** What of a collection's files is read into memory when it opens (the rest is read when used). */
+  public enum Preload {
+    NONE,
+    KEYS,
+    /** keys, values and positions */
+    ALL
+  }
+
+  /**
+   * How a collection is opened.
+   *
+   * @param verifyChecksums re-hash every file (catches corruption, costs a full read)
+   * @param mmapIndexes leave IVF inverted lists on disk
+   * @param preload what to read into memory at open and map (see {@link LayerFile#open})
+   * @param shards ids of the shards to load (a node of a cluster serves a part; the manifest, which
+   *     every node has, describes the whole); null loads all
+   */
+  public record Loading(boolean verifyChecksums, boolean mmapIndexes, Preload preload,
+      java.util.Set<String> shards) {}
+
+  /**
+   * @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection)
+   * @param verifyChecksums re-hash every file (catches corruption, costs a full read)
+   * @param mmapIndexes leave IVF inverted lists on disk
+   */
+  public static MemoryCollection open(Path dir, String expectedFingerprint, boolean verifyChecksums,
+      boolean mmapIndexes) throws IOException {
+    return open(dir, Manifest.read(dir), expectedFingerprint,
+        new Loading(verifyChecksums, mmapIndexes, Preload.NONE, null));
+  }
+
+  /**
+   * Opens a collection whose manifest the caller has read (a node reads it first to size what it
+   * preloads).
+   *
+   * @param expectedFingerprint the reading model's fingerprint; null skips the check (inspection)
+   */
+  public static MemoryCollection open(Path dir, Manifest m, String expectedFingerprint, Loading how)
+      throws IOException {
+    java.util.Set<String> shardsToLoad = how.shards();
+    boolean verifyChecksums = how.verifyChecksums();
+    if (shardsToLoad != null) {
+      java.util.Set<String> known = new java.util.HashSet<>();
+      m.shards().forEach(s -> known.add(s.id()));
+      for (String id : shardsToLoad) {
+        if (!known.contains(id)) {
+          throw new CollectionException(dir + " has no shard " + id);
+        }
+      }
+    }
+    if (expectedFingerprint != null && !expectedFingerprint.equals(m.modelFingerprint())) {
+      throw new CollectionException(dir + " was written by model " + m.modelFingerprint()
+          + ", not by this model (" + expectedFingerprint + "): its memory means nothing to it");
+    }
+    for (Manifest.ShardEntry s : m.shards()) {
+      if (shardsToLoad != null && !shardsToLoad.contains(s.id())) {
+        continue;
+      }
+      for (Manifest.FileEntry f : s.files()) {
+        Path p = dir.resolve(f.path()).normalize();
+        if (!p.startsWith(dir.normalize())) {
+          throw new CollectionException(dir + ": manifest names a file outside the collection: " + f.path());
+        }
+        if (!Files.isRegularFile(p)) {
+          throw new CollectionException(p + " is missing (shard " + s.id() + ")");
+        }
+        long size = Files.size(p);
+        if (size != f.bytes()) {
+          throw new CollectionException(p + " has " + size + " bytes, the manifest says " + f.bytes()
+              + " (truncated or rewritten)");
+        }
+        if (verifyChecksums && !io.longmem.io.FileTrees.sha256(p).equals(f.sha256())) {
+          throw new CollectionException(p + " does not match its SHA-256 in the manifest (corrupted)");
+        }
+      }
+    }
+    MemoryCollection c = new MemoryCollection(dir, m);
+    try {
+      for (Manifest.ShardEntry s : m.shards()) {
+        if (shardsToLoad == null || shardsToLoad.contains(s.id())) {
+          c.shards.add(new Shard(dir, s, m.layout(), how.mmapIndexes(), how.preload()));
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      c.close();
+      throw e;
+    }
+    return c;
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
+  public Manifest manifest() {
+    return manifest;
+  }
+
+  public ShardLayout layout() {
+    return manifest.layout();
+  }
+
+  /** The loaded shards, in manifest order. */
+  public List<Shard> shards() {
+    return shards;
+  }
+
+  /** The loaded shard of that id, or null. */
+  public Shard shard(String id) {
+    for (Shard s : shards) {
+      if (s.id().equals(id)) {
+        return s;
+      }
+    }
+    return null;
+  }
+
+  @Override
+  public void close() {
+    for (Shard s : shards) {
+      s.close();
+    }
+  }
+
+  /**
+   * One shard: per layer its Arrow file, memory-mapped (rows are read where they lie), and per
+   * (layer, head) its FAISS index.
+   */
+  public static final class Shard implements AutoCloseable {
+    private final Manifest.ShardEntry entry;
+    private final ShardLayout layout;
+    /** by layer number (a handful of layers: plain arrays, looked up per candidate while re-scoring) */
+    private final LayerFile[] layers;
+    private final FaissIndex[][] indexes;
+
+    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap, Preload preload)
+        throws IOException {
+      this.entry = entry;
+      this.layout = layout;
+      Path shardDir = dir.resolve(CollectionWriter.SHARDS).resolve(entry.id());
+      int maxLayer = layout.layers().stream().mapToInt(Integer::intValue).max().orElse(-1);
+      layers = new LayerFile[maxLayer + 1];
+      indexes = new FaissIndex[maxLayer + 1][];
+      try {
+        for (int layer : layout.layers()) {
+          Path file = shardDir.resolve(ShardLayout.layerFile(layer));
+          LayerFile data = LayerFile.open(file, layout, layer, preload);
+          if (data.rows() != entry.rows()) {
+            throw new CollectionException(file + " holds " + data.rows() + " rows, the manifest says " + entry.rows());
+          }
+          layers[layer] = data;
+          FaissIndex[] perHead = new FaissIndex[layout.heads()];
+          indexes[layer] = perHead;
+          for (int h = 0; h < perHead.length; h++) {
+            Path f = shardDir.resolve(ShardLayout.indexFile(layer, h));
+            perHead[h] = FaissIndex.read(f, mmap);
+            if (perHead[h].size() != entry.rows() || perHead[h].dim() != layout.headDim()) {
+              throw new CollectionException(f + " indexes " + perHead[h].size() + " vectors of dimension "
+                  + perHead[h].dim() + ", the shard has " + entry.rows() + " of " + layout.headDim());
+            }
+          }
+        }
+      } catch (IOException | RuntimeException e) {
+        close();
+        throw e;
+      }
+    }
+
+    public String id() {
+      return entry.id();
+    }
+
+    public long rows() {
+      return entry.rows();
+    }
+
+    public List<Manifest.DocumentEntry> documents() {
+      return entry.documents();
+    }
+
+    /** Copies the key of (row, head) of a layer, head_dim floats, into dst at off. */
+    public void readKey(int layer, long row, int head, float[] dst, int off) {
+      layer(layer).read(true, row, head * layout.headDim(), layout.headDim(), dst, off);
+    }
+
+    /** Copies the value of (row, head) of a layer into dst at off. */
+    public void readValue(int layer, long row, int head, float[] dst, int off) {
+      layer(layer).read(false, row, head * layout.headDim(), layout.headDim(), dst, off);
+    }
+
+    /**
+     * Where the key (or value) of (row, head) lies in memory, for {@link
+     * io.longmem.memory.faiss.MappedReads}: valid while this shard is reachable (its files stay
+     * mapped until it is collected, even once closed).
+     */
+    public long address(int layer, long row, int head, boolean key) {
+      return layer(layer).address(key, row, head * layout.headDim(), layout.headDim());
+    }
+
+    /** Where the position of a row (an int32) lies in memory, like {@link #address}. */
+    public long positionAddress(long row) {
+      return layer(layout.layers().get(0)).positionAddress(row);
+    }
+
+    /** Whether keys and values are stored as float16 (else float32). */
+    public boolean isFloat16() {
+      return layout.storage() == MemoryBlock.Storage.FLOAT16;
+    }
+
+    /** Position of a row within its document. */
+    public int position(long row) {
+      return layer(layout.layers().get(0)).position(row);
+    }
+
+    /** The document a row belongs to (documents are sorted runs of rows). */
+    public String documentOf(long row) {
+      return entry.documents().get(documentIndexOf(row)).id();
+    }
+
+    /** Index into {@link #documents()} of the document a row belongs to. */
+    public int documentIndexOf(long row) {
+      List<Manifest.DocumentEntry> docs = entry.documents();
+      int lo = 0;
+      int hi = docs.size() - 1;
+      while (lo <= hi) {
+        int mid = (lo + hi) >>> 1;
+        Manifest.DocumentEntry d = docs.get(mid);
+        if (row < d.begin()) {
+          hi = mid - 1;
+        } else if (row >= d.end()) {
+          lo = mid + 1;
+        } else {
+          return mid;
+        }
+      }
+      throw new IllegalArgumentException("row " + row + " is outside the documents of shard " + entry.id());
+    }
+
+    public FaissIndex index(int layer, int head) {
+      FaissIndex[] perHead = layer >= 0 && layer < indexes.length ? indexes[layer] : null;
+      if (perHead == null) {
+        throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers "
+            + layout.layers() + ")");
+      }
+      if (head < 0 || head >= perHead.length) {
+        throw new IllegalArgumentException("head " + head + " is outside 0.." + (perHead.length - 1));
+      }
+      return perHead[head];
+    }
+
+    private LayerFile layer(int layer) {
+      LayerFile f = layer >= 0 && layer < layers.length ? layers[layer] : null;
+      if (f == null) {
+        throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers " + layout.layers()
+            + ")");
+      }
+      return f;
+    }
+
+    @Override
+    public void close() {
+      for (FaissIndex[] perHead : indexes) {
+        if (perHead == null) {
+          continue;
+        }
+        for (FaissIndex i : perHead) {
+          if (i != null) {
+            i.close();
+          }
+        }
+      }
+      java.util.Arrays.fill(indexes, null);
+      // the layer files stay: their mappings go with the garbage collector once nothing (a search
+      // still running, reading them by address) holds this shard
+    }
+  }
+}
