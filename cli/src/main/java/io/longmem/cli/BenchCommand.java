@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -146,7 +147,7 @@ final class BenchCommand implements Runnable {
     @Override
     public Integer call() throws Exception {
       if (tokens < 1 || decodeTokens < 1) {
-        throw new IllegalArgumentException("--tokens and --decode-tokens must be >= 1");
+        throw new InputException("--tokens and --decode-tokens must be >= 1");
       }
       Path dir = checkpointDir != null ? checkpointDir : Files.createTempDirectory("longmem-bench-");
       RandomCheckpoint.Shape shape = new RandomCheckpoint.Shape(vocab, hidden, heads, intermediate, layers,

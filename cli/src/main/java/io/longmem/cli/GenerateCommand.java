@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import io.longmem.model.LongLlama;
 import io.longmem.model.generate.GenerationOptions;
 import io.longmem.model.generate.Generator;
@@ -77,14 +78,14 @@ final class GenerateCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     boolean sampling = temperature != null || topK != null || topP != null || seed != null;
     if (greedy && sampling) {
-      throw new IllegalArgumentException("--greedy contradicts --temperature/--top-k/--top-p/--seed");
+      throw new InputException("--greedy contradicts --temperature/--top-k/--top-p/--seed");
     }
     try (LongLlama m = model.load(); MemoryOptions.Backend backend = memory.open(model.checkpoint.fingerprint())) {
       SentencePieceTokenizer tokenizer = model.tokenizer(tokenizerFile);
       long[] prompt;
       if (input.prompt != null) {
         if (tokenizer == null) {
-          throw new IllegalArgumentException("--prompt needs a tokenizer: the checkpoint has no tokenizer.model; "
+          throw new InputException("--prompt needs a tokenizer: the checkpoint has no tokenizer.model; "
               + "pass --tokenizer FILE or --input-ids");
         }
         prompt = java.util.Arrays.stream(tokenizer.encodeWithBos(input.prompt)).asLongStream().toArray();

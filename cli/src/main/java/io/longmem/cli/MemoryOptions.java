@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import io.longmem.memory.service.InProcessNode;
 import io.longmem.model.LongLlama;
 import io.longmem.model.memory.DenseMemory;
@@ -58,7 +59,7 @@ final class MemoryOptions {
   Backend open(String modelFingerprint) throws IOException {
     if ("dense".equals(memory)) {
       if (!collections.isEmpty() || !documents.isEmpty()) {
-        throw new IllegalArgumentException("--collection/--document need --memory local or grpc://HOST:PORT");
+        throw new InputException("--collection/--document need --memory local or grpc://HOST:PORT");
       }
       return new Backend() {
         @Override
@@ -88,7 +89,7 @@ final class MemoryOptions {
       }
     }
     if ("local".equals(memory) && names.isEmpty()) {
-      throw new IllegalArgumentException("--memory local needs at least one --collection DIR");
+      throw new InputException("--memory local needs at least one --collection DIR");
     }
     MemoryEndpoint endpoint = InProcessNode.open(memory, dirs, modelFingerprint);
     ServiceMemory.Options options = new ServiceMemory.Options(names, documents, topK, nprobe, refine, deadlineMs, attempts);

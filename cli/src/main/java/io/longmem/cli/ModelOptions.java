@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import ai.djl.Device;
 import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
@@ -42,7 +43,7 @@ final class ModelOptions {
     }
     if (lastContextLength != null) {
       if (lastContextLength < 0) {
-        throw new IllegalArgumentException("--last-context-length must be >= 0, got " + lastContextLength);
+        throw new InputException("--last-context-length must be >= 0, got " + lastContextLength);
       }
       c = c.withLastContextLength(lastContextLength);
     }
@@ -56,7 +57,7 @@ final class ModelOptions {
       case "gpu":
         return Device.gpu();
       default:
-        throw new IllegalArgumentException("--device must be cpu or gpu, got " + device);
+        throw new InputException("--device must be cpu or gpu, got " + device);
     }
   }
 

@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import io.longmem.model.LongLlama;
 import io.longmem.passkey.Passkey;
 import java.nio.file.Path;
@@ -31,7 +32,7 @@ final class PasskeyCommand implements Callable<Integer> {
     try (LongLlama m = model.load(); MemoryOptions.Backend backend = memory.open(model.checkpoint.fingerprint())) {
       var tok = model.tokenizer(tokenizerFile);
       if (tok == null) {
-        throw new IllegalArgumentException("passkey needs a tokenizer: the checkpoint has no tokenizer.model; pass --tokenizer");
+        throw new InputException("passkey needs a tokenizer: the checkpoint has no tokenizer.model; pass --tokenizer");
       }
       Passkey.Report r = Passkey.run(m, tok, () -> backend.newMemory(m, 1), tokens, trials, seed);
       r.lines().forEach(System.out::println);

@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import io.longmem.memory.service.MemoryServer;
 import io.longmem.memory.service.ServiceConfig;
 import java.nio.file.Files;
@@ -34,7 +35,7 @@ final class ServeCommand implements Callable<Integer> {
     for (String c : collections) {
       int eq = c.indexOf('=');
       if (eq <= 0) {
-        throw new IllegalArgumentException("--collection takes NAME=DIR, got " + c);
+        throw new InputException("--collection takes NAME=DIR, got " + c);
       }
       all.put(c.substring(0, eq), Path.of(c.substring(eq + 1)).toAbsolutePath().toString());
     }
@@ -59,7 +60,7 @@ final class ServeCommand implements Callable<Integer> {
     String home = System.getProperty("longmem.home");
     Path p = home != null ? Path.of(home, "conf", "memory-service.json") : Path.of("conf", "memory-service.json");
     if (!Files.exists(p)) {
-      throw new IllegalArgumentException("no --conf given and no default at " + p.toAbsolutePath());
+      throw new InputException("no --conf given and no default at " + p.toAbsolutePath());
     }
     return p;
   }

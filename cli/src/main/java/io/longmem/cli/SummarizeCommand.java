@@ -1,5 +1,6 @@
 package io.longmem.cli;
 
+import io.longmem.io.InputException;
 import io.longmem.model.LongLlama;
 import io.longmem.model.generate.GenerationOptions;
 import io.longmem.summarize.BookSummarizer;
@@ -41,13 +42,13 @@ final class SummarizeCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     if (book == null && memory.documents.isEmpty()) {
-      throw new IllegalArgumentException("give --book FILE, or --collection C --document D for a book already encoded");
+      throw new InputException("give --book FILE, or --collection C --document D for a book already encoded");
     }
     String text = null;
     if (book != null) {
       text = Files.readString(book, StandardCharsets.UTF_8);
       if (text.isBlank()) {
-        throw new IllegalArgumentException("--book " + book + " is empty");
+        throw new InputException("--book " + book + " is empty");
       }
     }
     try (LongLlama m = model.load(); MemoryOptions.Backend backend = memory.open(model.checkpoint.fingerprint())) {

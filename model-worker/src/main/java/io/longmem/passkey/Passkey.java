@@ -1,5 +1,6 @@
 package io.longmem.passkey;
 
+import io.longmem.io.InputException;
 import io.longmem.model.LongLlama;
 import io.longmem.model.generate.GenerationOptions;
 import io.longmem.model.memory.Memory;
@@ -70,10 +71,10 @@ public final class Passkey {
   public static Report run(LongLlama model, SentencePieceTokenizer tok, Supplier<Memory> memory, int tokens, int trials,
       long seed) {
     if (tokens < 64) {
-      throw new IllegalArgumentException("--tokens must be at least 64, got " + tokens);
+      throw new InputException("--tokens must be at least 64, got " + tokens);
     }
     if (trials < 1) {
-      throw new IllegalArgumentException("--trials must be >= 1, got " + trials);
+      throw new InputException("--trials must be >= 1, got " + trials);
     }
     Random random = new Random(seed);
     BookSummarizer reader = new BookSummarizer(model, tok);

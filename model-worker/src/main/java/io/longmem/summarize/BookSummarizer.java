@@ -1,5 +1,6 @@
 package io.longmem.summarize;
 
+import io.longmem.io.InputException;
 import io.longmem.model.LongLlama;
 import io.longmem.model.LongLlamaCache;
 import io.longmem.model.generate.GenerationOptions;
@@ -29,7 +30,7 @@ public final class BookSummarizer {
 
   public BookSummarizer(LongLlama model, SentencePieceTokenizer tokenizer) {
     if (tokenizer == null) {
-      throw new IllegalArgumentException("summarizing needs a tokenizer (the checkpoint's tokenizer.model or --tokenizer)");
+      throw new InputException("summarizing needs a tokenizer (the checkpoint's tokenizer.model or --tokenizer)");
     }
     this.model = model;
     this.tokenizer = tokenizer;

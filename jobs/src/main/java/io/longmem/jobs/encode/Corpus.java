@@ -1,5 +1,6 @@
 package io.longmem.jobs.encode;
 
+import io.longmem.io.InputException;
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.lit;
 
@@ -73,7 +74,7 @@ public final class Corpus {
     org.apache.hadoop.fs.Path path = new org.apache.hadoop.fs.Path(spec.path());
     FileSystem fs = path.getFileSystem(conf);
     if (!fs.exists(path)) {
-      throw new IllegalArgumentException("input " + spec.path() + " does not exist");
+      throw new InputException("input " + spec.path() + " does not exist");
     }
     List<String> names = new ArrayList<>();
     FileStatus status = fs.getFileStatus(path);
@@ -89,7 +90,7 @@ public final class Corpus {
       names.add(path.getName().toLowerCase(Locale.ROOT));
     }
     if (names.isEmpty()) {
-      throw new IllegalArgumentException("input " + spec.path() + " holds no files");
+      throw new InputException("input " + spec.path() + " holds no files");
     }
     Format format = spec.format();
     if (format == Format.AUTO) {
@@ -100,12 +101,12 @@ public final class Corpus {
       } else if (status.isDirectory()) {
         format = Format.TEXT;
       } else {
-        throw new IllegalArgumentException("input " + spec.path() + ": cannot tell its format from its name; "
+        throw new InputException("input " + spec.path() + ": cannot tell its format from its name; "
             + "pass --format text|jsonl|parquet (text reads a directory of files, one document each)");
       }
     }
     if (format == Format.TEXT && !status.isDirectory()) {
-      throw new IllegalArgumentException("--format text reads a directory of text files (one document each); "
+      throw new InputException("--format text reads a directory of text files (one document each); "
           + spec.path() + " is a file");
     }
     String qualified = fs.makeQualified(path).toString();
@@ -122,7 +123,7 @@ public final class Corpus {
       case PARQUET:
         return parquet(spark, spec);
       default:
-        throw new IllegalArgumentException("unresolved input format " + spec.format());
+        throw new InputException("unresolved input format " + spec.format());
     }
   }
 
@@ -169,13 +170,13 @@ public final class Corpus {
     Dataset<Row> raw = spark.read().parquet(spec.path());
     List<String> columns = Arrays.asList(raw.columns());
     if (!columns.contains(spec.idColumn())) {
-      throw new IllegalArgumentException("input " + spec.path() + " has no id column '" + spec.idColumn()
+      throw new InputException("input " + spec.path() + " has no id column '" + spec.idColumn()
           + "' (columns: " + columns + "; choose one with --id-column)");
     }
     boolean hasText = columns.contains(spec.textColumn());
     boolean hasIds = columns.contains(spec.tokenIdsColumn());
     if (!hasText && !hasIds) {
-      throw new IllegalArgumentException("input " + spec.path() + " has neither a text column '" + spec.textColumn()
+      throw new InputException("input " + spec.path() + " has neither a text column '" + spec.textColumn()
           + "' nor a token ids column '" + spec.tokenIdsColumn() + "' (columns: " + columns
           + "; choose with --text-column / --token-ids-column)");
     }

@@ -1,5 +1,6 @@
 package io.longmem.jobs.encode;
 
+import io.longmem.io.InputException;
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.monotonically_increasing_id;
 
@@ -116,7 +117,7 @@ public final class EncodeJob implements Callable<Integer> {
     try {
       f = Corpus.Format.valueOf(format.toUpperCase(Locale.ROOT));
     } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException("--format must be auto, text, jsonl or parquet, got " + format);
+      throw new InputException("--format must be auto, text, jsonl or parquet, got " + format);
     }
     return new EncodeSpec(model.toAbsolutePath().toString(), tokenizer == null ? null : tokenizer.toAbsolutePath().toString(),
         memDType, index, trainingRows, n, batchSize, maxBatchTokens, threads,
@@ -147,12 +148,12 @@ public final class EncodeJob implements Callable<Integer> {
     // 1. Fail fast: model, tokenizer, input, output, before any work.
     Path modelDir = Path.of(spec.model());
     if (!Files.isDirectory(modelDir)) {
-      throw new IllegalArgumentException("--model " + modelDir + " is not a directory");
+      throw new InputException("--model " + modelDir + " is not a directory");
     }
     Checkpoint ckpt = Checkpoint.open(modelDir);
     LongLlamaConfig config = ExecutorModel.config(ckpt, spec.memDType());
     if (config.memLayers().isEmpty()) {
-      throw new IllegalArgumentException("--model " + modelDir + " has no memory layers (mem_layers): nothing to encode");
+      throw new InputException("--model " + modelDir + " has no memory layers (mem_layers): nothing to encode");
     }
     String fingerprint = ckpt.fingerprint();
     SentencePieceTokenizer tok = ExecutorModel.tokenizer(ckpt, spec.tokenizer());
@@ -174,10 +175,10 @@ public final class EncodeJob implements Callable<Integer> {
     long units = totals.isNullAt(1) ? 0 : totals.getLong(1);
     long textRows = totals.isNullAt(2) ? 0 : totals.getLong(2);
     if (rows == 0) {
-      throw new IllegalArgumentException("input " + in.path() + " holds no documents");
+      throw new InputException("input " + in.path() + " holds no documents");
     }
     if (textRows > 0 && tok == null) {
-      throw new IllegalArgumentException(textRows + " documents are text, and there is no tokenizer: the checkpoint "
+      throw new InputException(textRows + " documents are text, and there is no tokenizer: the checkpoint "
           + "has no tokenizer.model; pass --tokenizer FILE");
     }
     String tokFingerprint = tok == null ? null : "sha256:" + io.longmem.io.FileTrees.sha256(
@@ -230,7 +231,7 @@ public final class EncodeJob implements Callable<Integer> {
       }
     }
     if (entries.isEmpty()) {
-      throw new IllegalArgumentException("no document of " + in.path() + " had any tokens: nothing to commit");
+      throw new InputException("no document of " + in.path() + " had any tokens: nothing to commit");
     }
     try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.jobs.encode.ShardEncoder.layout(config),
         config.memDType().pythonName(), spec.indexFactory())) {

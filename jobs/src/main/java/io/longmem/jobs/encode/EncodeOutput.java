@@ -1,5 +1,6 @@
 package io.longmem.jobs.encode;
 
+import io.longmem.io.InputException;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
 import io.longmem.memory.shard.CollectionWriter;
@@ -25,7 +26,7 @@ final class EncodeOutput {
   /** Checks the directory and records the plan; returns how many shards an earlier run finished. */
   static int prepare(Path out, EncodeSpec.Plan plan, boolean resume) throws IOException {
     if (Files.exists(out.resolve(Manifest.FILE))) {
-      throw new IllegalArgumentException("output " + out + " already holds a committed collection; "
+      throw new InputException("output " + out + " already holds a committed collection; "
           + "choose another directory or delete it first");
     }
     Path planFile = out.resolve(PLAN);
@@ -33,12 +34,12 @@ final class EncodeOutput {
       EncodeSpec.Plan earlier = GSON.fromJson(Files.readString(planFile, StandardCharsets.UTF_8), EncodeSpec.Plan.class);
       List<String> finished = CollectionWriter.finishedShardIds(out);
       if (!resume) {
-        throw new IllegalArgumentException("output " + out + " holds an unfinished encode (" + finished.size() + " of "
+        throw new InputException("output " + out + " holds an unfinished encode (" + finished.size() + " of "
             + earlier.shards() + " shards finished, no manifest): rerun with --resume to finish it, "
             + "or delete the directory to start over");
       }
       if (!plan.equals(earlier)) {
-        throw new IllegalArgumentException("output " + out + " holds an unfinished encode of another plan: "
+        throw new InputException("output " + out + " holds an unfinished encode of another plan: "
             + differences(earlier, plan) + "; resume with the same model, input and options, or delete the directory");
       }
       return finished.size();
@@ -46,7 +47,7 @@ final class EncodeOutput {
     if (Files.isDirectory(out)) {
       try (var entries = Files.list(out)) {
         if (entries.findAny().isPresent()) {
-          throw new IllegalArgumentException("output " + out + " is not empty and holds no longmem encode: "
+          throw new InputException("output " + out + " is not empty and holds no longmem encode: "
               + "choose an empty or new directory");
         }
       }

@@ -1,5 +1,6 @@
 package io.longmem.jobs.encode;
 
+import io.longmem.io.InputException;
 import java.io.Serializable;
 
 /**
@@ -22,19 +23,19 @@ public record EncodeSpec(String model, String tokenizer, String memDType, String
 
   public EncodeSpec {
     if (shards < 1) {
-      throw new IllegalArgumentException("--shards must be >= 1, got " + shards);
+      throw new InputException("--shards must be >= 1, got " + shards);
     }
     if (batchSize < 1) {
-      throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
+      throw new InputException("--batch-size must be >= 1, got " + batchSize);
     }
     if (maxBatchTokens < 1) {
-      throw new IllegalArgumentException("--max-batch-tokens must be >= 1, got " + maxBatchTokens);
+      throw new InputException("--max-batch-tokens must be >= 1, got " + maxBatchTokens);
     }
     if (trainingRows < 1) {
-      throw new IllegalArgumentException("--training-rows must be >= 1, got " + trainingRows);
+      throw new InputException("--training-rows must be >= 1, got " + trainingRows);
     }
     if (torchThreads < 0) {
-      throw new IllegalArgumentException("--torch-threads must be >= 0, got " + torchThreads);
+      throw new InputException("--torch-threads must be >= 0, got " + torchThreads);
     }
   }
 

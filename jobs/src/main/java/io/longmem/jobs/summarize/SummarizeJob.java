@@ -1,5 +1,6 @@
 package io.longmem.jobs.summarize;
 
+import io.longmem.io.InputException;
 import io.longmem.jobs.encode.Corpus;
 import io.longmem.jobs.encode.EncodeJob;
 import io.longmem.jobs.encode.ExecutorModel;
@@ -102,21 +103,21 @@ public final class SummarizeJob implements Callable<Integer> {
   public static long run(SparkSession spark, Settings s, Corpus.Spec in, Path output, String outputFormat, int partitions)
       throws IOException {
     if (!Files.isDirectory(Path.of(s.model()))) {
-      throw new IllegalArgumentException("--model " + s.model() + " is not a directory");
+      throw new InputException("--model " + s.model() + " is not a directory");
     }
     Checkpoint ckpt = Checkpoint.open(Path.of(s.model()));
     if (ExecutorModel.tokenizer(ckpt, s.tokenizer()) == null) {
-      throw new IllegalArgumentException("summaries need a tokenizer: the checkpoint has no tokenizer.model; pass --tokenizer");
+      throw new InputException("summaries need a tokenizer: the checkpoint has no tokenizer.model; pass --tokenizer");
     }
     if (!outputFormat.equals("jsonl") && !outputFormat.equals("parquet")) {
-      throw new IllegalArgumentException("--output-format must be jsonl or parquet, got " + outputFormat);
+      throw new InputException("--output-format must be jsonl or parquet, got " + outputFormat);
     }
     if (Files.exists(output)) {
-      throw new IllegalArgumentException("output " + output + " already exists; choose a new directory");
+      throw new InputException("output " + output + " already exists; choose a new directory");
     }
     boolean encoded = !"dense".equals(s.memory());
     if (encoded && s.collection() == null) {
-      throw new IllegalArgumentException("--memory " + s.memory() + " needs --collection (the books already encoded)");
+      throw new InputException("--memory " + s.memory() + " needs --collection (the books already encoded)");
     }
     Dataset<Row> docs;
     if (in != null) {
@@ -130,7 +131,7 @@ public final class SummarizeJob implements Callable<Integer> {
       }
       docs = spark.createDataFrame(ids, Corpus.SCHEMA);
     } else {
-      throw new IllegalArgumentException("give --input, or --memory grpc://... --collection C to summarize a collection");
+      throw new InputException("give --input, or --memory grpc://... --collection C to summarize a collection");
     }
     long rows = docs.count();
     LongAccumulator done = spark.sparkContext().longAccumulator("longmem documents summarized");

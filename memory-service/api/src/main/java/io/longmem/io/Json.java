@@ -18,10 +18,10 @@ public final class Json {
     try {
       e = JsonParser.parseString(Files.readString(file, StandardCharsets.UTF_8));
     } catch (com.google.gson.JsonParseException ex) {
-      throw new IllegalArgumentException(file + ": not valid JSON: " + ex.getMessage());
+      throw new InputException(file + ": not valid JSON: " + ex.getMessage());
     }
     if (!e.isJsonArray()) {
-      throw new IllegalArgumentException(file + ": expected a JSON list of token ids");
+      throw new InputException(file + ": expected a JSON list of token ids");
     }
     JsonArray a = e.getAsJsonArray();
     long[] ids = new long[a.size()];
@@ -29,7 +29,7 @@ public final class Json {
       JsonElement x = a.get(i);
       if (!x.isJsonPrimitive() || !x.getAsJsonPrimitive().isNumber()
           || x.getAsDouble() != Math.rint(x.getAsDouble())) {
-        throw new IllegalArgumentException(file + ": entry " + i + " (" + x + ") is not an integer token id");
+        throw new InputException(file + ": entry " + i + " (" + x + ") is not an integer token id");
       }
       ids[i] = x.getAsLong();
     }

@@ -89,7 +89,7 @@ public final class Npy {
   public static void write(Path file, long[] shape, float[] data) throws IOException {
     long n = Arrays.stream(shape).reduce(1, (a, b) -> a * b);
     if (n != data.length) {
-      throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " does not match " + data.length + " values");
+      throw new InputException("shape " + Arrays.toString(shape) + " does not match " + data.length + " values");
     }
     write(file, shape, "<f4", out -> {
       ByteBuffer buf = ByteBuffer.allocate(1 << 16).order(ByteOrder.LITTLE_ENDIAN);

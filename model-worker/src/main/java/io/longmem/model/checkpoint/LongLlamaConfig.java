@@ -1,5 +1,6 @@
 package io.longmem.model.checkpoint;
 
+import io.longmem.io.InputException;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
@@ -210,7 +211,7 @@ public record LongLlamaConfig(
     }
     double d = e.getAsDouble();
     if (d != Math.rint(d)) {
-      throw new IllegalArgumentException(k + " must be an integer, got " + e);
+      throw new InputException(k + " must be an integer, got " + e);
     }
     return (int) d;
   }

@@ -1,5 +1,6 @@
 package io.longmem.model.checkpoint;
 
+import io.longmem.io.InputException;
 import java.util.Locale;
 
 /**
@@ -39,7 +40,7 @@ public enum MemDType {
       case "fp16":
         return FLOAT16;
       default:
-        throw new IllegalArgumentException("mem_dtype must be float32, bfloat16 or float16, got '" + s + "'");
+        throw new InputException("mem_dtype must be float32, bfloat16 or float16, got '" + s + "'");
     }
   }
 

@@ -1,5 +1,6 @@
 package io.longmem.model.generate;
 
+import io.longmem.io.InputException;
 import java.util.List;
 
 /**
@@ -25,23 +26,23 @@ public record GenerationOptions(
   public GenerationOptions {
     stopStrings = List.copyOf(stopStrings);
     if (maxNewTokens < 1) {
-      throw new IllegalArgumentException("max new tokens must be >= 1, got " + maxNewTokens);
+      throw new InputException("max new tokens must be >= 1, got " + maxNewTokens);
     }
     if (!greedy && !(temperature > 0f) || Float.isInfinite(temperature)) {
-      throw new IllegalArgumentException("temperature must be a positive number, got " + temperature);
+      throw new InputException("temperature must be a positive number, got " + temperature);
     }
     if (topK < 0) {
-      throw new IllegalArgumentException("top-k must be >= 0 (0 = off), got " + topK);
+      throw new InputException("top-k must be >= 0 (0 = off), got " + topK);
     }
     if (!(topP > 0f && topP <= 1f)) {
-      throw new IllegalArgumentException("top-p must be in (0, 1], got " + topP);
+      throw new InputException("top-p must be in (0, 1], got " + topP);
     }
     if (lastContextLength < 0) {
-      throw new IllegalArgumentException("last context length must be >= 0, got " + lastContextLength);
+      throw new InputException("last context length must be >= 0, got " + lastContextLength);
     }
     for (String s : stopStrings) {
       if (s.isEmpty()) {
-        throw new IllegalArgumentException("stop strings must not be empty");
+        throw new InputException("stop strings must not be empty");
       }
     }
   }

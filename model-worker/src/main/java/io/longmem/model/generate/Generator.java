@@ -1,5 +1,6 @@
 package io.longmem.model.generate;
 
+import io.longmem.io.InputException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.longmem.model.LongLlama;
@@ -51,10 +52,10 @@ public final class Generator {
   public Result generate(LongLlamaCache cache, long[] prompt, GenerationOptions options, boolean recordLogits,
       Consumer<String> stream) {
     if (prompt.length == 0) {
-      throw new IllegalArgumentException("empty prompt: give at least one token");
+      throw new InputException("empty prompt: give at least one token");
     }
     if (!options.stopStrings().isEmpty() && tokenizer == null) {
-      throw new IllegalArgumentException("stop strings need a tokenizer");
+      throw new InputException("stop strings need a tokenizer");
     }
     Sampler sampler = new Sampler(options);
     List<Long> out = new ArrayList<>();

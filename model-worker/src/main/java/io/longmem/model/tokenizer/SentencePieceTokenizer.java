@@ -1,5 +1,6 @@
 package io.longmem.model.tokenizer;
 
+import io.longmem.io.InputException;
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.WireFormat;
 import java.io.ByteArrayOutputStream;
@@ -87,7 +88,7 @@ public final class SentencePieceTokenizer {
     bosId = trainer.bosId;
     eosId = trainer.eosId;
     if (unkId < 0 || unkId >= pieces.length) {
-      throw new IllegalArgumentException("tokenizer model has no valid unk_id (" + unkId + ")");
+      throw new InputException("tokenizer model has no valid unk_id (" + unkId + ")");
     }
   }
 
@@ -102,7 +103,7 @@ public final class SentencePieceTokenizer {
     try {
       return parse(data, file.toString());
     } catch (com.google.protobuf.InvalidProtocolBufferException e) {
-      throw new IllegalArgumentException(file + " is not a SentencePiece model: " + e.getMessage(), e);
+      throw new InputException(file + " is not a SentencePiece model: " + e.getMessage(), e);
     }
   }
 
@@ -192,18 +193,18 @@ public final class SentencePieceTokenizer {
       }
     }
     if (pieces.isEmpty()) {
-      throw new IllegalArgumentException(where + " is not a SentencePiece model (no pieces)");
+      throw new InputException(where + " is not a SentencePiece model (no pieces)");
     }
     if (trainer.modelType != MODEL_BPE) {
-      throw new IllegalArgumentException(where + ": only BPE SentencePiece models are supported (model_type "
+      throw new InputException(where + ": only BPE SentencePiece models are supported (model_type "
           + trainer.modelType + ")");
     }
     if (norm.hasCharsMap && !norm.name.equals("identity")) {
-      throw new IllegalArgumentException(where + ": normalizer '" + norm.name
+      throw new InputException(where + ": normalizer '" + norm.name
           + "' is not supported; LLaMA tokenizers use identity");
     }
     if (trainer.treatWhitespaceAsSuffix) {
-      throw new IllegalArgumentException(where + ": treat_whitespace_as_suffix is not supported");
+      throw new InputException(where + ": treat_whitespace_as_suffix is not supported");
     }
     return new SentencePieceTokenizer(pieces, scores, types, trainer, norm);
   }
@@ -375,7 +376,7 @@ public final class SentencePieceTokenizer {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
     for (int id : ids) {
       if (id < 0 || id >= pieces.length) {
-        throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + pieces.length + ")");
+        throw new InputException("token id " + id + " is outside the vocabulary [0, " + pieces.length + ")");
       }
       if (types[id] == BYTE) {
         bytes.write(Integer.parseInt(pieces[id].substring(3, 5), 16));

@@ -1,5 +1,6 @@
 package io.longmem.memory.api;
 
+import io.longmem.io.InputException;
 import java.util.Objects;
 
 /**
@@ -27,11 +28,11 @@ public record MemoryBlock(int layer, String document, int[] positions, int heads
     Objects.requireNonNull(document, "document");
     Objects.requireNonNull(storage, "storage");
     if (heads <= 0 || headDim <= 0) {
-      throw new IllegalArgumentException("heads and head_dim must be positive, got " + heads + ", " + headDim);
+      throw new InputException("heads and head_dim must be positive, got " + heads + ", " + headDim);
     }
     long expected = (long) heads * positions.length * headDim;
     if (keys.length != expected || values.length != expected) {
-      throw new IllegalArgumentException("layer " + layer + ": keys/values hold " + keys.length + "/" + values.length
+      throw new InputException("layer " + layer + ": keys/values hold " + keys.length + "/" + values.length
           + " floats, heads x tokens x head_dim = " + expected);
     }
   }
@@ -63,7 +64,7 @@ public record MemoryBlock(int layer, String document, int[] positions, int heads
       switch (s) {
         case "float32": return FLOAT32;
         case "float16": return FLOAT16;
-        default: throw new IllegalArgumentException("storage dtype must be float32 or float16, got " + s);
+        default: throw new InputException("storage dtype must be float32 or float16, got " + s);
       }
     }
   }

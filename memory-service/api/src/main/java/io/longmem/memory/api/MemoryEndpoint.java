@@ -1,5 +1,6 @@
 package io.longmem.memory.api;
 
+import io.longmem.io.InputException;
 import io.grpc.ManagedChannel;
 import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
@@ -29,16 +30,16 @@ public final class MemoryEndpoint implements AutoCloseable {
   /** A memory service on the network, {@code grpc://HOST:PORT}. */
   public static MemoryEndpoint remote(String uri) {
     if ("local".equals(uri)) {
-      throw new IllegalArgumentException("--memory local is a node in this process: the command line starts it");
+      throw new InputException("--memory local is a node in this process: the command line starts it");
     }
     URI u;
     try {
       u = URI.create(uri);
     } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException("--memory " + uri + " is not grpc://HOST:PORT");
+      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT");
     }
     if (!"grpc".equals(u.getScheme()) || u.getHost() == null || u.getPort() <= 0) {
-      throw new IllegalArgumentException("--memory " + uri + " is not grpc://HOST:PORT (or 'local')");
+      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT (or 'local')");
     }
     ManagedChannel ch = NettyChannelBuilder.forAddress(u.getHost(), u.getPort()).usePlaintext()
         .maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
