@@ -1,5 +1,7 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock;
+
 import io.longmem.memory.api.MemoryBlock.Storage;
 import java.util.List;
 
