@@ -89,7 +89,7 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
    * UNAVAILABLE; anything else is this node's fault: INTERNAL, with the cause logged, whatever its
    * type (an IllegalArgumentException from deep inside is no fault of the request).
    */
-  private static <T> void answer(StreamObserver<T> out, Supplier<T> body) {
+  static <T> void answer(StreamObserver<T> out, Supplier<T> body) {
     T result;
     try {
       result = body.get();
