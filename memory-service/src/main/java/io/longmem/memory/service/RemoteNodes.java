@@ -55,12 +55,12 @@ final class RemoteNodes implements AutoCloseable {
     Map<String, Integer> attempt = new LinkedHashMap<>();
     shards.forEach(s -> attempt.put(s, 0));
     List<Hits> parts = new ArrayList<>();
-    return round(cluster, self, collection, q, pool, attempt, missing, parts).thenApply(v -> {
+    return round(cluster, self, collection, q, pool, attempt, missing, parts).thenApplyAsync(v -> {
       if (!missing.isEmpty()) {
         throw new MissingShardsException(missing);
       }
       return parts.size() == 1 ? parts.get(0) : Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
-    });
+    }, pool);
   }
 
   /** One outcome of a call: the answer, or why not. */
@@ -89,7 +89,8 @@ final class RemoteNodes implements AutoCloseable {
       calls.add(call(g.getKey(), collection, g.getValue(), q, pool)
           .handle((h, e) -> new Outcome(h, e instanceof CompletionException && e.getCause() != null ? e.getCause() : e)));
     }
-    return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+    // the next round is planned on the node's pool, not on the gRPC thread that saw the last answer
+    return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenComposeAsync(v -> {
       RuntimeException refused = null;
       for (int i = 0; i < groups.size(); i++) {
         ClusterConfig.Node node = groups.get(i).getKey();
@@ -110,7 +111,7 @@ final class RemoteNodes implements AutoCloseable {
         return CompletableFuture.failedFuture(refused);
       }
       return round(cluster, self, collection, q, pool, attempt, missing, parts);
-    });
+    }, pool);
   }
 
   /** One call of searchShards on a replica; its answer is decoded on the node's pool. */
