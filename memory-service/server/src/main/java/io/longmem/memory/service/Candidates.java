@@ -3,7 +3,6 @@ package io.longmem.memory.service;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.faiss.MappedReads;
 import io.longmem.memory.shard.MemoryCollection;
-import java.lang.ref.Reference;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -17,6 +16,8 @@ import java.util.Map;
  *
  * <p>Heads are independent: {@link #rescoreHead} may run for different heads on different threads
  * (each writes only its own {@link Hits.Head}; the answer's document list is shared under a lock).
+ * The caller holds the shards' {@link MemoryCollection.Shard#pin pins} while it runs: re-scoring
+ * reads the keys by address.
  */
 final class Candidates {
   private final List<MemoryCollection.Shard> shards;
@@ -42,7 +43,7 @@ final class Candidates {
     float16 = new boolean[count];
     for (int s = 0; s < count; s++) {
       float16[s] = shards.get(s).isFloat16();
-      sourceOf[s] = out.addSource(MemoryNode.payload(shards.get(s), q.layer()));
+      sourceOf[s] = out.addSource(LocalShards.payload(shards.get(s), q.layer()));
       docSlot[s] = new int[shards.get(s).documents().size()];
       Arrays.fill(docSlot[s], -1);
     }
@@ -74,7 +75,7 @@ final class Candidates {
     float[] exact = new float[pool];
     int count = byShard.length;
     int[] valid = new int[count];
-    MemoryNode.RowSlots chosen = new MemoryNode.RowSlots(n * k);
+    RowSlots chosen = new RowSlots(n * k);
     for (int i = 0; i < n; i++) {
       int c = pool(byShard, i, valid, candShard, candRow);
       // exact q.k of the pool, best k kept
@@ -128,7 +129,6 @@ final class Candidates {
         }
       }
     }
-    Reference.reachabilityFence(shards); // their files stay mapped while the native loop reads them
   }
 
   private int document(int s, long row) {

@@ -1,7 +1,7 @@
 package io.longmem.memory.service;
 
 import io.longmem.memory.faiss.MappedReads;
-import java.lang.ref.Reference;
+import io.longmem.memory.shard.MappedFile;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -17,8 +17,10 @@ import java.util.Map;
  *
  * <p>Pairs are references (source, row) until the answer is written: keys and values are read
  * once, for the winners only, straight from where they lie (a memory-mapped shard, a session).
+ * So an answer holds the {@link MappedFile.Pin}s of the shards its pairs lie in: {@link #close}
+ * it once written (a merge takes over its parts' pins); until then those files stay mapped.
  */
-public final class Hits {
+public final class Hits implements AutoCloseable {
   /** Where the keys and values of a source's pairs are read from. */
   public interface Payload {
     /** Copies head_dim floats of the key and of the value of (row, head) into key/value at off. */
@@ -59,6 +61,8 @@ public final class Hits {
   final List<String> documents = new ArrayList<>();
   final List<Payload> sources = new ArrayList<>();
   final Head[] perHead;
+  /** the mapped files the sources' addresses point into, released by {@link #close} */
+  private final List<MappedFile.Pin> pins = new ArrayList<>();
 
   /** The pairs and choices of one head. */
   public static final class Head {
@@ -148,7 +152,6 @@ public final class Hits {
         for (int j = 0; j < n; j++) {
           out[later[j]] = ints.get(j);
         }
-        Reference.reachabilityFence(owner.sources); // their files stay mapped while read by address
       }
       return out;
     }
@@ -209,9 +212,55 @@ public final class Hits {
     return sources.size() - 1;
   }
 
-  /** The top-k of several sources' hits (each sorted, with its own k), pairs deduplicated per head. */
+  /** Keeps files mapped until this answer is closed (the sources of its pairs read them by address). */
+  void hold(MappedFile.Pin pin) {
+    synchronized (pins) {
+      pins.add(pin);
+    }
+  }
+
+  /** Releases the pins of the files its pairs lie in: read nothing from this answer after. */
+  @Override
+  public void close() {
+    List<MappedFile.Pin> held;
+    synchronized (pins) {
+      held = new ArrayList<>(pins);
+      pins.clear();
+    }
+    held.forEach(MappedFile.Pin::close);
+  }
+
+  /** Closes every answer, also when one fails. */
+  static void closeAll(List<Hits> parts) {
+    for (Hits h : parts) {
+      if (h != null) {
+        h.close();
+      }
+    }
+  }
+
+  /** Takes over another answer's pins (its pairs were copied here). */
+  private void takePins(Hits from) {
+    if (from == this) {
+      return;
+    }
+    synchronized (from.pins) {
+      synchronized (pins) {
+        pins.addAll(from.pins);
+      }
+      from.pins.clear();
+    }
+  }
+
+  /**
+   * The top-k of several sources' hits (each sorted, with its own k), pairs deduplicated per head;
+   * ties go to the earlier part. The merge takes over the parts' pins (close the merge, not them).
+   */
   static Hits merge(List<Hits> parts, int heads, int queries, int k, int headDim) {
     Hits out = new Hits(heads, queries, k, headDim);
+    for (Hits part : parts) {
+      out.takePins(part);
+    }
     Map<String, Integer> docIndex = new HashMap<>();
     int[][] docMap = new int[parts.size()][];
     int[][] sourceMap = new int[parts.size()][];

@@ -18,6 +18,7 @@ import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.grpc.SearchShardsRequest;
 import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.MappedFile;
 import io.longmem.memory.shard.MemoryCollection;
 import java.util.Map;
 import java.util.function.Supplier;
@@ -35,13 +36,14 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
 
   @Override
   public void search(SearchRequest request, StreamObserver<SearchResponse> out) {
-    answer(out, () -> Protos.toResponse(node.search(Protos.toQuery(request)), request.getFloat16Pairs()));
+    answer(out, () -> node.write(node.search(Protos.toQuery(request)),
+        hits -> Protos.toResponse(hits, request.getFloat16Pairs())));
   }
 
   @Override
   public void searchShards(SearchShardsRequest request, StreamObserver<SearchResponse> out) {
-    answer(out, () -> Protos.toResponse(node.searchShards(request.getCollection(), request.getShardsList(),
-        Protos.toQuery(request.getSearch()))));
+    answer(out, () -> node.write(node.searchShards(request.getCollection(), request.getShardsList(),
+        Protos.toQuery(request.getSearch())), Protos::toResponse));
   }
 
   @Override
@@ -83,7 +85,13 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
     });
   }
 
-  private static <T> void answer(StreamObserver<T> out, Supplier<T> body) {
+  /**
+   * Runs a call and maps its failure to a status: a {@link RequestException} to its kind's code,
+   * a read of a collection closed under the call ({@link MappedFile.MappingClosedException}) to
+   * UNAVAILABLE; anything else is this node's fault: INTERNAL, with the cause logged, whatever its
+   * type (an IllegalArgumentException from deep inside is no fault of the request).
+   */
+  static <T> void answer(StreamObserver<T> out, Supplier<T> body) {
     T result;
     try {
       result = body.get();
@@ -92,6 +100,9 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
       return;
     } catch (WireFormatException e) { // an array field of the request
       out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+      return;
+    } catch (MappedFile.MappingClosedException e) {
+      out.onError(Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException());
       return;
     } catch (RuntimeException e) {
       LOG.error("request failed", e);

@@ -3,30 +3,34 @@ package io.longmem.memory.service;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
-import io.longmem.memory.shard.ShardLayout;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.UUID;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
+import java.util.concurrent.ForkJoinWorkerThread;
+import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * One memory node: the collections (or the shards of them the cluster file gives it), the
- * sessions, and the search that fans out over shards, sessions and other nodes and merges their
- * exact top-k. The gRPC service is a thin layer over this class.
+ * sessions, and the coordinator of searches. A search is planned ({@link SearchPlan}: every check
+ * before any work), fanned out at once to its {@link MemorySource}s (this node's shards, each
+ * session, the shards other nodes hold) and their answers merged. The gRPC service is a thin layer
+ * over this class.
+ *
+ * <p>All work runs on the node's own pool: searches, the decoding of other nodes' answers and the
+ * writing of answers ({@link #write}). FAISS runs single-threaded in its threads: the pool already
+ * searches shards and heads in parallel, and OpenMP teams would only contend with it.
  */
 public final class MemoryNode implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(MemoryNode.class);
@@ -35,8 +39,8 @@ public final class MemoryNode implements AutoCloseable {
   private final ClusterConfig cluster;
   private final Map<String, MemoryCollection> collections = new LinkedHashMap<>();
   private final Map<String, String> refused = new LinkedHashMap<>();
-  private final ConcurrentHashMap<String, Session> sessions = new ConcurrentHashMap<>();
-  private final ExecutorService pool;
+  private final Sessions sessions;
+  private final ForkJoinPool pool;
   private final RemoteNodes remote;
 
   public MemoryNode(ServiceConfig config) throws IOException {
@@ -45,19 +49,17 @@ public final class MemoryNode implements AutoCloseable {
     if (cluster != null && cluster.node(config.nodeId) == null) {
       throw new IllegalArgumentException("node_id " + config.nodeId + " is not in the cluster file " + config.cluster);
     }
-    this.pool = Executors.newFixedThreadPool(config.threads(), r -> {
-      // The pool already searches shards and heads in parallel: FAISS runs single-threaded in
-      // these threads (its OpenMP teams would only contend with them and spin on idle cores).
-      Thread t = new Thread(() -> {
+    this.pool = new ForkJoinPool(config.threads(), p -> new ForkJoinWorkerThread(p) {
+      @Override
+      protected void onStart() {
+        super.onStart();
+        setName("memory-search-" + getPoolIndex());
         FaissIndex.setThreads(1);
-        r.run();
-      }, "memory-search");
-      t.setDaemon(true);
-      return t;
-    });
+      }
+    }, null, false);
+    this.sessions = new Sessions(config.maxSessions, config.maxSessionTokens);
     this.remote = new RemoteNodes(config);
-    long preloaded = 0;
-    long budget = config.preloadLimitBytes();
+    PreloadBudget budget = new PreloadBudget(config.preload, config.preloadLimitBytes());
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
       Path dir = config.resolve(e.getValue());
       Set<String> mine = null;
@@ -67,23 +69,7 @@ public final class MemoryNode implements AutoCloseable {
       long t0 = System.nanoTime();
       try {
         Manifest m = Manifest.read(dir);
-        MemoryCollection.Preload preload = MemoryCollection.Preload.NONE;
-        if (config.preload) {
-          long keys = storedBytes(m, mine);
-          long all = 2 * keys + rows(m, mine) * 4; // values as large as keys; int32 positions
-          if (preloaded + all <= budget) {
-            preload = MemoryCollection.Preload.ALL;
-            preloaded += all;
-          } else if (preloaded + keys <= budget) {
-            preload = MemoryCollection.Preload.KEYS;
-            preloaded += keys;
-            LOG.warn("collection {}: only its keys ({} MiB) are read into memory at load: with its values they "
-                + "would take this node past its preload limit ({} MiB, preload_limit_mb)", e.getKey(), keys >> 20, budget >> 20);
-          } else {
-            LOG.warn("collection {}: its keys ({} MiB) would take this node past its preload limit "
-                + "({} MiB, preload_limit_mb): they stay on disk until read", e.getKey(), keys >> 20, budget >> 20);
-          }
-        }
+        MemoryCollection.Preload preload = budget.take(e.getKey(), m, mine);
         MemoryCollection c = MemoryCollection.open(dir, m, config.expectedFingerprint, new MemoryCollection.Loading(
             config.verifyChecksums, config.mmapIndexes, preload, mine));
         collections.put(e.getKey(), c);
@@ -98,23 +84,6 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** The rows of a collection this node loads (its shards, or those of {@code mine}), over every layer. */
-  private static long rows(Manifest m, Set<String> mine) {
-    long rows = 0;
-    for (Manifest.ShardEntry s : m.shards()) {
-      if (mine == null || mine.contains(s.id())) {
-        rows += s.rows();
-      }
-    }
-    return rows * m.layout().layers().size();
-  }
-
-  /** The bytes of the keys of those rows (values take as many). */
-  private static long storedBytes(Manifest m, Set<String> mine) {
-    ShardLayout l = m.layout();
-    return rows(m, mine) * l.width() * l.storage().bytes();
-  }
-
   public Map<String, MemoryCollection> collections() {
     return java.util.Collections.unmodifiableMap(collections);
   }
@@ -127,178 +96,148 @@ public final class MemoryNode implements AutoCloseable {
   // ---------------------------------------------------------------------------------------------
   // Search
 
-  /** The exact merge of the top-k of every shard and session the query names. */
+  /**
+   * The exact merge of the top-k of every shard and session the query names. Close the answer
+   * once it is written: it pins the files its pairs lie in.
+   */
   public Hits search(SearchQuery q) {
     q.validate(config.maxK, config.maxMessageBytes());
-    Map<String, Map<String, long[]>> plan = plan(q);
-    List<ShardTask> tasks = new ArrayList<>();
-    Map<String, List<String>> remoteShards = new LinkedHashMap<>();
-    for (Map.Entry<String, Map<String, long[]>> c : plan.entrySet()) {
-      MemoryCollection col = collections.get(c.getKey());
-      for (Map.Entry<String, long[]> s : c.getValue().entrySet()) {
-        MemoryCollection.Shard shard = col.shard(s.getKey());
-        if (shard != null) {
-          tasks.add(new ShardTask(shard, col.layout(), s.getValue()));
-        } else {
-          remoteShards.computeIfAbsent(c.getKey(), x -> new ArrayList<>()).add(s.getKey());
-        }
-      }
+    SearchPlan plan = SearchPlan.of(q, this::collection, sessions);
+    List<MemorySource> sources = new ArrayList<>();
+    for (Map.Entry<String, List<String>> e : plan.remote().entrySet()) {
+      sources.add(remote.source(cluster, config.nodeId, e.getKey(), e.getValue()));
     }
-    List<Session> sessions = new ArrayList<>();
-    for (String name : q.sessions()) {
-      Session s = session(name);
-      checkSession(s, q);
-      sessions.add(s);
+    int remoteSources = sources.size();
+    if (!plan.local().isEmpty()) {
+      sources.add(new LocalShards(plan.local(), refine(q)));
     }
-    List<Hits> parts = new ArrayList<>();
-    List<String> missing = new ArrayList<>();
-    for (Map.Entry<String, List<String>> e : remoteShards.entrySet()) {
-      parts.addAll(remote.search(cluster, config.nodeId, e.getKey(), e.getValue(), q, missing));
-    }
-    if (!missing.isEmpty()) {
-      throw new RequestException(RequestException.Kind.UNAVAILABLE, "no live replica for shards " + missing
-          + ": refusing to answer from part of the memory");
-    }
-    parts.add(searchLocal(tasks, sessions, q));
-    Hits merged = parts.size() == 1 ? parts.get(0) : Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
-    SearchQuery.checkSize(merged, config.maxMessageBytes());
-    return merged;
-  }
-
-  /** A local shard to search, with its row ranges (null: all rows). */
-  private record ShardTask(MemoryCollection.Shard shard, ShardLayout layout, long[] ranges) {}
-
-  /**
-   * The exact top-k of this node's shards and sessions. Where an index is approximate, the node
-   * keeps a pool of refine x k candidates per query: each shard proposes its best by estimated
-   * score (a share of the pool, at least k, four times its even share), the proposals are merged,
-   * and only the pool is re-scored with the stored keys: the keys read per query do not grow with
-   * the number of shards.
-   */
-  private Hits searchLocal(List<ShardTask> tasks, List<Session> sessions, SearchQuery q) {
-    int refine = refine(q);
-    boolean approximate = refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
-    Candidates pooled = null;
-    List<Future<?>> heads = new ArrayList<>();
-    List<Future<Hits>> local = new ArrayList<>();
-    if (approximate) {
-      int candidates = (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K);
-      int perShard = proposals(q.k(), candidates, tasks.size());
-      // one task per head: its FAISS searches over every shard, then its re-scoring, so neither
-      // phase waits for the other heads and the whole search spreads over the pool
-      Candidates c = new Candidates(tasks.stream().map(ShardTask::shard).toList(), q, candidates);
-      for (int h = 0; h < q.heads(); h++) {
-        int head = h;
-        heads.add(pool.submit(() -> c.rescoreHead(head, propose(tasks, q, head, perShard))));
-      }
-      pooled = c;
-    } else {
-      for (ShardTask t : tasks) {
-        local.add(pool.submit(() -> searchShard(t.shard(), t.layout(), q, t.ranges())));
-      }
-    }
-    for (Session s : sessions) {
-      local.add(pool.submit(() -> s.search(q))); // exact already
-    }
-    List<Hits> parts = new ArrayList<>();
-    if (pooled != null) {
-      for (Future<?> f : heads) {
-        await(f);
-      }
-      if (sessions.isEmpty()) {
-        return pooled.hits();
-      }
-      parts.add(pooled.hits());
-    }
-    for (Future<Hits> f : local) {
-      parts.add(await(f));
-    }
-    return Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
-  }
-
-  /**
-   * How many candidates each shard proposes for a pool of {@code candidates}: at least k, four
-   * times its even share (a shard holding more of the best pays for it only in recall, not in
-   * wrong answers), never more than the pool.
-   */
-  public static int proposals(int k, int candidates, int shards) {
-    return (int) Math.min(candidates, Math.max(k, 4L * ((candidates + shards - 1) / Math.max(1, shards))));
-  }
-
-  /** Head h's candidates in every shard by the index's estimated scores: raw ids and scores, no pairs yet. */
-  private static FaissIndex.Result[] propose(List<ShardTask> tasks, SearchQuery q, int h, int k) {
-    FaissIndex.Result[] out = new FaissIndex.Result[tasks.size()];
-    for (int s = 0; s < out.length; s++) {
-      ShardTask t = tasks.get(s);
-      FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), t.ranges());
-      int kk = (int) Math.min(k, Math.max(1, t.shard().rows()));
-      out[s] = t.shard().index(q.layer(), h).search(q.head(h), kk, params);
-    }
-    return out;
+    sources.addAll(plan.sessions());
+    return checked(fanOut(sources, remoteSources, q));
   }
 
   /** The top-k over some of this node's shards of one collection (a coordinator asked). */
   public Hits searchShards(String collection, List<String> shards, SearchQuery q) {
     q.validate(config.maxK, config.maxMessageBytes());
-    MemoryCollection col = collection(collection);
-    checkLayout(collection, col.layout(), q);
-    Map<String, long[]> ranges = plan(q).getOrDefault(collection, Map.of());
-    List<ShardTask> tasks = new ArrayList<>();
-    for (String id : shards) {
-      MemoryCollection.Shard shard = col.shard(id);
-      if (shard == null) {
-        throw new RequestException(RequestException.Kind.UNAVAILABLE, "node " + config.nodeId + " does not serve "
-            + collection + "/" + id);
-      }
-      if (!q.documents().isEmpty() && !ranges.containsKey(id)) {
-        continue;
-      }
-      tasks.add(new ShardTask(shard, col.layout(), ranges.get(id)));
+    SearchPlan plan = SearchPlan.ofShards(collection, shards, q, this::collection, config.nodeId);
+    List<MemorySource> sources = plan.local().isEmpty() ? List.of() : List.of(new LocalShards(plan.local(), refine(q)));
+    return checked(fanOut(sources, 0, q));
+  }
+
+  /** Refuses an answer over the message limit (releasing it). */
+  private Hits checked(Hits merged) {
+    try {
+      SearchQuery.checkSize(merged, config.maxMessageBytes());
+      return merged;
+    } catch (RuntimeException e) {
+      merged.close();
+      throw e;
     }
-    Hits merged = searchLocal(tasks, List.of(), q);
-    SearchQuery.checkSize(merged, config.maxMessageBytes());
-    return merged;
   }
 
   /**
-   * Which shards of which collections to search, with each shard's row ranges when documents are
-   * named (null: the whole shard). Checks collections, layer, shapes and documents.
+   * Asks every source at once and merges their answers (in the order of the sources: ties go to
+   * the earlier). Every part is awaited, also when one fails, and the others are then released. A
+   * refusal by another node comes first, then shards no replica answered for (UNAVAILABLE, naming
+   * them all), then this node's own failures.
+   *
+   * @param remoteSources how many of the first sources are other nodes
    */
-  private Map<String, Map<String, long[]>> plan(SearchQuery q) {
-    Map<String, Map<String, long[]>> plan = new LinkedHashMap<>();
-    Set<String> wanted = new HashSet<>(q.documents());
-    Set<String> found = new HashSet<>();
-    for (String name : q.collections()) {
-      MemoryCollection col = collection(name);
-      checkLayout(name, col.layout(), q);
-      Map<String, long[]> shards = new LinkedHashMap<>();
-      for (Manifest.ShardEntry s : col.manifest().shards()) {
-        if (wanted.isEmpty()) {
-          shards.put(s.id(), null);
-          continue;
-        }
-        List<Long> bounds = new ArrayList<>();
-        for (Manifest.DocumentEntry d : s.documents()) {
-          if (wanted.contains(d.id())) {
-            found.add(d.id());
-            bounds.add(d.begin());
-            bounds.add(d.end());
-          }
-        }
-        if (!bounds.isEmpty()) {
-          shards.put(s.id(), bounds.stream().mapToLong(Long::longValue).toArray());
-        }
-      }
-      plan.put(name, shards);
+  private Hits fanOut(List<MemorySource> sources, int remoteSources, SearchQuery q) {
+    if (sources.isEmpty()) {
+      return new Hits(q.heads(), q.queries(), q.k(), q.headDim());
     }
-    if (!wanted.isEmpty()) {
-      wanted.removeAll(found);
-      if (!wanted.isEmpty() && !q.collections().isEmpty()) {
-        throw RequestException.notFound("documents " + new java.util.TreeSet<>(wanted) + " are in none of the collections "
-            + q.collections());
+    List<CompletableFuture<Hits>> parts = new ArrayList<>(sources.size());
+    for (MemorySource s : sources) {
+      CompletableFuture<Hits> f;
+      try {
+        f = s.search(q, pool);
+      } catch (RuntimeException e) {
+        f = CompletableFuture.failedFuture(e);
+      }
+      parts.add(f);
+    }
+    try {
+      CompletableFuture.allOf(parts.toArray(new CompletableFuture<?>[0])).handle((v, e) -> null).get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      parts.forEach(f -> f.thenAccept(Hits::close)); // released when they finish
+      throw new RequestException(RequestException.Kind.UNAVAILABLE, "interrupted");
+    } catch (ExecutionException e) {
+      throw new IllegalStateException(e); // not thrown: handle() swallows the parts' failures
+    }
+    List<Hits> done = new ArrayList<>(parts.size());
+    List<String> missing = new ArrayList<>();
+    RuntimeException refusedRemotely = null;
+    RuntimeException failedHere = null;
+    for (int i = 0; i < parts.size(); i++) {
+      CompletableFuture<Hits> f = parts.get(i);
+      if (!f.isCompletedExceptionally()) {
+        done.add(f.join());
+        continue;
+      }
+      RuntimeException cause = cause(f);
+      if (cause instanceof MissingShardsException m) {
+        missing.addAll(m.shards());
+      } else if (i < remoteSources && refusedRemotely == null) {
+        refusedRemotely = cause;
+      } else if (i >= remoteSources && failedHere == null) {
+        failedHere = cause;
       }
     }
-    return plan;
+    if (refusedRemotely != null || !missing.isEmpty() || failedHere != null) {
+      Hits.closeAll(done);
+      if (refusedRemotely != null) {
+        throw refusedRemotely;
+      }
+      if (!missing.isEmpty()) {
+        throw new RequestException(RequestException.Kind.UNAVAILABLE, "no live replica for shards " + missing
+            + ": refusing to answer from part of the memory");
+      }
+      throw failedHere;
+    }
+    return done.size() == 1 ? done.get(0) : Hits.merge(done, q.heads(), q.queries(), q.k(), q.headDim());
+  }
+
+  /** Why a future failed, unwrapped. */
+  private static RuntimeException cause(CompletableFuture<?> f) {
+    try {
+      f.join();
+      throw new IllegalStateException("not failed");
+    } catch (CompletionException e) {
+      Throwable t = e.getCause() != null ? e.getCause() : e;
+      return t instanceof RuntimeException re ? re : new IllegalStateException(t);
+    } catch (java.util.concurrent.CancellationException e) {
+      return new RequestException(RequestException.Kind.UNAVAILABLE, "cancelled");
+    }
+  }
+
+  /**
+   * Writes an answer on the node's pool (the writer's parallel work runs there, not in the common
+   * pool) and releases it.
+   */
+  public <T> T write(Hits hits, Function<Hits, T> writer) {
+    try (hits) {
+      if (ForkJoinTask.getPool() == pool) {
+        return writer.apply(hits);
+      }
+      return pool.submit(() -> writer.apply(hits)).get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new RequestException(RequestException.Kind.UNAVAILABLE, "interrupted");
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException re) {
+        throw re;
+      }
+      throw new IllegalStateException(e.getCause());
+    }
+  }
+
+  /**
+   * How many candidates each shard proposes for a pool of {@code candidates} (see {@link
+   * LocalShards#proposals}).
+   */
+  public static int proposals(int k, int candidates, int shards) {
+    return LocalShards.proposals(k, candidates, shards);
   }
 
   private MemoryCollection collection(String name) {
@@ -314,232 +253,31 @@ public final class MemoryNode implements AutoCloseable {
     return c;
   }
 
-  private static void checkLayout(String name, ShardLayout layout, SearchQuery q) {
-    if (!layout.layers().contains(q.layer())) {
-      throw RequestException.invalid("layer " + q.layer() + " is not a memory layer of collection " + name
-          + " (layers " + layout.layers() + ")");
-    }
-    if (q.heads() != layout.heads()) {
-      throw RequestException.invalid("heads: " + q.heads() + ", collection " + name + " has " + layout.heads());
-    }
-    if (q.headDim() != layout.headDim()) {
-      throw RequestException.invalid("head_dim: " + q.headDim() + ", collection " + name + " has " + layout.headDim());
-    }
-  }
-
-  private static void checkSession(Session s, SearchQuery q) {
-    if (!s.hasLayer(q.layer())) {
-      throw RequestException.invalid("layer " + q.layer() + " is not a layer of session " + s.id());
-    }
-    if (q.heads() != s.heads() || q.headDim() != s.headDim()) {
-      throw RequestException.invalid("heads/head_dim: " + q.heads() + "/" + q.headDim() + ", session " + s.id()
-          + " has " + s.heads() + "/" + s.headDim());
-    }
-  }
-
   private int refine(SearchQuery q) {
     return q.refine() > 0 ? q.refine() : config.refine;
-  }
-
-  /**
-   * Top-k of one shard for every head and query, by the index's scores (exact for Flat, estimated
-   * for IVF-PQ: {@link #searchLocal} re-scores); the pairs are read later, winners only.
-   */
-  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges) {
-    int heads = layout.heads();
-    int layer = q.layer();
-    Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
-    int source = out.addSource(payload(shard, layer));
-    Map<String, Integer> docs = new HashMap<>();
-    int[] docSlot = new int[shard.documents().size()]; // the shard's document index -> out's, -1 until used
-    Arrays.fill(docSlot, -1);
-    FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), ranges);
-    int k = (int) Math.min(q.k(), Math.min(FaissIndex.MAX_K, Math.max(1, shard.rows())));
-    RowSlots slotOfRow = new RowSlots(q.queries() * k); // rows chosen in this head -> their pair slot
-    for (int h = 0; h < heads; h++) {
-      FaissIndex.Result r = shard.index(layer, h).search(q.head(h), k, params);
-      Hits.Head head = out.perHead[h];
-      for (int i = 0; i < q.queries(); i++) {
-        for (int j = 0; j < k; j++) {
-          long row = r.id(i, j);
-          if (row < 0) {
-            continue;
-          }
-          int slot = slotOfRow.get(row);
-          if (slot < 0) {
-            int d = shard.documentIndexOf(row);
-            if (docSlot[d] < 0) {
-              docSlot[d] = out.document(shard.documents().get(d).id(), docs);
-            }
-            slot = head.addPair(source, row, docSlot[d], Hits.LATER); // read if it wins
-            slotOfRow.put(row, slot);
-          }
-          head.scores[i * q.k() + j] = r.score(i, j);
-          head.slots[i * q.k() + j] = slot;
-        }
-      }
-      slotOfRow.clear();
-    }
-    return out;
-  }
-
-  /** Where a shard's pairs are read: keys and values of a layer, positions for the winners. */
-  static Hits.Payload payload(MemoryCollection.Shard shard, int layer) {
-    return new Hits.Payload() {
-      @Override
-      public void read(long row, int head, float[] key, float[] value, int off) {
-        shard.readKey(layer, row, head, key, off);
-        shard.readValue(layer, row, head, value, off);
-      }
-
-      @Override
-      public boolean addressable(boolean float16) {
-        return shard.isFloat16() == float16;
-      }
-
-      @Override
-      public long address(long row, int head, boolean key) {
-        return shard.address(layer, row, head, key);
-      }
-
-      @Override
-      public long positionAddress(long row) {
-        return shard.positionAddress(row);
-      }
-
-      @Override
-      public int position(long row) {
-        return shard.position(row);
-      }
-    };
-  }
-
-  /**
-   * Row -> slot for the rows one head's answer holds: an open-addressing table sized by the
-   * answer (queries x k), not by the shard, so a search costs the same on a shard of any size.
-   */
-  static final class RowSlots {
-    private final long[] rows;
-    private final int[] slots;
-    private final int mask;
-    private final int[] used;
-    private int count;
-
-    RowSlots(int capacity) {
-      int size = Integer.highestOneBit(Math.max(4, capacity) * 2 - 1) << 1;
-      rows = new long[size];
-      slots = new int[size];
-      used = new int[Math.max(4, capacity)];
-      mask = size - 1;
-      Arrays.fill(rows, -1);
-    }
-
-    private int find(long row) {
-      int i = (int) (row * 0x9E3779B97F4A7C15L >>> 40) & mask;
-      while (rows[i] != -1 && rows[i] != row) {
-        i = (i + 1) & mask;
-      }
-      return i;
-    }
-
-    int get(long row) {
-      int i = find(row);
-      return rows[i] == row ? slots[i] : -1;
-    }
-
-    void put(long row, int slot) {
-      int i = find(row);
-      if (rows[i] != row) {
-        rows[i] = row;
-        used[count++] = i;
-      }
-      slots[i] = slot;
-    }
-
-    void clear() {
-      for (int j = 0; j < count; j++) {
-        rows[used[j]] = -1;
-      }
-      count = 0;
-    }
-  }
-
-  private static <T> T await(Future<T> f) {
-    try {
-      return f.get();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new RequestException(RequestException.Kind.UNAVAILABLE, "interrupted");
-    } catch (ExecutionException e) {
-      if (e.getCause() instanceof RuntimeException re) {
-        throw re;
-      }
-      throw new IllegalStateException(e.getCause());
-    }
   }
 
   // ---------------------------------------------------------------------------------------------
   // Sessions
 
   public String createSession(List<Integer> layers, int heads, int headDim) {
-    if (layers.isEmpty() || heads <= 0 || headDim <= 0) {
-      throw RequestException.invalid("a session needs layers, and positive heads and head_dim");
-    }
-    if (sessions.size() >= config.maxSessions) {
-      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "this node holds " + sessions.size()
-          + " sessions, its limit; drop some first");
-    }
-    String id = "session-" + UUID.randomUUID();
-    sessions.put(id, new Session(id, layers, heads, headDim, config.maxSessionTokens));
-    return id;
+    return sessions.create(layers, heads, headDim);
   }
 
   /** keys/values [heads, n, head_dim]. */
   public long appendSession(String id, int layer, int n, float[] keys, float[] values, int[] positions) {
-    Session s = session(id);
-    if (n <= 0) {
-      throw RequestException.invalid("tokens must be positive, got " + n);
-    }
-    long expected = (long) s.heads() * n * s.headDim();
-    if (keys.length != expected || values.length != expected) {
-      throw RequestException.invalid("keys/values: " + keys.length + "/" + values.length + " floats, heads x tokens x "
-          + "head_dim = " + expected);
-    }
-    if (positions != null && positions.length != 0 && positions.length != n) {
-      throw RequestException.invalid("positions: " + positions.length + " for " + n + " tokens");
-    }
-    for (float[] a : new float[][] {keys, values}) {
-      for (int i = 0; i < a.length; i++) {
-        if (!Float.isFinite(a[i])) {
-          throw RequestException.invalid((a == keys ? "keys" : "values") + ": element " + i + " is " + a[i]);
-        }
-      }
-    }
-    return s.append(layer, n, keys, values, positions == null || positions.length == 0 ? null : positions);
+    return sessions.append(id, layer, n, keys, values, positions);
   }
 
   public void dropSession(String id) {
-    Session s = sessions.remove(id);
-    if (s == null) {
-      throw RequestException.notFound("unknown session " + id);
-    }
-    s.close();
-  }
-
-  private Session session(String id) {
-    Session s = sessions.get(id);
-    if (s == null) {
-      throw RequestException.notFound("unknown session " + id);
-    }
-    return s;
+    sessions.drop(id);
   }
 
   @Override
   public void close() {
     pool.shutdownNow();
     remote.close();
-    sessions.values().forEach(Session::close);
-    sessions.clear();
+    sessions.close();
     collections.values().forEach(MemoryCollection::close);
   }
 }

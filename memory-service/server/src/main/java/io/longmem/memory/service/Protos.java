@@ -97,7 +97,6 @@ public final class Protos {
           }
         }
       }
-      java.lang.ref.Reference.reachabilityFence(hits.sources); // their files stay mapped while read by address
     }
     return HeadResult.newBuilder().setPairs(h.pairs)
         .setKeys(UnsafeByteOperations.unsafeWrap(keys))

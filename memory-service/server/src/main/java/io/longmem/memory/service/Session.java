@@ -5,13 +5,15 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * Memory of a document being read at query time (prompt windows, a generation's overflow), held
  * by the service between calls and searched exactly (a Flat index per head) next to collections.
  */
-final class Session implements AutoCloseable {
+final class Session implements MemorySource, AutoCloseable {
   private final String id;
   private final List<Integer> layers;
   private final int heads;
@@ -107,6 +109,12 @@ final class Session implements AutoCloseable {
     } finally {
       lock.writeLock().unlock();
     }
+  }
+
+  /** {@link #search(SearchQuery)} on the pool. */
+  @Override
+  public CompletableFuture<Hits> search(SearchQuery q, Executor pool) {
+    return CompletableFuture.supplyAsync(() -> search(q), pool);
   }
 
   /** Exact top-k of the session's pairs for each head and query; pairs name the session. */

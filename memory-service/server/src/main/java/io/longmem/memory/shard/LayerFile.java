@@ -48,8 +48,11 @@ final class LayerFile {
   private final long rows;
   /** rows of every batch but the last, when they are all alike (as the shard writer writes them); 0 if not */
   private final long uniformRows;
+  /** owns the mappings: every read checks it is live, searches pin it while they read by address */
+  private final MappedFile mapped;
 
-  private LayerFile(int width, boolean half, List<long[]> ranges, List<ByteBuffer[]> buffers) {
+  private LayerFile(MappedFile mapped, int width, boolean half, List<long[]> ranges, List<ByteBuffer[]> buffers) {
+    this.mapped = mapped;
     this.width = width;
     this.half = half;
     int n = ranges.size();
@@ -95,6 +98,7 @@ final class LayerFile {
     int width = layout.width();
     List<long[]> ranges = new ArrayList<>();
     List<ByteBuffer[]> buffers = new ArrayList<>();
+    List<MappedByteBuffer> mappings = new ArrayList<>();
     try (BufferAllocator allocator = new RootAllocator();
          FileChannel ch = FileChannel.open(file, StandardOpenOption.READ);
          ArrowFileReader reader = new ArrowFileReader(ch, allocator)) {
@@ -116,36 +120,45 @@ final class LayerFile {
         }
         long n = batch.length();
         long body = block.getOffset() + block.getMetadataLength();
-        ByteBuffer k = map(ch, file, body, batch.buffers(KEY_DATA), n * width * elem, size);
-        ByteBuffer v = map(ch, file, body, batch.buffers(VALUE_DATA), n * width * elem, size);
-        ByteBuffer p = map(ch, file, body, batch.buffers(POSITION_DATA), n * 4, size);
+        MappedByteBuffer k = map(ch, file, body, batch.buffers(KEY_DATA), n * width * elem, size, mappings);
+        MappedByteBuffer v = map(ch, file, body, batch.buffers(VALUE_DATA), n * width * elem, size, mappings);
+        MappedByteBuffer p = map(ch, file, body, batch.buffers(POSITION_DATA), n * 4, size, mappings);
         if (preload != MemoryCollection.Preload.NONE) {
-          ((MappedByteBuffer) k).load();
+          k.load();
         }
         if (preload == MemoryCollection.Preload.ALL) {
-          ((MappedByteBuffer) v).load();
-          ((MappedByteBuffer) p).load();
+          v.load();
+          p.load();
         }
         ranges.add(new long[] {row, n});
         buffers.add(new ByteBuffer[] {k, v, p});
         row += n;
       }
     } catch (CollectionException e) {
+      new MappedFile(file, mappings).close();
       throw e;
     } catch (IOException | RuntimeException e) {
+      new MappedFile(file, mappings).close();
       throw new CollectionException(file + ": not a readable Arrow IPC file: " + e);
     }
-    return new LayerFile(width, elem == 2, ranges, buffers);
+    return new LayerFile(new MappedFile(file, mappings), width, elem == 2, ranges, buffers);
   }
 
-  private static ByteBuffer map(FileChannel ch, Path file, long body, Buffer b, long need, long size)
-      throws IOException {
+  private static MappedByteBuffer map(FileChannel ch, Path file, long body, Buffer b, long need, long size,
+      List<MappedByteBuffer> mappings) throws IOException {
     if (b.length() < need || body + b.offset() + need > size || need > Integer.MAX_VALUE) {
       throw new CollectionException(file + ": a buffer of " + b.length() + " bytes where " + need
           + " are needed (truncated file?)");
     }
     MappedByteBuffer m = ch.map(FileChannel.MapMode.READ_ONLY, body + b.offset(), need);
-    return m.order(ByteOrder.LITTLE_ENDIAN);
+    mappings.add(m);
+    m.order(ByteOrder.LITTLE_ENDIAN);
+    return m;
+  }
+
+  /** The mappings of this file, for pins and for close. */
+  MappedFile mapped() {
+    return mapped;
   }
 
   long rows() {
@@ -171,6 +184,7 @@ final class LayerFile {
 
   /** Copies n numbers of a row, from {@code offset} within it, into dst. */
   void read(boolean key, long row, int offset, int n, float[] dst, int dstOffset) {
+    mapped.checkLive();
     int b = batch(row);
     int index = (int) ((row - firstRow[b]) * width + offset);
     if (half) {
@@ -185,9 +199,11 @@ final class LayerFile {
 
   /**
    * The address of n numbers of a row's key (or value), from {@code offset} within it, in the
-   * mapped file: for {@link io.longmem.memory.faiss.MappedReads}, while this file is reachable.
+   * mapped file: for {@link io.longmem.memory.faiss.MappedReads}, valid while a {@link MappedFile.Pin}
+   * of this file is held.
    */
   long address(boolean key, long row, int offset, int n) {
+    mapped.checkLive();
     if (row < 0 || row >= rows || offset < 0 || offset + n > width) {
       throw new IndexOutOfBoundsException("row " + row + " of " + rows + ", numbers " + offset + "+" + n + " of "
           + width);
@@ -198,6 +214,7 @@ final class LayerFile {
 
   /** The address of a row's position (an int32), like {@link #address}. */
   long positionAddress(long row) {
+    mapped.checkLive();
     if (row < 0 || row >= rows) {
       throw new IndexOutOfBoundsException("row " + row + " of " + rows);
     }
@@ -210,6 +227,7 @@ final class LayerFile {
   }
 
   int position(long row) {
+    mapped.checkLive();
     int b = batch(row);
     return positions[b].getInt((int) ((row - firstRow[b]) * 4));
   }

@@ -215,8 +215,8 @@ public final class MemoryCollection implements AutoCloseable {
 
     /**
      * Where the key (or value) of (row, head) lies in memory, for {@link
-     * io.longmem.memory.faiss.MappedReads}: valid while this shard is reachable (its files stay
-     * mapped until it is collected, even once closed).
+     * io.longmem.memory.faiss.MappedReads}: valid while a {@link #pin} of this shard is held (the
+     * files are unmapped when the shard is closed and the last pin is released).
      */
     public long address(int layer, long row, int head, boolean key) {
       return layer(layer).address(key, row, head * layout.headDim(), layout.headDim());
@@ -225,6 +225,18 @@ public final class MemoryCollection implements AutoCloseable {
     /** Where the position of a row (an int32) lies in memory, like {@link #address}. */
     public long positionAddress(long row) {
       return layer(layout.layers().get(0)).positionAddress(row);
+    }
+
+    /**
+     * Keeps every layer file of this shard mapped until the pin is closed: hold one around reads by
+     * {@link #address}. Fails once the shard is closed.
+     */
+    public MappedFile.Pin pin() {
+      MappedFile[] files = new MappedFile[layout.layers().size()];
+      for (int i = 0; i < files.length; i++) {
+        files[i] = layer(layout.layers().get(i)).mapped();
+      }
+      return MappedFile.pin(files);
     }
 
     /** Whether keys and values are stored as float16 (else float32). */
@@ -295,8 +307,12 @@ public final class MemoryCollection implements AutoCloseable {
         }
       }
       java.util.Arrays.fill(indexes, null);
-      // the layer files stay: their mappings go with the garbage collector once nothing (a search
-      // still running, reading them by address) holds this shard
+      // the layer files are unmapped now, or when the last search that pinned them is done
+      for (LayerFile f : layers) {
+        if (f != null) {
+          f.mapped().close();
+        }
+      }
     }
   }
 }
