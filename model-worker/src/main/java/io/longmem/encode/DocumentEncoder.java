@@ -1,5 +1,6 @@
 package io.longmem.encode;
 
+import io.longmem.memory.api.MemoryBlock;
 import ai.djl.ndarray.NDArray;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;

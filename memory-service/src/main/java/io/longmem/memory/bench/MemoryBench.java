@@ -1,5 +1,6 @@
 package io.longmem.memory.bench;
 
+import io.longmem.memory.api.MemoryBlock;
 import io.grpc.ManagedChannel;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthGrpc;

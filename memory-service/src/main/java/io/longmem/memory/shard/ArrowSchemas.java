@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock;
 import java.util.List;
 import java.util.Map;
 import org.apache.arrow.vector.types.FloatingPointPrecision;

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock;
 import com.google.gson.FieldNamingPolicy;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;

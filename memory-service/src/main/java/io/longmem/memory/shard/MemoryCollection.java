@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import java.io.IOException;
 import java.nio.file.Files;

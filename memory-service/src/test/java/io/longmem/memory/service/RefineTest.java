@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.memory.api.MemoryBlock;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.grpc.ManagedChannel;

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
