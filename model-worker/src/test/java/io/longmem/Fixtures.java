@@ -42,4 +42,9 @@ public final class Fixtures {
     System.arraycopy(b, 0, r, a.length, b.length);
     return r;
   }
+
+  /** The shard layout of a model's memory (as jobs' ShardEncoder writes it). */
+  public static io.longmem.memory.shard.ShardLayout layout(io.longmem.model.checkpoint.LongLlamaConfig c) {
+    return new io.longmem.memory.shard.ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), c.memDType().storage());
+  }
 }

@@ -156,10 +156,10 @@ class EndToEndTest {
     Path coll = tmp.resolve("coll");
     try (LongLlama m = LongLlama.load(otherCkpt, Device.cpu());
          var w = io.longmem.memory.shard.CollectionWriter.create(coll, otherCkpt.fingerprint(),
-             new io.longmem.encode.DocumentEncoder(m).layout(), "bfloat16", "Flat")) {
+             io.longmem.jobs.encode.ShardEncoder.layout(m.config()), "bfloat16", "Flat")) {
       io.longmem.memory.shard.Manifest.ShardEntry e;
       try (var shard = w.newShard("s0")) {
-        new io.longmem.encode.DocumentEncoder(m).encodeInto(shard, "doc", new long[] {1, 2, 3, 4});
+        shard.append("doc", new io.longmem.encode.DocumentEncoder(m).encode(new long[] {1, 2, 3, 4}));
         e = shard.finish();
       }
       w.commit(List.of(e));

@@ -10,10 +10,12 @@ import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.service.Protos;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
 import io.longmem.model.LongLlama;
 import io.longmem.model.LongLlamaCache;
 import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.ForwardingMemory;
@@ -101,12 +103,13 @@ public final class FidelityBench {
     if (Files.exists(dir.resolve(Manifest.FILE))) {
       return;
     }
-    DocumentEncoder enc = new DocumentEncoder(model);
-    try (CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), enc.layout(),
-        model.config().memDType().pythonName(), factory).trainingRows(doc.length)) {
+    LongLlamaConfig c = model.config();
+    ShardLayout layout = new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), c.memDType().storage());
+    try (CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), layout, c.memDType().pythonName(),
+        factory).trainingRows(doc.length)) {
       Manifest.ShardEntry e;
       try (ShardWriter s = w.newShard("shard-00000")) {
-        enc.encodeInto(s, "doc", doc);
+        s.append("doc", new DocumentEncoder(model).encode(doc));
         e = s.finish();
       }
       w.commit(List.of(e));

@@ -91,9 +91,8 @@ final class GenerateCommand implements Callable<Integer> {
       } else {
         prompt = Json.readIds(input.inputIds);
       }
-      if (tokenizer != null && tokenizer.vocabSize() > m.config().vocabSize()) {
-        throw new IllegalArgumentException("tokenizer has " + tokenizer.vocabSize() + " pieces, the model "
-            + m.config().vocabSize() + ": they do not belong together");
+      if (tokenizer != null) {
+        m.config().checkTokenizer(tokenizer.vocabSize());
       }
       GenerationOptions options = new GenerationOptions(maxNewTokens, !sampling,
           temperature != null ? temperature : 1f, topK != null ? topK : 0, topP != null ? topP : 1f,

@@ -28,11 +28,11 @@ import org.junit.jupiter.api.io.TempDir;
 class MemoryCliTest {
   static Path collection(Path dir, Checkpoint ckpt, MemDType dtype, String doc, long[] ids) throws Exception {
     try (LongLlama model = LongLlama.load(ckpt, ckpt.config().withMemDType(dtype), Device.cpu());
-         CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), new DocumentEncoder(model).layout(),
+         CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), Fixtures.layout(model.config()),
              dtype.pythonName(), "Flat")) {
       Manifest.ShardEntry e;
       try (ShardWriter shard = w.newShard("shard-00000")) {
-        new DocumentEncoder(model).encodeInto(shard, doc, ids);
+        shard.append(doc, new DocumentEncoder(model).encode(ids));
         e = shard.finish();
       }
       w.commit(List.of(e));

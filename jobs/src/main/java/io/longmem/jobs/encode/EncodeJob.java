@@ -156,9 +156,8 @@ public final class EncodeJob implements Callable<Integer> {
     }
     String fingerprint = ckpt.fingerprint();
     SentencePieceTokenizer tok = ExecutorModel.tokenizer(ckpt, spec.tokenizer());
-    if (tok != null && tok.vocabSize() > config.vocabSize()) {
-      throw new IllegalArgumentException("the tokenizer has " + tok.vocabSize() + " pieces, the model's vocabulary "
-          + config.vocabSize() + ": they do not belong together");
+    if (tok != null) {
+      config.checkTokenizer(tok.vocabSize());
     }
     Corpus.Spec in = Corpus.resolve(spark, spec.input());
     EncodeSpec resolved = new EncodeSpec(spec.model(), spec.tokenizer(), spec.memDType(), spec.indexFactory(),
@@ -233,7 +232,7 @@ public final class EncodeJob implements Callable<Integer> {
     if (entries.isEmpty()) {
       throw new IllegalArgumentException("no document of " + in.path() + " had any tokens: nothing to commit");
     }
-    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.encode.DocumentEncoder.layout(config),
+    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, ShardEncoder.layout(config),
         config.memDType().pythonName(), spec.indexFactory())) {
       w.commit(entries);
     }

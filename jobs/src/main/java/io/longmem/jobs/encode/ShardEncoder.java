@@ -1,10 +1,12 @@
 package io.longmem.jobs.encode;
 
 import io.longmem.encode.DocumentEncoder;
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import java.io.IOException;
 import java.io.Serializable;
@@ -84,11 +86,11 @@ public final class ShardEncoder {
     }
     ExecutorModel m = ExecutorModel.get(spec);
     DocumentEncoder encoder = m.encoder();
-    ShardLayout layout = encoder.layout();
+    ShardLayout layout = layout(m.config());
     try (CollectionWriter collection = CollectionWriter.create(output, fingerprint, layout,
         m.config().memDType().pythonName(), spec.indexFactory()).trainingRows(spec.trainingRows());
          ShardWriter shard = collection.newShard(id, attempt)) {
-      Loop loop = new Loop(encoder, m.tokenizer(), m.config().vocabSize(), shard, progress, id);
+      Loop loop = new Loop(encoder, m.tokenizer(), m.config(), shard, progress, id);
       while (docs.hasNext()) {
         loop.add(docs.next());
       }
@@ -101,6 +103,11 @@ public final class ShardEncoder {
       LOG.info("{}: {} documents, {} tokens", id, counts.documents(), counts.tokens());
       return new Result(id, entry, counts, false);
     }
+  }
+
+  /** The shard layout of a model's memory: its memory layers, heads and head_dim, stored as mem_dtype says. */
+  public static ShardLayout layout(LongLlamaConfig c) {
+    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), c.memDType().storage());
   }
 
   /** Counts a finished shard's documents without reading them with the model. */
@@ -178,7 +185,7 @@ public final class ShardEncoder {
   private final class Loop {
     private final DocumentEncoder encoder;
     private final SentencePieceTokenizer tokenizer;
-    private final int vocab;
+    private final LongLlamaConfig config;
     private final ShardWriter shard;
     private final Progress progress;
     private final String shardId;
@@ -193,11 +200,11 @@ public final class ShardEncoder {
 
     private record Pending(String id, long[] ids, long units) {}
 
-    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, int vocab, ShardWriter shard, Progress progress,
-        String shardId) {
+    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, LongLlamaConfig config, ShardWriter shard,
+        Progress progress, String shardId) {
       this.encoder = encoder;
       this.tokenizer = tokenizer;
-      this.vocab = vocab;
+      this.config = config;
       this.shard = shard;
       this.progress = progress;
       this.shardId = shardId;
@@ -220,14 +227,13 @@ public final class ShardEncoder {
           ids[i] = t[i];
         }
       }
-      for (int i = 0; i < ids.length; i++) {
-        if (ids[i] < 0 || ids[i] >= vocab) {
-          rejected++;
-          LOG.warn("{}: document '{}' rejected: token id {} at position {} is outside the model's vocabulary [0, {})",
-              shardId, d.id(), ids[i], i, vocab);
-          progress.add(0, 0, d.units());
-          return;
-        }
+      int outside = config.outsideVocabulary(ids);
+      if (outside >= 0) {
+        rejected++;
+        LOG.warn("{}: document '{}' rejected: token id {} at position {} is outside the model's vocabulary [0, {})",
+            shardId, d.id(), ids[outside], outside, config.vocabSize());
+        progress.add(0, 0, d.units());
+        return;
       }
       pending.add(new Pending(d.id(), ids, d.units()));
       if (pending.size() >= spec.batchSize() * 8) {
@@ -253,18 +259,15 @@ public final class ShardEncoder {
         List<Pending> batch = pending.subList(i, j);
         List<long[]> ids = new ArrayList<>();
         batch.forEach(p -> ids.add(p.ids()));
-        List<DocumentEncoder.Encoded> encoded = encoder.encodeBatch(ids);
+        List<List<MemoryBlock>> encoded = encoder.encodeBatch(ids);
         for (int b = 0; b < batch.size(); b++) {
           Pending p = batch.get(b);
-          DocumentEncoder.Encoded e = encoded.get(b);
-          int[] positions = new int[e.tokens()];
-          for (int t = 0; t < positions.length; t++) {
-            positions[t] = t;
-          }
-          shard.append(p.id(), positions, e.keys(), e.values());
+          List<MemoryBlock> blocks = encoded.get(b);
+          int n = blocks.get(0).tokens();
+          shard.append(p.id(), blocks);
           documents++;
-          tokens += e.tokens();
-          progress.add(1, e.tokens(), p.units());
+          tokens += n;
+          progress.add(1, n, p.units());
           long now = System.nanoTime();
           if (now - lastLog > 30_000_000_000L) { // a long task says how it goes (the driver hears at its end)
             lastLog = now;

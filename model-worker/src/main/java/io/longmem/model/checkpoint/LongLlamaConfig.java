@@ -66,6 +66,24 @@ public record LongLlamaConfig(
     return hiddenSize / numHeads;
   }
 
+  /** Index of the first token id outside the vocabulary [0, vocab_size), or -1 when there is none. */
+  public int outsideVocabulary(long[] ids) {
+    for (int t = 0; t < ids.length; t++) {
+      if (ids[t] < 0 || ids[t] >= vocabSize) {
+        return t;
+      }
+    }
+    return -1;
+  }
+
+  /** Refuses a tokenizer of more pieces than the vocabulary: its ids would index past the embeddings. */
+  public void checkTokenizer(int pieces) {
+    if (pieces > vocabSize) {
+      throw new IllegalArgumentException("the tokenizer has " + pieces + " pieces, the model's vocabulary "
+          + vocabSize + ": they do not belong together");
+    }
+  }
+
   public boolean isMemoryLayer(int layer) {
     return memLayers.contains(layer);
   }

@@ -1,5 +1,6 @@
 package io.longmem.model.checkpoint;
 
+import io.longmem.memory.api.MemoryBlock;
 import java.util.Locale;
 
 /**
@@ -22,6 +23,11 @@ public enum MemDType {
 
   public String pythonName() {
     return pythonName;
+  }
+
+  /** How memory of this dtype is stored: float16 as float16; float32 and bfloat16 (not an Arrow type) as float32. */
+  public MemoryBlock.Storage storage() {
+    return this == FLOAT16 ? MemoryBlock.Storage.FLOAT16 : MemoryBlock.Storage.FLOAT32;
   }
 
   public static MemDType parse(String s) {
