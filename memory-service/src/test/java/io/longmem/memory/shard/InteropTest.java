@@ -1,9 +1,9 @@
 package io.longmem.memory.shard;
 
-import io.longmem.memory.api.MemoryBlock;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.util.Npy;
 import java.io.IOException;
