@@ -229,10 +229,12 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_train(
   });
 }
 
+// Adds the n vectors that start at float offset of x (a run inside a larger array).
 JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_addWithIds(
-    JNIEnv* env, jclass, jlong h, jlong n, jfloatArray x, jlongArray ids) {
+    JNIEnv* env, jclass, jlong h, jlong n, jfloatArray x, jint offset, jlongArray ids) {
   guarded(env, [&]() -> int {
-    std::vector<float> v = floats(env, x);
+    std::vector<float> v(static_cast<size_t>(n) * index(h)->d);
+    env->GetFloatArrayRegion(x, offset, static_cast<jsize>(v.size()), v.data());
     std::vector<faiss::Index::idx_t> i(n);
     env->GetLongArrayRegion(ids, 0, static_cast<jsize>(n), reinterpret_cast<jlong*>(i.data()));
     index(h)->add_with_ids(n, v.data(), i.data());

@@ -86,4 +86,5 @@ public final class Fixtures {
     System.arraycopy(b, 0, r, a.length, b.length);
     return r;
   }
+
 }

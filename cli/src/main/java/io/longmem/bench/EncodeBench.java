@@ -157,7 +157,7 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
     }
     pool.shutdown();
     ExecutorModel m = ExecutorModel.get(spec);
-    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.jobs.encode.ShardEncoder.layout(m.config()),
+    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, ShardEncoder.layout(m.config()),
         m.config().memDType().pythonName(), spec.indexFactory())) {
       w.commit(entries);
     }

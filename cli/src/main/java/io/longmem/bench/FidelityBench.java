@@ -10,12 +10,15 @@ import io.longmem.memory.grpc.HeadResult;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.service.Protos;
+import io.longmem.jobs.encode.ShardEncoder;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
+import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
 import io.longmem.model.LongLlama;
 import io.longmem.model.LongLlamaCache;
 import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.ForwardingMemory;
@@ -103,12 +106,13 @@ public final class FidelityBench {
     if (Files.exists(dir.resolve(Manifest.FILE))) {
       return;
     }
-    DocumentEncoder enc = new DocumentEncoder(model);
-    try (CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), io.longmem.jobs.encode.ShardEncoder.layout(model.config()),
-        model.config().memDType().pythonName(), factory).trainingRows(doc.length)) {
+    LongLlamaConfig c = model.config();
+    ShardLayout layout = ShardEncoder.layout(c);
+    try (CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), layout, c.memDType().pythonName(),
+        factory).trainingRows(doc.length)) {
       Manifest.ShardEntry e;
       try (ShardWriter s = w.newShard("shard-00000")) {
-        io.longmem.jobs.encode.ShardEncoder.encodeInto(enc, s, "doc", doc);
+        s.append("doc", new DocumentEncoder(model).encode(doc));
         e = s.finish();
       }
       w.commit(List.of(e));

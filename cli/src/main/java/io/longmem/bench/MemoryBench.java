@@ -6,6 +6,7 @@ import io.grpc.ManagedChannel;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchRequest;

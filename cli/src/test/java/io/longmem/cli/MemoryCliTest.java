@@ -32,7 +32,7 @@ class MemoryCliTest {
              dtype.pythonName(), "Flat")) {
       Manifest.ShardEntry e;
       try (ShardWriter shard = w.newShard("shard-00000")) {
-        io.longmem.jobs.encode.ShardEncoder.encodeInto(new io.longmem.encode.DocumentEncoder(model), shard, doc, ids);
+        shard.append(doc, new DocumentEncoder(model).encode(ids));
         e = shard.finish();
       }
       w.commit(List.of(e));

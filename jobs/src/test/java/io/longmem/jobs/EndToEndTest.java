@@ -160,7 +160,7 @@ class EndToEndTest {
              io.longmem.jobs.encode.ShardEncoder.layout(m.config()), "bfloat16", "Flat")) {
       io.longmem.memory.shard.Manifest.ShardEntry e;
       try (var shard = w.newShard("s0")) {
-        io.longmem.jobs.encode.ShardEncoder.encodeInto(new io.longmem.encode.DocumentEncoder(m), shard, "doc", new long[] {1, 2, 3, 4});
+        shard.append("doc", new io.longmem.encode.DocumentEncoder(m).encode(new long[] {1, 2, 3, 4}));
         e = shard.finish();
       }
       w.commit(List.of(e));

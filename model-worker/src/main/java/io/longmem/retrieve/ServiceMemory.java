@@ -44,8 +44,6 @@ import org.slf4j.LoggerFactory;
  */
 public final class ServiceMemory implements Memory {
   private static final Logger LOG = LoggerFactory.getLogger(ServiceMemory.class);
-  /** The reference's value for masked attention positions (torch.finfo(float32).min). */
-  private static final float MASKED = -Float.MAX_VALUE;
 
   /**
    * @param collections collections searched (names as the service knows them)
@@ -97,7 +95,7 @@ public final class ServiceMemory implements Memory {
     this.headDim = config.headDim();
     this.layers = config.memLayers();
     // float16 memory travels as float16: half the bytes, nothing lost
-    this.float16 = config.memDType() == io.longmem.model.checkpoint.MemDType.FLOAT16;
+    this.float16 = config.memDType().storage() == io.longmem.memory.api.MemoryBlock.Storage.FLOAT16;
     this.batch = batch;
     this.sessions = new String[batch];
     long tokens = 0;
@@ -192,7 +190,7 @@ public final class ServiceMemory implements Memory {
     float[] outK = new float[Math.multiplyExact(batch, Math.multiplyExact(heads * q * k, headDim))];
     float[] outV = new float[outK.length];
     float[] mask = new float[batch * heads * q * k];
-    Arrays.fill(mask, MASKED);
+    Arrays.fill(mask, MASK_MIN);
     for (int b = 0; b < batch; b++) {
       if (options.collections().isEmpty() && sessions[b] == null) {
         continue; // nothing remembered for this row yet

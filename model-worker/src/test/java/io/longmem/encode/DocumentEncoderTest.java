@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
 import io.longmem.Fixtures;
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
@@ -23,17 +24,20 @@ class DocumentEncoderTest {
     Checkpoint ckpt = Checkpoint.open(tiny.resolve("model"));
     try (LongLlama model = LongLlama.load(ckpt, ckpt.config().withMemDType(MemDType.FLOAT32), Device.cpu())) {
       DocumentEncoder enc = new DocumentEncoder(model);
-      List<DocumentEncoder.Encoded> batch = enc.encodeBatch(List.of(shortDoc, book, tinyDoc));
+      List<List<MemoryBlock>> batch = enc.encodeBatch(List.of(shortDoc, book, tinyDoc));
       long[][] docs = {shortDoc, book, tinyDoc};
       for (int b = 0; b < docs.length; b++) {
-        DocumentEncoder.Encoded alone = enc.encode(docs[b]);
-        assertEquals(alone.tokens(), batch.get(b).tokens());
-        for (int l = 0; l < alone.keys().length; l++) {
-          assertEquals(alone.keys()[l].length, batch.get(b).keys()[l].length);
+        List<MemoryBlock> alone = enc.encode(docs[b]);
+        for (int l = 0; l < alone.size(); l++) {
+          MemoryBlock a = alone.get(l);
+          MemoryBlock together = batch.get(b).get(l);
+          assertEquals(docs[b].length, together.tokens());
+          assertEquals(a.tokens(), together.tokens());
+          assertEquals(a.keys().length, together.keys().length);
           double worst = 0;
-          for (int i = 0; i < alone.keys()[l].length; i++) {
-            worst = Math.max(worst, Math.abs(alone.keys()[l][i] - batch.get(b).keys()[l][i]));
-            worst = Math.max(worst, Math.abs(alone.values()[l][i] - batch.get(b).values()[l][i]));
+          for (int i = 0; i < a.keys().length; i++) {
+            worst = Math.max(worst, Math.abs(a.keys()[i] - together.keys()[i]));
+            worst = Math.max(worst, Math.abs(a.values()[i] - together.values()[i]));
           }
           assertTrue(worst < 1e-5, "row " + b + " memory layer " + l + " differs by " + worst);
         }

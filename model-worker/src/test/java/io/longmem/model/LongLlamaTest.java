@@ -9,6 +9,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.longmem.Fixtures;
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.generate.GenerationOptions;
@@ -162,6 +163,37 @@ class LongLlamaTest {
     Generator.Result r = gen.generate(prompt, GenerationOptions.greedy(10, (int) greedy[3], 20), false, null);
     assertEquals("eos", r.stopReason());
     assertArrayEquals(java.util.Arrays.copyOf(greedy, 4), r.ids());
+  }
+
+  @Test
+  void readReturnsEachRowsRealTokensPerMemoryLayer() {
+    long[][] ids = {{1, 5, 7, 9, 11}, {1, 6, 8, 0, 0}};
+    float[][] padding = {{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}};
+    List<List<MemoryBlock>> rows = model.read(ids, padding, false);
+    assertEquals(2, rows.size());
+    int heads = model.config().numHeads();
+    int dim = model.config().headDim();
+    for (int b = 0; b < 2; b++) {
+      int n = b == 0 ? 5 : 3;
+      List<MemoryBlock> blocks = rows.get(b);
+      assertEquals(model.config().memLayers(), blocks.stream().map(MemoryBlock::layer).toList());
+      for (MemoryBlock block : blocks) {
+        assertArrayEquals(java.util.stream.IntStream.range(0, n).toArray(), block.positions());
+        assertEquals(heads, block.heads());
+        assertEquals(dim, block.headDim());
+        assertEquals((long) heads * n * dim, block.keys().length);
+        assertEquals(model.config().memDType().storage(), block.storage());
+      }
+    }
+    // a row read alone remembers what it remembers in the batch
+    List<MemoryBlock> alone = model.read(new long[][] {{1, 6, 8}}, null, false).get(0);
+    for (int l = 0; l < alone.size(); l++) {
+      assertArrayEquals(alone.get(l).keys(), rows.get(1).get(l).keys(), 1e-5f);
+      assertArrayEquals(alone.get(l).values(), rows.get(1).get(l).values(), 1e-5f);
+    }
+    var e = assertThrows(IllegalArgumentException.class,
+        () -> model.read(new long[][] {{0, 1, 2}}, new float[][] {{0, 1, 1}}, false));
+    assertTrue(e.getMessage().contains("right-padded"), e.getMessage());
   }
 
   @Test

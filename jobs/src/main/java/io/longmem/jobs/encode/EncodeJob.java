@@ -233,7 +233,7 @@ public final class EncodeJob implements Callable<Integer> {
     if (entries.isEmpty()) {
       throw new InputException("no document of " + in.path() + " had any tokens: nothing to commit");
     }
-    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, io.longmem.jobs.encode.ShardEncoder.layout(config),
+    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, ShardEncoder.layout(config),
         config.memDType().pythonName(), spec.indexFactory())) {
       w.commit(entries);
     }

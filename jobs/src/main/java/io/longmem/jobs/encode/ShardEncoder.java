@@ -1,6 +1,7 @@
 package io.longmem.jobs.encode;
 
 import io.longmem.encode.DocumentEncoder;
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.ShardLayout;
@@ -64,23 +65,6 @@ public final class ShardEncoder {
     this.fingerprint = fingerprint;
   }
 
-  /** The shard layout of a model's memory (float16 memory is stored as float16, the others as float32). */
-  public static ShardLayout layout(LongLlamaConfig c) {
-    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), c.memDType() == io.longmem.model.checkpoint.MemDType.FLOAT16
-        ? io.longmem.memory.api.MemoryBlock.Storage.FLOAT16 : io.longmem.memory.api.MemoryBlock.Storage.FLOAT32);
-  }
-
-  /** Reads one document with the model and appends its memory to a shard (positions 0..n-1). */
-  public static void encodeInto(DocumentEncoder encoder, ShardWriter shard, String document, long[] ids)
-      throws IOException {
-    DocumentEncoder.Encoded e = encoder.encode(ids);
-    int[] positions = new int[e.tokens()];
-    for (int i = 0; i < positions.length; i++) {
-      positions[i] = i;
-    }
-    shard.append(document, positions, e.keys(), e.values());
-  }
-
   public static String shardId(int index) {
     return String.format("shard-%05d", index);
   }
@@ -119,6 +103,11 @@ public final class ShardEncoder {
       LOG.info("{}: {} documents, {} tokens", id, counts.documents(), counts.tokens());
       return new Result(id, entry, counts, false);
     }
+  }
+
+  /** The shard layout of a model's memory: its memory layers, heads and head_dim, stored as mem_dtype says. */
+  public static ShardLayout layout(LongLlamaConfig c) {
+    return new ShardLayout(c.memLayers(), c.numHeads(), c.headDim(), c.memDType().storage());
   }
 
   /** Counts a finished shard's documents without reading them with the model. */
@@ -211,8 +200,8 @@ public final class ShardEncoder {
 
     private record Pending(String id, long[] ids, long units) {}
 
-    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, LongLlamaConfig config, ShardWriter shard, Progress progress,
-        String shardId) {
+    Loop(DocumentEncoder encoder, SentencePieceTokenizer tokenizer, LongLlamaConfig config, ShardWriter shard,
+        Progress progress, String shardId) {
       this.encoder = encoder;
       this.tokenizer = tokenizer;
       this.config = config;
@@ -238,11 +227,11 @@ public final class ShardEncoder {
           ids[i] = t[i];
         }
       }
-      int bad = config.firstOutOfVocabulary(ids);
-      if (bad >= 0) {
+      int outside = config.outsideVocabulary(ids);
+      if (outside >= 0) {
         rejected++;
         LOG.warn("{}: document '{}' rejected: token id {} at position {} is outside the model's vocabulary [0, {})",
-            shardId, d.id(), ids[bad], bad, config.vocabSize());
+            shardId, d.id(), ids[outside], outside, config.vocabSize());
         progress.add(0, 0, d.units());
         return;
       }
@@ -270,18 +259,15 @@ public final class ShardEncoder {
         List<Pending> batch = pending.subList(i, j);
         List<long[]> ids = new ArrayList<>();
         batch.forEach(p -> ids.add(p.ids()));
-        List<DocumentEncoder.Encoded> encoded = encoder.encodeBatch(ids);
+        List<List<MemoryBlock>> encoded = encoder.encodeBatch(ids);
         for (int b = 0; b < batch.size(); b++) {
           Pending p = batch.get(b);
-          DocumentEncoder.Encoded e = encoded.get(b);
-          int[] positions = new int[e.tokens()];
-          for (int t = 0; t < positions.length; t++) {
-            positions[t] = t;
-          }
-          shard.append(p.id(), positions, e.keys(), e.values());
+          List<MemoryBlock> blocks = encoded.get(b);
+          int n = blocks.get(0).tokens();
+          shard.append(p.id(), blocks);
           documents++;
-          tokens += e.tokens();
-          progress.add(1, e.tokens(), p.units());
+          tokens += n;
+          progress.add(1, n, p.units());
           long now = System.nanoTime();
           if (now - lastLog > 30_000_000_000L) { // a long task says how it goes (the driver hears at its end)
             lastLog = now;

@@ -10,6 +10,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.encode.DocumentEncoder;
 import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
@@ -30,11 +31,11 @@ class EncodeToCollectionTest {
       MemDType dtype = tag.equals("f32") ? MemDType.FLOAT32 : MemDType.BFLOAT16;
       Path dir = tmp.resolve(tag);
       try (LongLlama model = LongLlama.load(ckpt, ckpt.config().withMemDType(dtype), Device.cpu());
-           CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), io.longmem.jobs.encode.ShardEncoder.layout(model.config()),
+           CollectionWriter w = CollectionWriter.create(dir, ckpt.fingerprint(), ShardEncoder.layout(model.config()),
                dtype.pythonName(), "Flat")) {
         Manifest.ShardEntry e;
         try (ShardWriter shard = w.newShard("shard-00000")) {
-          io.longmem.jobs.encode.ShardEncoder.encodeInto(new io.longmem.encode.DocumentEncoder(model), shard, "book", book);
+          shard.append("book", new DocumentEncoder(model).encode(book));
           e = shard.finish();
         }
         w.commit(List.of(e));

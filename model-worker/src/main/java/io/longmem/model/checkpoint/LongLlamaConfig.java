@@ -67,21 +67,21 @@ public record LongLlamaConfig(
     return hiddenSize / numHeads;
   }
 
-  /** Index of the first id outside the vocabulary [0, vocab_size), or -1: the one rule for token ids. */
-  public int firstOutOfVocabulary(long[] ids) {
-    for (int i = 0; i < ids.length; i++) {
-      if (ids[i] < 0 || ids[i] >= vocabSize) {
-        return i;
+  /** Index of the first token id outside the vocabulary [0, vocab_size), or -1 when there is none. */
+  public int outsideVocabulary(long[] ids) {
+    for (int t = 0; t < ids.length; t++) {
+      if (ids[t] < 0 || ids[t] >= vocabSize) {
+        return t;
       }
     }
     return -1;
   }
 
-  /** Refuses a tokenizer with more pieces than the model has ids: they were not made for each other. */
+  /** Refuses a tokenizer of more pieces than the vocabulary: its ids would index past the embeddings. */
   public void checkTokenizer(int pieces) {
     if (pieces > vocabSize) {
-      throw new CheckpointException("the tokenizer has " + pieces + " pieces, the model's vocabulary " + vocabSize
-          + ": they do not belong together");
+      throw new CheckpointException("the tokenizer has " + pieces + " pieces, the model's vocabulary "
+          + vocabSize + ": they do not belong together");
     }
   }
 

@@ -1,6 +1,7 @@
 package io.longmem.model.checkpoint;
 
 import io.longmem.io.InputException;
+import io.longmem.memory.api.MemoryBlock;
 import java.util.Locale;
 
 /**
@@ -23,6 +24,11 @@ public enum MemDType {
 
   public String pythonName() {
     return pythonName;
+  }
+
+  /** How memory of this dtype is stored: float16 as float16; float32 and bfloat16 (not an Arrow type) as float32. */
+  public MemoryBlock.Storage storage() {
+    return this == FLOAT16 ? MemoryBlock.Storage.FLOAT16 : MemoryBlock.Storage.FLOAT32;
   }
 
   public static MemDType parse(String s) {

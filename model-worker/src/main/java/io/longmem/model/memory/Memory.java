@@ -13,6 +13,11 @@ import ai.djl.ndarray.NDArray;
  * top-k pairs per head and query.
  */
 public interface Memory extends AutoCloseable {
+  /**
+   * torch.finfo(float32).min: what the reference puts into masked positions, of the attention
+   * mask and of memory masks alike.
+   */
+  float MASK_MIN = -Float.MAX_VALUE;
 
   /**
    * Remembers tokens a memory layer has read.
@@ -20,7 +25,7 @@ public interface Memory extends AutoCloseable {
    * @param layer the model layer index (one of {@code mem_layers})
    * @param keys [batch, heads, n, head_dim] float32
    * @param values [batch, heads, n, head_dim] float32
-   * @param mask [batch, n] additive: 0 for a real token, a large negative number for padding
+   * @param mask [batch, n] additive: 0 for a real token, {@link #MASK_MIN} for padding
    */
   void append(int layer, NDArray keys, NDArray values, NDArray mask);
 

@@ -159,14 +159,32 @@ public final class FaissIndex implements AutoCloseable {
   /** Adds vectors [n, dim] under the given ids (one per vector). */
   public void add(float[] vectors, long[] ids) {
     long n = rows(vectors, "vectors");
+    add(vectors, 0, (int) n, ids);
+  }
+
+  /**
+   * Adds the n vectors [n, dim] that start at float {@code offset} of {@code vectors} (a run inside
+   * a larger array, such as one head of a head-major block), under the given ids.
+   */
+  public void add(float[] vectors, int offset, int n, long[] ids) {
+    if (vectors == null || offset < 0 || n < 1 || offset + (long) n * dim > vectors.length) {
+      throw new IllegalArgumentException(n + " vectors of " + dim + " floats at offset " + offset + " do not lie in "
+          + (vectors == null ? 0 : vectors.length) + " floats");
+    }
     if (ids == null || ids.length != n) {
       throw new IllegalArgumentException((ids == null ? 0 : ids.length) + " ids for " + n + " vectors");
+    }
+    for (int i = offset; i < offset + n * dim; i++) {
+      if (!Float.isFinite(vectors[i])) {
+        throw new IllegalArgumentException("vectors: value " + vectors[i] + " at vector " + (i - offset) / dim
+            + ", component " + (i - offset) % dim + " is not finite");
+      }
     }
     withWrite(() -> {
       if (!FaissNative.isTrained(handle)) {
         throw new IllegalStateException("index " + description + " must be trained before vectors are added");
       }
-      FaissNative.addWithIds(handle, n, vectors, ids);
+      FaissNative.addWithIds(handle, n, vectors, offset, ids);
       return null;
     });
   }

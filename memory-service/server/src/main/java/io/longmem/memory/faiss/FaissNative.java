@@ -76,7 +76,8 @@ final class FaissNative {
 
   static native void train(long handle, long n, float[] x);
 
-  static native void addWithIds(long handle, long n, float[] x, long[] ids);
+  /** Adds the n vectors [n, d] that start at float {@code offset} of x. */
+  static native void addWithIds(long handle, long n, float[] x, int offset, long[] ids);
 
   /** @param ranges sorted disjoint [begin, end) id ranges to restrict to, flattened; null: all ids */
   static native void search(long handle, long n, float[] x, int k, int nprobe, int efSearch, long[] ranges,

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.io.FileTrees;
 import java.io.IOException;
@@ -90,10 +91,11 @@ public final class ShardWriter implements AutoCloseable {
   }
 
   /**
-   * Appends n tokens of one document. A document's tokens must come in one run of calls.
+   * Appends n tokens of one document in token-major layout (older callers; the model's own layout
+   * is {@link #append(String, List)}'s). A document's tokens must come in one run of calls.
    *
    * @param positions n positions within the document
-   * @param keys per memory layer (in layout order) n * heads * head_dim floats, head-major
+   * @param keys per memory layer (in layout order) [n, heads, head_dim] floats
    * @param values likewise
    */
   public void append(String document, int[] positions, float[][] keys, float[][] values) throws IOException {
@@ -112,9 +114,72 @@ public final class ShardWriter implements AutoCloseable {
           + layers.length);
     }
     long width = layout.width();
+    List<MemoryBlock> blocks = new ArrayList<>();
     for (int l = 0; l < layers.length; l++) {
       check(keys[l], n * width, "keys of layer " + layout.layers().get(l));
       check(values[l], n * width, "values of layer " + layout.layers().get(l));
+      blocks.add(new MemoryBlock(layout.layers().get(l), document, positions, layout.heads(), layout.headDim(),
+          headMajor(keys[l], n), headMajor(values[l], n), layout.storage()));
+    }
+    append(document, blocks);
+  }
+
+  /** [n, heads, dim] as [heads, n, dim]. */
+  private float[] headMajor(float[] tokenMajor, int n) {
+    int heads = layout.heads();
+    int dim = layout.headDim();
+    float[] out = new float[tokenMajor.length];
+    for (int i = 0; i < n; i++) {
+      for (int h = 0; h < heads; h++) {
+        System.arraycopy(tokenMajor, (i * heads + h) * dim, out, (h * n + i) * dim, dim);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Appends what the memory layers read of one document in one call: one head-major block per
+   * layer (in layout order), all of the same tokens. A document's tokens must come in one run of
+   * calls. Each head's keys go to its FAISS index as the contiguous run the block holds them in.
+   */
+  public void append(String document, List<MemoryBlock> blocks) throws IOException {
+    if (finished) {
+      throw new IllegalStateException("shard " + id + " is finished");
+    }
+    if (blocks.size() != layers.length) {
+      throw new IllegalArgumentException(blocks.size() + " blocks, the layout has " + layers.length + " layers");
+    }
+    int[] positions = blocks.get(0).positions();
+    for (int l = 0; l < layers.length; l++) {
+      MemoryBlock b = blocks.get(l);
+      String what = "block of layer " + b.layer();
+      if (b.layer() != layout.layers().get(l)) {
+        throw new IllegalArgumentException(what + " where the layout has layer " + layout.layers().get(l));
+      }
+      if (b.heads() != layout.heads() || b.headDim() != layout.headDim() || b.storage() != layout.storage()) {
+        throw new IllegalArgumentException(what + ": " + b.heads() + " heads x " + b.headDim() + " " + b.storage()
+            + ", the layout has " + layout.heads() + " x " + layout.headDim() + " " + layout.storage());
+      }
+      if (!java.util.Arrays.equals(b.positions(), positions)) {
+        throw new IllegalArgumentException(what + ": other positions than the block of layer " + blocks.get(0).layer());
+      }
+      check(b.keys(), b.keys().length, "keys of layer " + b.layer());
+      check(b.values(), b.values().length, "values of layer " + b.layer());
+    }
+    int n = positions.length;
+    if (n == 0) {
+      return;
+    }
+    startDocument(document);
+    for (int l = 0; l < layers.length; l++) {
+      layers[l].append(document, blocks.get(l), rows);
+    }
+    rows += n;
+  }
+
+  private void startDocument(String document) {
+    if (document == null || document.isEmpty()) {
+      throw new IllegalArgumentException("document id is empty");
     }
     if (!document.equals(currentDocument)) {
       if (!seen.add(document)) {
@@ -125,10 +190,6 @@ public final class ShardWriter implements AutoCloseable {
       currentDocument = document;
       currentBegin = rows;
     }
-    for (int l = 0; l < layers.length; l++) {
-      layers[l].append(document, positions, keys[l], values[l], rows);
-    }
-    rows += n;
   }
 
   private static void check(float[] a, long expected, String what) {
@@ -208,8 +269,8 @@ public final class ShardWriter implements AutoCloseable {
     private final FileChannel channel;
     private final ArrowFileWriter writer;
     private final FaissIndex[] indexes;
-    /** Keys split by head ([head][n * dim] per append), buffered until the indexes are trained. */
-    private final List<float[][]> pending = new ArrayList<>();
+    /** Blocks whose keys are buffered until the indexes are trained. */
+    private final List<MemoryBlock> pending = new ArrayList<>();
     private long pendingRows;
     private int batchRows;
 
@@ -228,35 +289,42 @@ public final class ShardWriter implements AutoCloseable {
       root.allocateNew();
     }
 
-    void append(String document, int[] positions, float[] keys, float[] values, long firstRow) throws IOException {
-      int n = positions.length;
-      int width = layout.width();
+    /** Arrow rows [n, heads * dim] from the head-major block; each head's keys to its index. */
+    void append(String document, MemoryBlock block, long firstRow) throws IOException {
+      int n = block.tokens();
+      int dim = layout.headDim();
+      byte[] name = document.getBytes(java.nio.charset.StandardCharsets.UTF_8);
       for (int i = 0; i < n; i++) {
         if (batchRows == BATCH_ROWS) {
           flush();
         }
         int r = batchRows++;
-        ((VarCharVector) root.getVector(ArrowSchemas.DOCUMENT)).setSafe(r,
-            document.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        ((IntVector) root.getVector(ArrowSchemas.POSITION)).setSafe(r, positions[i]);
-        put((FixedSizeListVector) root.getVector(ArrowSchemas.KEY), r, keys, i * width, width);
-        put((FixedSizeListVector) root.getVector(ArrowSchemas.VALUE), r, values, i * width, width);
+        ((VarCharVector) root.getVector(ArrowSchemas.DOCUMENT)).setSafe(r, name);
+        ((IntVector) root.getVector(ArrowSchemas.POSITION)).setSafe(r, block.positions()[i]);
+        FixedSizeListVector keys = (FixedSizeListVector) root.getVector(ArrowSchemas.KEY);
+        FixedSizeListVector values = (FixedSizeListVector) root.getVector(ArrowSchemas.VALUE);
+        keys.setNotNull(r);
+        values.setNotNull(r);
+        for (int h = 0; h < layout.heads(); h++) {
+          int from = block.headOffset(h) + i * dim;
+          int to = (r * layout.heads() + h) * dim;
+          put(keys.getDataVector(), to, block.keys(), from, dim);
+          put(values.getDataVector(), to, block.values(), from, dim);
+        }
       }
-      addToIndexes(keys, n, firstRow);
+      addToIndexes(block, firstRow);
     }
 
-    private void put(FixedSizeListVector list, int row, float[] src, int offset, int width) {
-      list.setNotNull(row);
-      FieldVector data = list.getDataVector();
-      int base = row * width;
+    /** Copies {@code count} floats of {@code src} from {@code offset} to element {@code at} of the list's data. */
+    private void put(FieldVector data, int at, float[] src, int offset, int count) {
       if (data instanceof Float4Vector f) {
-        for (int j = 0; j < width; j++) {
-          f.setSafe(base + j, src[offset + j]);
+        for (int j = 0; j < count; j++) {
+          f.setSafe(at + j, src[offset + j]);
         }
       } else {
         Float2Vector f = (Float2Vector) data;
-        for (int j = 0; j < width; j++) {
-          f.setSafe(base + j, io.longmem.memory.api.Float16.toHalf(src[offset + j]));
+        for (int j = 0; j < count; j++) {
+          f.setSafe(at + j, io.longmem.memory.api.Float16.toHalf(src[offset + j]));
         }
       }
     }
@@ -272,27 +340,20 @@ public final class ShardWriter implements AutoCloseable {
       batchRows = 0;
     }
 
-    /** Splits [n, heads, dim] keys by head; buffers them until the indexes are trained. */
-    private void addToIndexes(float[] keys, int n, long firstRow) {
-      int dim = layout.headDim();
-      int heads = layout.heads();
-      float[][] perHead = new float[heads][n * dim];
-      for (int i = 0; i < n; i++) {
-        for (int h = 0; h < heads; h++) {
-          System.arraycopy(keys, (i * heads + h) * dim, perHead[h], i * dim, dim);
-        }
-      }
-      long[] ids = new long[n];
-      for (int i = 0; i < n; i++) {
-        ids[i] = firstRow + i;
-      }
+    /** Adds each head's [n, dim] run of keys to its index, or buffers the block until the indexes are trained. */
+    private void addToIndexes(MemoryBlock block, long firstRow) {
+      int n = block.tokens();
       if (indexes[0].isTrained()) {
-        for (int h = 0; h < heads; h++) {
-          indexes[h].add(perHead[h], ids);
+        long[] ids = new long[n];
+        for (int i = 0; i < n; i++) {
+          ids[i] = firstRow + i;
+        }
+        for (int h = 0; h < layout.heads(); h++) {
+          indexes[h].add(block.keys(), block.headOffset(h), n, ids);
         }
         return;
       }
-      pending.add(perHead);
+      pending.add(block);
       pendingRows += n;
       if (pendingRows >= trainingRows) {
         trainAndAddPending();
@@ -311,9 +372,10 @@ public final class ShardWriter implements AutoCloseable {
       float[][] keys = new float[layout.heads()][(int) pendingRows * dim];
       for (int h = 0; h < layout.heads(); h++) {
         int at = 0;
-        for (float[][] chunk : pending) {
-          System.arraycopy(chunk[h], 0, keys[h], at, chunk[h].length);
-          at += chunk[h].length;
+        for (MemoryBlock b : pending) {
+          int run = b.tokens() * dim;
+          System.arraycopy(b.keys(), b.headOffset(h), keys[h], at, run);
+          at += run;
         }
       }
       pending.clear();

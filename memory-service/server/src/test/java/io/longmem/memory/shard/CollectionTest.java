@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -86,6 +87,68 @@ class CollectionTest {
       }
     }
     return out;
+  }
+
+  /** A document's memory as the model hands it over: one head-major block [heads, n, dim] per layer. */
+  private static List<MemoryBlock> blocks(Doc d) {
+    int n = d.positions().length;
+    int heads = LAYOUT.heads();
+    int dim = LAYOUT.headDim();
+    List<MemoryBlock> blocks = new ArrayList<>();
+    for (int l = 0; l < 2; l++) {
+      float[] k = new float[d.keys()[l].length];
+      float[] v = new float[k.length];
+      for (int t = 0; t < n; t++) {
+        for (int h = 0; h < heads; h++) {
+          System.arraycopy(d.keys()[l], (t * heads + h) * dim, k, (h * n + t) * dim, dim);
+          System.arraycopy(d.values()[l], (t * heads + h) * dim, v, (h * n + t) * dim, dim);
+        }
+      }
+      blocks.add(new MemoryBlock(LAYOUT.layers().get(l), d.id(), d.positions(), heads, dim, k, v, LAYOUT.storage()));
+    }
+    return blocks;
+  }
+
+  /** Head-major blocks (the model's layout) store what the token-major append stores, trained index included. */
+  @Test
+  void memoryBlocksStoreWhatTokenMajorAppendsStore(@TempDir Path tmp) throws IOException {
+    Doc a = doc("a", 200, 11);
+    Doc b = doc("b", 250, 12);
+    Path tokenMajor = tmp.resolve("tokens");
+    Path headMajor = tmp.resolve("heads");
+    for (Path dir : List.of(tokenMajor, headMajor)) {
+      try (CollectionWriter w = CollectionWriter.create(dir, MODEL, LAYOUT, "bfloat16", "IVF4,Flat").trainingRows(300)) {
+        try (ShardWriter sw = w.newShard("shard-0")) {
+          // 200 rows buffered until 300 arrive: training sees both documents
+          for (Doc d : List.of(a, b)) {
+            if (dir == headMajor) {
+              sw.append(d.id(), blocks(d));
+            } else {
+              sw.append(d.id(), d.positions(), d.keys(), d.values());
+            }
+          }
+          w.commit(List.of(sw.finish()));
+        }
+      }
+    }
+    try (MemoryCollection x = MemoryCollection.open(tokenMajor, MODEL, true, false);
+         MemoryCollection y = MemoryCollection.open(headMajor, MODEL, true, false)) {
+      MemoryCollection.Shard sx = x.shards().get(0);
+      MemoryCollection.Shard sy = y.shards().get(0);
+      assertEquals(sx.documents(), sy.documents());
+      float[] q = new float[16];
+      java.util.Arrays.fill(q, 0.25f);
+      for (int layer : LAYOUT.layers()) {
+        assertArrayEquals(all(sx, layer, true), all(sy, layer, true));
+        assertArrayEquals(all(sx, layer, false), all(sy, layer, false));
+        for (int h = 0; h < LAYOUT.heads(); h++) {
+          FaissIndex.Result rx = sx.index(layer, h).search(q, 10);
+          FaissIndex.Result ry = sy.index(layer, h).search(q, 10);
+          assertArrayEquals(rx.ids(), ry.ids(), "layer " + layer + " head " + h);
+        }
+      }
+      assertEquals(249, sy.position(449));
+    }
   }
 
   @Test

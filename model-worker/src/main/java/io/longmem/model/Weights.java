@@ -1,0 +1,178 @@
+package io.longmem.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.core.Linear;
+import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.CheckpointException;
+import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.checkpoint.StoredTensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.IntBuffer;
+import java.nio.ShortBuffer;
+import java.util.IdentityHashMap;
+import java.util.Map;
+
+/**
+ * A checkpoint's weights on a device, float32: F32 tensors are used in place (zero-copy on the
+ * memory-mapped file), F16 and BF16 ones are widened once here. q/k/v and gate/up projections are
+ * fused into one matrix each, so every layer does three big GEMMs. Owns the NDManager that holds
+ * them; closing it frees them.
+ */
+public final class Weights implements AutoCloseable {
+
+  /** One decoder layer's weights. */
+  record Layer(NDArray inputNorm, NDArray qkv, NDArray o, NDArray postNorm, NDArray gateUp, NDArray down) {}
+
+  private final Checkpoint checkpoint; // keeps the memory-mapped weights alive
+  private final Device device;
+  private final NDManager manager;
+  /** Direct buffers that weight arrays use as storage (DJL does not keep them reachable). */
+  private final Map<NDArray, ByteBuffer> pinned = new IdentityHashMap<>();
+  private final NDArray embed;
+  private final NDArray norm;
+  private final NDArray lmHead;
+  private final Layer[] layers;
+
+  /** Loads every tensor that a model of {@code config}'s shapes needs. */
+  public Weights(Checkpoint checkpoint, LongLlamaConfig config, Device device) {
+    this.checkpoint = checkpoint;
+    this.device = device;
+    this.manager = NDManager.newBaseManager(device);
+    try {
+      embed = load("model.embed_tokens.weight");
+      norm = load("model.norm.weight");
+      lmHead = load("lm_head.weight");
+      layers = new Layer[config.numLayers()];
+      for (int l = 0; l < layers.length; l++) {
+        String p = "model.layers." + l + ".";
+        layers[l] = new Layer(
+            load(p + "input_layernorm.weight"),
+            fuse(p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"),
+            load(p + "self_attn.o_proj.weight"),
+            load(p + "post_attention_layernorm.weight"),
+            fuse(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
+            load(p + "mlp.down_proj.weight"));
+      }
+    } catch (RuntimeException e) {
+      manager.close();
+      throw e;
+    }
+  }
+
+  Checkpoint checkpoint() {
+    return checkpoint;
+  }
+
+  Device device() {
+    return device;
+  }
+
+  NDManager manager() {
+    return manager;
+  }
+
+  /** [vocab, hidden] token embeddings. */
+  NDArray embed() {
+    return embed;
+  }
+
+  /** The final RMSNorm's weight. */
+  NDArray norm() {
+    return norm;
+  }
+
+  /** [vocab, hidden] output projection. */
+  NDArray lmHead() {
+    return lmHead;
+  }
+
+  Layer layer(int l) {
+    return layers[l];
+  }
+
+  /** x @ weight^T: a projection by a [out, in] matrix as checkpoints store it. */
+  static NDArray linear(NDArray x, NDArray weight) {
+    return Linear.linear(x, weight).singletonOrThrow();
+  }
+
+  private NDArray load(String name) {
+    StoredTensor t = checkpoint.tensor(name);
+    NDArray a;
+    switch (t.type()) {
+      case F32:
+        // zero-copy: the array reads the memory-mapped file
+        a = manager.create(t.data(), new Shape(t.shape()), DataType.FLOAT32);
+        break;
+      case F16:
+        try (NDArray half = manager.create(t.data(), new Shape(t.shape()), DataType.FLOAT16)) {
+          a = half.toType(DataType.FLOAT32, true);
+        }
+        break;
+      case BF16:
+        a = widenBFloat16(t);
+        break;
+      default:
+        throw new CheckpointException(t.file() + ": tensor " + name + " has type " + t.type());
+    }
+    if (!device.equals(a.getDevice())) {
+      NDArray moved = a.toDevice(device, true);
+      a.close();
+      a = moved;
+    }
+    return a;
+  }
+
+  /**
+   * BF16 to F32 by shifting the 16 bits up, into one direct buffer that the array then uses as its
+   * storage (zero-copy); the buffer is pinned for as long as the array lives.
+   */
+  private NDArray widenBFloat16(StoredTensor t) {
+    ShortBuffer src = t.data().asShortBuffer();
+    long n = t.numel();
+    if (n * 4 > Integer.MAX_VALUE) {
+      throw new CheckpointException(t.file() + ": tensor " + t.name() + " is larger than 2 GiB as float32");
+    }
+    ByteBuffer dst = ByteBuffer.allocateDirect((int) n * 4).order(ByteOrder.nativeOrder());
+    IntBuffer out = dst.asIntBuffer();
+    short[] in = new short[(int) Math.min(1 << 20, n)];
+    int[] widened = new int[in.length];
+    while (src.hasRemaining()) {
+      int len = Math.min(in.length, src.remaining());
+      src.get(in, 0, len);
+      for (int i = 0; i < len; i++) {
+        widened[i] = (in[i] & 0xffff) << 16;
+      }
+      out.put(widened, 0, len);
+    }
+    NDArray a = manager.create(dst, new Shape(t.shape()), DataType.FLOAT32);
+    pinned.put(a, dst);
+    return a;
+  }
+
+  /** The tensors concatenated along dim 0 (output features): one matrix, one GEMM. */
+  private NDArray fuse(String... names) {
+    NDList parts = new NDList();
+    for (String n : names) {
+      parts.add(load(n));
+    }
+    NDArray fused = NDArrays.concat(parts, 0);
+    for (NDArray p : parts) {
+      p.close();
+      pinned.remove(p);
+    }
+    return fused;
+  }
+
+  @Override
+  public void close() {
+    manager.close();
+    pinned.clear();
+  }
+}
