@@ -279,7 +279,7 @@ public final class MemoryBench {
   }
 
   private static Set<String> found(SearchResponse r, int h, Options o) {
-    Hits got = Protos.fromResponse(r, o.heads(), 1, o.k(), o.headDim());
+    Hits got = Protos.fromResponse(r, o.heads(), 1, o.k(), o.headDim(), o.float16());
     Set<String> found = new HashSet<>();
     Hits.Head head = got.head(h);
     for (int j = 0; j < o.k(); j++) {

@@ -2,7 +2,7 @@ package io.longmem.cli;
 
 import io.longmem.jobs.encode.EncodeJob;
 import io.longmem.jobs.summarize.SummarizeJob;
-import io.longmem.memory.api.MemoryRequestException;
+import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryUnavailableException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -40,8 +40,9 @@ public final class Main implements Runnable {
     CommandLine cli = new CommandLine(new Main());
     addJobs(cli);
     cli.setExecutionExceptionHandler((e, cmd, parsed) -> {
-      if (e instanceof IllegalArgumentException || e instanceof java.io.IOException
-          || e instanceof MemoryUnavailableException || e instanceof MemoryRequestException) {
+      // the user's input (InputException: options, files, checkpoints, requests the service refused)
+      // or the world (I/O, an unreachable memory service): one line. Anything else is a bug.
+      if (e instanceof InputException || e instanceof java.io.IOException || e instanceof MemoryUnavailableException) {
         String msg = e instanceof java.nio.file.NoSuchFileException ? "no such file: " + e.getMessage() : e.getMessage();
         cmd.getErr().println("longmem " + cmd.getCommandName() + ": " + msg);
         return 2;

@@ -1,5 +1,6 @@
 package io.longmem.encode;
 
+import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.model.LongLlama;
 import java.util.Arrays;
@@ -46,12 +47,12 @@ public final class DocumentEncoder {
    */
   public List<List<MemoryBlock>> encodeBatch(List<long[]> docs) {
     if (docs.isEmpty()) {
-      throw new IllegalArgumentException("no documents");
+      throw new InputException("no documents");
     }
     int longest = 0;
     for (int b = 0; b < docs.size(); b++) {
       if (docs.get(b).length == 0) {
-        throw new IllegalArgumentException("empty document (batch row " + b + ")");
+        throw new InputException("empty document (batch row " + b + ")");
       }
       longest = Math.max(longest, docs.get(b).length);
     }

@@ -1,5 +1,6 @@
 package io.longmem.model;
 
+import io.longmem.io.InputException;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
@@ -131,7 +132,7 @@ public final class LongLlama implements AutoCloseable {
       int lastContextLength, Output output, NDManager out) {
     validateInput(cache, ids, padding, lastContextLength);
     if (output == Output.MEMORY_ONLY && (useCache || cache.hasLocal())) {
-      throw new IllegalArgumentException("MEMORY_ONLY reads input into memory without a local cache; "
+      throw new InputException("MEMORY_ONLY reads input into memory without a local cache; "
           + "use it with useCache=false on a cache without local context");
     }
     int batch = ids.length;
@@ -187,7 +188,7 @@ public final class LongLlama implements AutoCloseable {
    */
   public List<List<MemoryBlock>> read(long[][] ids, float[][] padding, boolean allLayers) {
     if (config.memLayers().isEmpty()) {
-      throw new IllegalArgumentException("the model has no memory layers: nothing to read into memory");
+      throw new InputException("the model has no memory layers: nothing to read into memory");
     }
     try (LongLlamaCache cache = newCache(ids.length)) {
       validateInput(cache, ids, padding, 0);
@@ -227,7 +228,7 @@ public final class LongLlama implements AutoCloseable {
       }
       for (int t = n[b]; t < length; t++) {
         if (padding[b][t] != 0f) {
-          throw new IllegalArgumentException("row " + b + ": a real token after padding (rows must be right-padded)");
+          throw new InputException("row " + b + ": a real token after padding (rows must be right-padded)");
         }
       }
     }
@@ -253,41 +254,41 @@ public final class LongLlama implements AutoCloseable {
 
   private void validateInput(LongLlamaCache cache, long[][] ids, float[][] padding, int lastContextLength) {
     if (ids.length == 0 || ids.length != cache.batch()) {
-      throw new IllegalArgumentException("batch of " + ids.length + " sequences, the cache holds " + cache.batch());
+      throw new InputException("batch of " + ids.length + " sequences, the cache holds " + cache.batch());
     }
     int length = ids[0].length;
     if (length == 0) {
-      throw new IllegalArgumentException("empty input: at least one token id is needed");
+      throw new InputException("empty input: at least one token id is needed");
     }
     for (int b = 0; b < ids.length; b++) {
       if (ids[b].length != length) {
-        throw new IllegalArgumentException("input row " + b + " has " + ids[b].length + " tokens, row 0 has "
+        throw new InputException("input row " + b + " has " + ids[b].length + " tokens, row 0 has "
             + length + " (pad rows to one length and pass a padding mask)");
       }
       int t = config.outsideVocabulary(ids[b]);
       if (t >= 0) {
-        throw new IllegalArgumentException("token id " + ids[b][t] + " at row " + b + ", position " + t
+        throw new InputException("token id " + ids[b][t] + " at row " + b + ", position " + t
             + " is outside the vocabulary [0, " + config.vocabSize() + ")");
       }
     }
     if (padding != null) {
       if (padding.length != ids.length) {
-        throw new IllegalArgumentException("padding mask has " + padding.length + " rows, input has " + ids.length);
+        throw new InputException("padding mask has " + padding.length + " rows, input has " + ids.length);
       }
       for (int b = 0; b < padding.length; b++) {
         if (padding[b].length != length) {
-          throw new IllegalArgumentException("padding mask row " + b + " has " + padding[b].length
+          throw new InputException("padding mask row " + b + " has " + padding[b].length
               + " entries, input has " + length);
         }
         for (float p : padding[b]) {
           if (p != 0f && p != 1f) {
-            throw new IllegalArgumentException("padding mask entries must be 0 or 1, got " + p);
+            throw new InputException("padding mask entries must be 0 or 1, got " + p);
           }
         }
       }
     }
     if (lastContextLength < 0) {
-      throw new IllegalArgumentException("last_context_length must be >= 0, got " + lastContextLength);
+      throw new InputException("last_context_length must be >= 0, got " + lastContextLength);
     }
   }
 

@@ -1,5 +1,6 @@
 package io.longmem.model;
 
+import io.longmem.io.InputException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.types.DataType;
@@ -25,7 +26,7 @@ final class MemRounding {
       case BFLOAT16:
         return roundBFloat16(x);
       default:
-        throw new IllegalArgumentException(dtype.toString());
+        throw new InputException(dtype.toString());
     }
   }
 

@@ -92,7 +92,7 @@ public final class EncodeJob implements Callable<Integer> {
 
   public static void main(String[] args) {
     int code = new CommandLine(new EncodeJob()).setExecutionExceptionHandler((e, cmd, parsed) -> {
-      if (e instanceof IllegalArgumentException || e instanceof IOException) {
+      if (e instanceof InputException || e instanceof IOException) {
         cmd.getErr().println("longmem encode: " + e.getMessage());
         return 2;
       }

@@ -1,5 +1,6 @@
 package io.longmem.memory.faiss;
 
+import io.longmem.io.InputException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -45,15 +46,15 @@ public final class FaissIndex implements AutoCloseable {
 
     public SearchParams {
       if (nprobe < 0 || efSearch < 0) {
-        throw new IllegalArgumentException("nprobe and efSearch must be >= 0, got " + nprobe + ", " + efSearch);
+        throw new InputException("nprobe and efSearch must be >= 0, got " + nprobe + ", " + efSearch);
       }
       if (idRanges != null) {
         if (idRanges.length % 2 != 0) {
-          throw new IllegalArgumentException("id ranges come in [begin, end) pairs");
+          throw new InputException("id ranges come in [begin, end) pairs");
         }
         for (int i = 0; i < idRanges.length; i += 2) {
           if (idRanges[i] >= idRanges[i + 1] || (i > 0 && idRanges[i] < idRanges[i - 1])) {
-            throw new IllegalArgumentException("id ranges must be non-empty, sorted and disjoint");
+            throw new InputException("id ranges must be non-empty, sorted and disjoint");
           }
         }
       }
@@ -81,10 +82,10 @@ public final class FaissIndex implements AutoCloseable {
 
   public static FaissIndex create(int dim, String factory, boolean innerProduct) {
     if (dim <= 0) {
-      throw new IllegalArgumentException("dimension must be positive, got " + dim);
+      throw new InputException("dimension must be positive, got " + dim);
     }
     if (factory == null || factory.isBlank()) {
-      throw new IllegalArgumentException("index factory string is empty");
+      throw new InputException("index factory string is empty");
     }
     return new FaissIndex(FaissNative.create(dim, factory.trim(), innerProduct), factory.trim());
   }
@@ -117,7 +118,7 @@ public final class FaissIndex implements AutoCloseable {
   /** Number of OpenMP threads FAISS uses inside one call (process-wide). */
   public static void setThreads(int n) {
     if (n < 1) {
-      throw new IllegalArgumentException("threads must be >= 1, got " + n);
+      throw new InputException("threads must be >= 1, got " + n);
     }
     FaissNative.setThreads(n);
   }
@@ -168,15 +169,15 @@ public final class FaissIndex implements AutoCloseable {
    */
   public void add(float[] vectors, int offset, int n, long[] ids) {
     if (vectors == null || offset < 0 || n < 1 || offset + (long) n * dim > vectors.length) {
-      throw new IllegalArgumentException(n + " vectors of " + dim + " floats at offset " + offset + " do not lie in "
+      throw new InputException(n + " vectors of " + dim + " floats at offset " + offset + " do not lie in "
           + (vectors == null ? 0 : vectors.length) + " floats");
     }
     if (ids == null || ids.length != n) {
-      throw new IllegalArgumentException((ids == null ? 0 : ids.length) + " ids for " + n + " vectors");
+      throw new InputException((ids == null ? 0 : ids.length) + " ids for " + n + " vectors");
     }
     for (int i = offset; i < offset + n * dim; i++) {
       if (!Float.isFinite(vectors[i])) {
-        throw new IllegalArgumentException("vectors: value " + vectors[i] + " at vector " + (i - offset) / dim
+        throw new InputException("vectors: value " + vectors[i] + " at vector " + (i - offset) / dim
             + ", component " + (i - offset) % dim + " is not finite");
       }
     }
@@ -197,10 +198,10 @@ public final class FaissIndex implements AutoCloseable {
   public Result search(float[] queries, int k, SearchParams params) {
     long n = rows(queries, "queries");
     if (k < 1 || k > MAX_K) {
-      throw new IllegalArgumentException("k must be in [1, " + MAX_K + "], got " + k);
+      throw new InputException("k must be in [1, " + MAX_K + "], got " + k);
     }
     if (n * k > Integer.MAX_VALUE) {
-      throw new IllegalArgumentException(n + " queries x k " + k + " results do not fit one call");
+      throw new InputException(n + " queries x k " + k + " results do not fit one call");
     }
     float[] scores = new float[(int) (n * k)];
     long[] ids = new long[(int) (n * k)];
@@ -239,15 +240,15 @@ public final class FaissIndex implements AutoCloseable {
 
   private long rows(float[] vectors, String what) {
     if (vectors == null || vectors.length == 0) {
-      throw new IllegalArgumentException(what + ": empty");
+      throw new InputException(what + ": empty");
     }
     if (vectors.length % dim != 0) {
-      throw new IllegalArgumentException(what + ": " + vectors.length + " floats is not a whole number of "
+      throw new InputException(what + ": " + vectors.length + " floats is not a whole number of "
           + dim + "-dimensional vectors");
     }
     for (int i = 0; i < vectors.length; i++) {
       if (!Float.isFinite(vectors[i])) {
-        throw new IllegalArgumentException(what + ": value " + vectors[i] + " at vector " + i / dim
+        throw new InputException(what + ": value " + vectors[i] + " at vector " + i / dim
             + ", component " + i % dim + " is not finite");
       }
     }

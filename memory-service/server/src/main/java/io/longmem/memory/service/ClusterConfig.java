@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.io.InputException;
 import com.google.gson.FieldNamingPolicy;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
@@ -39,15 +40,15 @@ public final class ClusterConfig {
     try {
       c = GSON.fromJson(Files.readString(file, StandardCharsets.UTF_8), ClusterConfig.class);
     } catch (JsonParseException e) {
-      throw new IllegalArgumentException(file + ": invalid JSON: " + e.getMessage());
+      throw new InputException(file + ": invalid JSON: " + e.getMessage());
     }
     if (c == null || c.nodes == null || c.nodes.isEmpty()) {
-      throw new IllegalArgumentException(file + ": no nodes");
+      throw new InputException(file + ": no nodes");
     }
     java.util.Set<String> ids = new java.util.HashSet<>();
     for (Node n : c.nodes) {
       if (n.id == null || n.address == null || !ids.add(n.id)) {
-        throw new IllegalArgumentException(file + ": every node needs a unique id and an address");
+        throw new InputException(file + ": every node needs a unique id and an address");
       }
       if (n.shards == null) {
         n.shards = Map.of();

@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.io.InputException;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
@@ -47,7 +48,7 @@ public final class MemoryNode implements AutoCloseable {
     this.config = config;
     this.cluster = config.cluster == null ? null : ClusterConfig.load(config.resolve(config.cluster));
     if (cluster != null && cluster.node(config.nodeId) == null) {
-      throw new IllegalArgumentException("node_id " + config.nodeId + " is not in the cluster file " + config.cluster);
+      throw new InputException("node_id " + config.nodeId + " is not in the cluster file " + config.cluster);
     }
     this.pool = new ForkJoinPool(config.threads(), p -> new ForkJoinWorkerThread(p) {
       @Override

@@ -106,8 +106,17 @@ public final class Protos {
         .setScores(Wire.bytes(h.scores, h.scores.length)).setSlots(Wire.ints(h.slots)).build();
   }
 
-  /** Reads an answer; every size is checked, since it may come from another node. */
+  /** Reads a float32 answer (node-to-node answers are float32). */
   public static Hits fromResponse(SearchResponse r, int heads, int queries, int k, int headDim) {
+    return fromResponse(r, heads, queries, k, headDim, false);
+  }
+
+  /**
+   * Reads an answer; every size is checked, since it may come from another node.
+   *
+   * @param float16 the request asked for float16_pairs: keys and values are float16
+   */
+  public static Hits fromResponse(SearchResponse r, int heads, int queries, int k, int headDim, boolean float16) {
     if (r.getHeadsCount() != heads) {
       throw new IllegalStateException("answer has " + r.getHeadsCount() + " heads, asked for " + heads);
     }
@@ -122,10 +131,8 @@ public final class Protos {
     for (int h = 0; h < heads; h++) {
       HeadResult hr = r.getHeads(h);
       int m = hr.getPairs();
-      // float32, or float16 when the request asked for float16_pairs (half the bytes)
-      boolean half = m > 0 && hr.getKeys().size() == m * headDim * 2;
-      keysPerHead[h] = half ? Wire.halfs(hr.getKeys(), "keys") : Wire.floats(hr.getKeys(), "keys");
-      valuesPerHead[h] = half ? Wire.halfs(hr.getValues(), "values") : Wire.floats(hr.getValues(), "values");
+      keysPerHead[h] = float16 ? Wire.halfs(hr.getKeys(), "keys") : Wire.floats(hr.getKeys(), "keys");
+      valuesPerHead[h] = float16 ? Wire.halfs(hr.getValues(), "values") : Wire.floats(hr.getValues(), "values");
       float[] scores = Wire.floats(hr.getScores(), "scores");
       int[] slots = Wire.ints(hr.getSlots());
       int[] pairDocument = Wire.ints(hr.getPairDocument());

@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.io.InputException;
 import com.google.gson.FieldNamingPolicy;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
@@ -74,7 +75,7 @@ public final class ServiceConfig {
     try {
       ServiceConfig c = GSON.fromJson(Files.readString(file, StandardCharsets.UTF_8), ServiceConfig.class);
       if (c == null) {
-        throw new IllegalArgumentException(file + " is empty");
+        throw new InputException(file + " is empty");
       }
       c.baseDir = file.toAbsolutePath().getParent();
       c.validate(file.toString());
@@ -82,20 +83,20 @@ public final class ServiceConfig {
     } catch (NoSuchFileException e) {
       throw new NoSuchFileException(file.toString(), null, "memory-service configuration not found");
     } catch (JsonParseException e) {
-      throw new IllegalArgumentException(file + ": invalid JSON: " + e.getMessage());
+      throw new InputException(file + ": invalid JSON: " + e.getMessage());
     }
   }
 
   void validate(String where) {
     if (port < 0 || port > 65535) {
-      throw new IllegalArgumentException(where + ": port " + port + " is outside 0..65535");
+      throw new InputException(where + ": port " + port + " is outside 0..65535");
     }
     if (maxK < 1 || maxMessageMb < 1 || maxSessions < 0 || maxSessionTokens < 1 || searchThreads < 0 || refine < 1) {
-      throw new IllegalArgumentException(where + ": max_k, max_message_mb, max_session_tokens must be positive, "
+      throw new InputException(where + ": max_k, max_message_mb, max_session_tokens must be positive, "
           + "max_sessions and search_threads >= 0");
     }
     if (preloadLimitMb < 0) {
-      throw new IllegalArgumentException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "
+      throw new InputException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "
           + preloadLimitMb);
     }
     if (collections == null) {

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.io.InputException;
 import com.google.gson.GsonBuilder;
 import io.longmem.io.Npy;
 import java.io.IOException;
@@ -25,7 +26,7 @@ public final class CollectionExport {
   public static long export(MemoryCollection collection, int layer, Path out) throws IOException {
     ShardLayout layout = collection.layout();
     if (!layout.layers().contains(layer)) {
-      throw new IllegalArgumentException("layer " + layer + " is not in " + collection.dir() + " (layers "
+      throw new InputException("layer " + layer + " is not in " + collection.dir() + " (layers "
           + layout.layers() + ")");
     }
     long tokens = collection.manifest().rows();

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.io.InputException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,7 +46,7 @@ public final class CollectionWriter implements AutoCloseable {
           + "or delete it first");
     }
     if (modelFingerprint == null || modelFingerprint.isBlank()) {
-      throw new IllegalArgumentException("a collection needs the fingerprint of the model that wrote it");
+      throw new InputException("a collection needs the fingerprint of the model that wrote it");
     }
     Files.createDirectories(dir);
     return new CollectionWriter(dir, Manifest.create(modelFingerprint, layout, memDtype, indexFactory));
@@ -54,7 +55,7 @@ public final class CollectionWriter implements AutoCloseable {
   /** Keys buffered to train IVF/PQ indexes (default {@value #DEFAULT_TRAINING_ROWS}). */
   public CollectionWriter trainingRows(int rows) {
     if (rows < 1) {
-      throw new IllegalArgumentException("training rows must be >= 1");
+      throw new InputException("training rows must be >= 1");
     }
     this.trainingRows = rows;
     return this;
@@ -121,7 +122,7 @@ public final class CollectionWriter implements AutoCloseable {
   /** Writes the manifest listing these shards: the collection is complete from here on. */
   public void commit(List<Manifest.ShardEntry> shards) throws IOException {
     if (shards.isEmpty()) {
-      throw new IllegalArgumentException("a collection needs at least one shard");
+      throw new InputException("a collection needs at least one shard");
     }
     java.util.Set<String> docs = new java.util.HashSet<>();
     for (Manifest.ShardEntry s : shards) {

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import java.io.IOException;
@@ -270,17 +271,17 @@ public final class MemoryCollection implements AutoCloseable {
           return mid;
         }
       }
-      throw new IllegalArgumentException("row " + row + " is outside the documents of shard " + entry.id());
+      throw new InputException("row " + row + " is outside the documents of shard " + entry.id());
     }
 
     public FaissIndex index(int layer, int head) {
       FaissIndex[] perHead = layer >= 0 && layer < indexes.length ? indexes[layer] : null;
       if (perHead == null) {
-        throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers "
+        throw new InputException("layer " + layer + " is not in this collection (layers "
             + layout.layers() + ")");
       }
       if (head < 0 || head >= perHead.length) {
-        throw new IllegalArgumentException("head " + head + " is outside 0.." + (perHead.length - 1));
+        throw new InputException("head " + head + " is outside 0.." + (perHead.length - 1));
       }
       return perHead[head];
     }
@@ -288,7 +289,7 @@ public final class MemoryCollection implements AutoCloseable {
     private LayerFile layer(int layer) {
       LayerFile f = layer >= 0 && layer < layers.length ? layers[layer] : null;
       if (f == null) {
-        throw new IllegalArgumentException("layer " + layer + " is not in this collection (layers " + layout.layers()
+        throw new InputException("layer " + layer + " is not in this collection (layers " + layout.layers()
             + ")");
       }
       return f;

@@ -1,5 +1,6 @@
 package io.longmem.memory.shard;
 
+import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.api.MemoryBlock.Storage;
 import java.util.List;
@@ -14,10 +15,10 @@ public record ShardLayout(List<Integer> layers, int heads, int headDim, Storage 
   public ShardLayout {
     layers = List.copyOf(layers);
     if (layers.isEmpty()) {
-      throw new IllegalArgumentException("a collection needs at least one memory layer");
+      throw new InputException("a collection needs at least one memory layer");
     }
     if (heads <= 0 || headDim <= 0) {
-      throw new IllegalArgumentException("heads and head_dim must be positive, got " + heads + ", " + headDim);
+      throw new InputException("heads and head_dim must be positive, got " + heads + ", " + headDim);
     }
   }
 

@@ -51,7 +51,7 @@ class RefineTest {
       for (boolean float16 : new boolean[] {false, true}) {
         SearchResponse r = stub.search(TestBooks.request(q, queries, k).clearCollections().addCollections("pq32")
             .addCollections("pq16").setNprobe(4).setRefine(64).setFloat16Pairs(float16).build());
-        check(books, Protos.fromResponse(r, HEADS, queries, k, DIM), q, queries, k, float16);
+        check(books, Protos.fromResponse(r, HEADS, queries, k, DIM, float16), q, queries, k, float16);
       }
     } finally {
       open.forEach(ManagedChannel::shutdownNow);
