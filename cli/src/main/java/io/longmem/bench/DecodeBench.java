@@ -55,8 +55,8 @@ public final class DecodeBench {
       String factory = "IVF" + nlist + ",PQ" + (o.headDim() / 2);
       if (!Files.exists(coll.resolve(Manifest.FILE))) {
         System.out.printf("building a %d-token collection (%s) in %s ...%n", n, factory, coll);
-        MemoryBench.build(new MemoryBench.Options(n, o.heads(), o.headDim(), 256, 1 << 20, factory, true, o.nprobe(), 0,
-            o.topK(), 0, 0, 0, 0, 0, new int[] {1}, 0, coll), 1, fingerprint, Math.max(65_536, 40 * nlist));
+        SyntheticCollection.write(new MemoryBench.Options(n, o.heads(), o.headDim(), 256, 1 << 20, factory, true,
+            o.nprobe(), 0, o.topK(), 0, 0, 0, 0, 0, new int[] {1}, 0, coll), 1, fingerprint, Math.max(65_536, 40 * nlist));
       }
       conf.collections.put("m" + n, coll.toString());
     }

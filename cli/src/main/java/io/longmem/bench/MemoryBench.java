@@ -1,12 +1,10 @@
 package io.longmem.bench;
 
 import io.longmem.memory.api.Wire;
-import io.longmem.memory.api.MemoryBlock;
 import io.grpc.ManagedChannel;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
-import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchRequest;
@@ -19,8 +17,6 @@ import io.longmem.memory.service.ServiceConfig;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
-import io.longmem.memory.shard.ShardLayout;
-import io.longmem.memory.shard.ShardWriter;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,9 +25,7 @@ import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -43,7 +37,8 @@ import org.slf4j.LoggerFactory;
  * (alternating): the same FAISS searches on the same indexes in process (the candidates the
  * service asks each shard for, nothing around them); the node's search called in process (those
  * searches plus the exact re-scoring that gives the answer its recall); and the node's search with
- * its answer built in process (the service's work without gRPC).
+ * its answer built in process (the service's work without gRPC). The collection is written, once,
+ * by {@link SyntheticCollection}.
  */
 public final class MemoryBench {
   private static final Logger LOG = LoggerFactory.getLogger(MemoryBench.class);
@@ -70,7 +65,7 @@ public final class MemoryBench {
     config.maxMessageMb = 2047;
     config.maxK = Math.max(o.k(), o.prefillK());
     config.preloadLimitMb = o.preloadLimitMb();
-    Centres centres = new Centres(o.heads(), o.headDim(), o.clusters(), 1);
+    SyntheticCollection.Centres centres = new SyntheticCollection.Centres(o.heads(), o.headDim(), o.clusters(), 1);
     try (MemoryServer server = MemoryServer.start(config)) {
       MemoryCollection collection = server.node().collections().get("bench");
       if (collection == null) {
@@ -359,109 +354,6 @@ public final class MemoryBench {
 
   /** Writes the collection: keys around random centres (per head), random values. */
   private static void build(Options o) throws IOException {
-    build(o, LAYER, "sha256:bench", CollectionWriter.DEFAULT_TRAINING_ROWS);
-  }
-
-  /**
-   * Writes a collection of clustered synthetic keys for one memory layer, as if written by the
-   * model with this fingerprint (for benchmarks that decode against it).
-   */
-  public static void build(Options o, int layer, String fingerprint, int trainingRows) throws IOException {
-    ShardLayout layout = new ShardLayout(List.of(layer), o.heads(), o.headDim(),
-        o.float16() ? MemoryBlock.Storage.FLOAT16 : MemoryBlock.Storage.FLOAT32);
-    Centres centres = new Centres(o.heads(), o.headDim(), o.clusters(), 1);
-    long t0 = System.nanoTime();
-    int width = layout.width();
-    int chunk = 4096;
-    try (CollectionWriter w = CollectionWriter.create(o.dir(), fingerprint, layout,
-        o.float16() ? "float16" : "float32", o.factory()).trainingRows(trainingRows)) {
-      List<Manifest.ShardEntry> shards = new ArrayList<>();
-      long written = 0;
-      int s = 0;
-      while (written < o.tokens()) {
-        long shardTokens = Math.min(o.shardTokens(), o.tokens() - written);
-        try (ShardWriter sw = w.newShard(String.format("shard-%05d", s))) {
-          for (long done = 0; done < shardTokens; done += chunk) {
-            int n = (int) Math.min(chunk, shardTokens - done);
-            float[] keys = new float[n * width];
-            float[] values = new float[n * width];
-            centres.fill(keys, values, n, written + done);
-            int[] positions = new int[n];
-            for (int i = 0; i < n; i++) {
-              positions[i] = (int) (done + i);
-            }
-            sw.append("doc-" + s, positions, new float[][] {keys}, new float[][] {values});
-            if ((written + done) % (1 << 18) == 0) {
-              double secs = (System.nanoTime() - t0) / 1e9;
-              LOG.info("writing the bench collection: {} / {} tokens, {} tokens/s", written + done, o.tokens(),
-                  (long) ((written + done) / Math.max(secs, 1e-9)));
-            }
-          }
-          shards.add(sw.finish());
-        }
-        written += shardTokens;
-        s++;
-      }
-      w.commit(shards);
-    }
-    System.out.printf("built the bench collection (%d tokens) in %.0f s%n", o.tokens(), (System.nanoTime() - t0) / 1e9);
-  }
-
-  /** A mixture of Gaussians per head: keys are a centre plus noise; queries likewise. */
-  private static final class Centres {
-    private final int heads;
-    private final int dim;
-    private final float[][] centres; // [head][cluster * dim]
-    private final int clusters;
-    private final float[] noise; // a table of Gaussian numbers, read at random offsets (fast)
-
-    Centres(int heads, int dim, int clusters, long seed) {
-      this.heads = heads;
-      this.dim = dim;
-      this.clusters = clusters;
-      Random r = new Random(seed);
-      centres = new float[heads][clusters * dim];
-      for (float[] c : centres) {
-        for (int i = 0; i < c.length; i++) {
-          c[i] = (float) r.nextGaussian();
-        }
-      }
-      noise = new float[1 << 20];
-      for (int i = 0; i < noise.length; i++) {
-        noise[i] = (float) r.nextGaussian() * 0.5f;
-      }
-    }
-
-    void fill(float[] keys, float[] values, int n, long seed) {
-      SplittableRandom r = new SplittableRandom(seed);
-      for (int t = 0; t < n; t++) {
-        for (int h = 0; h < heads; h++) {
-          int c = r.nextInt(clusters);
-          int off = r.nextInt(noise.length - dim);
-          int voff = r.nextInt(noise.length - dim);
-          int base = (t * heads + h) * dim;
-          for (int d = 0; d < dim; d++) {
-            keys[base + d] = centres[h][c * dim + d] + noise[off + d];
-            values[base + d] = noise[voff + d] * 2f;
-          }
-        }
-      }
-    }
-
-    /** [heads, n, dim] queries from the same mixture. */
-    float[] queries(int n, long seed) {
-      SplittableRandom r = new SplittableRandom(seed);
-      float[] q = new float[heads * n * dim];
-      for (int h = 0; h < heads; h++) {
-        for (int i = 0; i < n; i++) {
-          int c = r.nextInt(clusters);
-          int off = r.nextInt(noise.length - dim);
-          for (int d = 0; d < dim; d++) {
-            q[(h * n + i) * dim + d] = centres[h][c * dim + d] + noise[off + d];
-          }
-        }
-      }
-      return q;
-    }
+    SyntheticCollection.write(o, LAYER, "sha256:bench", CollectionWriter.DEFAULT_TRAINING_ROWS);
   }
 }

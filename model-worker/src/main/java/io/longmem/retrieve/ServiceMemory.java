@@ -1,5 +1,8 @@
 package io.longmem.retrieve;
 
+import io.longmem.io.InputException;
+import io.longmem.memory.api.MemoryBlock;
+import io.longmem.memory.api.SessionBlocks;
 import io.longmem.memory.api.Wire;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -58,10 +61,10 @@ public final class ServiceMemory implements Memory {
       long deadlineMs, int attempts) {
     public Options {
       if (topK < 1) {
-        throw new IllegalArgumentException("--memory-top-k must be >= 1, got " + topK);
+        throw new InputException("--memory-top-k must be >= 1, got " + topK);
       }
       if (attempts < 1 || deadlineMs < 1) {
-        throw new IllegalArgumentException("memory calls need attempts >= 1 and a deadline >= 1 ms");
+        throw new InputException("memory calls need attempts >= 1 and a deadline >= 1 ms");
       }
       collections = List.copyOf(collections);
       documents = List.copyOf(documents);
@@ -78,6 +81,7 @@ public final class ServiceMemory implements Memory {
   private final int headDim;
   private final List<Integer> layers;
   private final int batch;
+  private final MemoryBlock.Storage storage;
   private final boolean float16;
   private final long collectionTokens;
   private final String[] sessions;
@@ -94,8 +98,9 @@ public final class ServiceMemory implements Memory {
     this.heads = config.numHeads();
     this.headDim = config.headDim();
     this.layers = config.memLayers();
+    this.storage = config.memDType().storage();
     // float16 memory travels as float16: half the bytes, nothing lost
-    this.float16 = config.memDType().storage() == io.longmem.memory.api.MemoryBlock.Storage.FLOAT16;
+    this.float16 = storage == MemoryBlock.Storage.FLOAT16;
     this.batch = batch;
     this.sessions = new String[batch];
     long tokens = 0;
@@ -127,6 +132,10 @@ public final class ServiceMemory implements Memory {
     this.collectionTokens = tokens;
   }
 
+  /**
+   * Sends each batch row's real tokens (mask 0) to that row's session as one {@link MemoryBlock}:
+   * head-major as the model holds them, positions counting on from what the row appended before.
+   */
   @Override
   public void append(int layer, NDArray keys, NDArray values, NDArray mask) {
     long[] s = keys.getShape().getShape(); // [B, H, n, D]
@@ -159,11 +168,8 @@ public final class ServiceMemory implements Memory {
       for (int i = 0; i < r; i++) {
         positions[i] = (int) (counts[b] + i);
       }
-      String session = session(b);
-      int tokens = r;
-      AppendSessionRequest req = AppendSessionRequest.newBuilder().setSession(session).setLayer(layer).setTokens(tokens)
-          .setKeys(Wire.bytes(pk, pk.length)).setValues(Wire.bytes(pv, pv.length))
-          .addAllPositions(Arrays.stream(positions).boxed().toList()).build();
+      MemoryBlock block = new MemoryBlock(layer, "", positions, heads, headDim, pk, pv, storage);
+      AppendSessionRequest req = SessionBlocks.toRequest(session(b), block);
       call("append to session", false, () -> endpoint.stub()
           .withDeadlineAfter(options.deadlineMs(), TimeUnit.MILLISECONDS).appendSession(req));
       counts[b] += r;

@@ -1,7 +1,8 @@
 package io.longmem.memory.service;
 
 import io.grpc.Status;
-import io.longmem.memory.api.Wire;
+import io.longmem.memory.api.MemoryBlock;
+import io.longmem.memory.api.SessionBlocks;
 import io.longmem.memory.api.WireFormatException;
 import io.grpc.stub.StreamObserver;
 import io.longmem.memory.grpc.AppendSessionRequest;
@@ -71,10 +72,12 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
 
   @Override
   public void appendSession(AppendSessionRequest request, StreamObserver<AppendSessionResponse> out) {
-    answer(out, () -> AppendSessionResponse.newBuilder().setTokens(node.appendSession(request.getSession(),
-        request.getLayer(), request.getTokens(), Wire.floats(request.getKeys(), "keys"),
-        Wire.floats(request.getValues(), "values"),
-        request.getPositionsList().stream().mapToInt(Integer::intValue).toArray())).build());
+    answer(out, () -> {
+      Session s = node.session(request.getSession());
+      MemoryBlock block = SessionBlocks.fromRequest(request, s.heads(), s.headDim());
+      return AppendSessionResponse.newBuilder()
+          .setTokens(node.appendSession(request.getSession(), block, SessionBlocks.positioned(request))).build();
+    });
   }
 
   @Override

@@ -1,6 +1,7 @@
 package io.longmem.memory.service;
 
 import io.longmem.io.InputException;
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
@@ -265,9 +266,14 @@ public final class MemoryNode implements AutoCloseable {
     return sessions.create(layers, heads, headDim);
   }
 
-  /** keys/values [heads, n, head_dim]. */
-  public long appendSession(String id, int layer, int n, float[] keys, float[] values, int[] positions) {
-    return sessions.append(id, layer, n, keys, values, positions);
+  /** The session of that id (NOT_FOUND if none): its heads and head_dim are what an append carries. */
+  Session session(String id) {
+    return sessions.get(id);
+  }
+
+  /** See {@link Sessions#append}. */
+  public long appendSession(String id, MemoryBlock block, boolean positioned) {
+    return sessions.append(id, block, positioned);
   }
 
   public void dropSession(String id) {

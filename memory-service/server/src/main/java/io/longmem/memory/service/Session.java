@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -23,10 +24,15 @@ final class Session implements MemorySource, AutoCloseable {
   private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   volatile long lastUsed = System.nanoTime();
 
-  /** One layer's pairs: keys/values [rows, heads, dim] and a Flat index per head. */
+  /**
+   * One layer's pairs, head-major as the model reads them: per head a run of keys and one of values
+   * [capacity, dim] of which the first {@code rows} are filled, and a Flat index per head. Runs grow
+   * geometrically, so an append costs its own tokens (amortized), not the layer's; filled rows are
+   * never written again, so a search may read them after its lock is released.
+   */
   private final class Layer {
-    float[] keys = new float[0];
-    float[] values = new float[0];
+    final float[][] keys = new float[heads][0];
+    final float[][] values = new float[heads][0];
     int[] positions = new int[0];
     int rows;
     final FaissIndex[] indexes = new FaissIndex[heads];
@@ -35,6 +41,20 @@ final class Session implements MemorySource, AutoCloseable {
       for (int h = 0; h < heads; h++) {
         indexes[h] = FaissIndex.create(headDim, "Flat");
       }
+    }
+
+    /** Makes room for {@code needed} rows (at most the session's limit, which was checked). */
+    void reserve(int needed) {
+      if (needed <= positions.length) {
+        return;
+      }
+      int capacity = (int) Math.min(Math.max(needed, 2L * positions.length), Math.min(maxTokens, Integer.MAX_VALUE));
+      int floats = Math.multiplyExact(capacity, headDim);
+      for (int h = 0; h < heads; h++) {
+        keys[h] = Arrays.copyOf(keys[h], floats);
+        values[h] = Arrays.copyOf(values[h], floats);
+      }
+      positions = Arrays.copyOf(positions, capacity);
     }
   }
 
@@ -65,43 +85,42 @@ final class Session implements MemorySource, AutoCloseable {
     return byLayer.containsKey(layer);
   }
 
+  /** {@link #append(MemoryBlock, boolean)} of a block whose positions are its tokens' own. */
+  long append(MemoryBlock block) {
+    return append(block, true);
+  }
+
   /**
-   * Appends n tokens: keys and values [heads, n, dim] (the model's layout), positions [n] or null.
+   * Appends a block's tokens to its layer ({@link Sessions} checked its shape and values): each
+   * head's [n, dim] run of keys and values straight after that head's rows, and into that head's
+   * index. The block's positions are kept as they are when {@code positioned}, else counted on
+   * from the rows the layer holds (a request that names none: 0.. in arrival order).
    *
    * @return tokens now in that layer
    */
-  long append(int layer, int n, float[] keys, float[] values, int[] positions) {
+  long append(MemoryBlock block, boolean positioned) {
     lock.writeLock().lock();
     try {
-      Layer l = layer(layer);
+      int n = block.tokens();
+      Layer l = layer(block.layer());
       if (l.rows + (long) n > maxTokens) {
         throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "session " + id + " would hold "
-            + (l.rows + (long) n) + " tokens in layer " + layer + ", the limit is " + maxTokens);
+            + (l.rows + (long) n) + " tokens in layer " + block.layer() + ", the limit is " + maxTokens);
       }
-      int width = heads * headDim;
       int base = l.rows;
-      l.keys = Arrays.copyOf(l.keys, (base + n) * width);
-      l.values = Arrays.copyOf(l.values, (base + n) * width);
-      l.positions = Arrays.copyOf(l.positions, base + n);
-      float[][] perHead = new float[heads][n * headDim];
-      for (int h = 0; h < heads; h++) {
-        for (int t = 0; t < n; t++) {
-          int src = (h * n + t) * headDim;
-          int dst = ((base + t) * heads + h) * headDim;
-          System.arraycopy(keys, src, l.keys, dst, headDim);
-          System.arraycopy(values, src, l.values, dst, headDim);
-          System.arraycopy(keys, src, perHead[h], t * headDim, headDim);
-        }
-      }
-      for (int t = 0; t < n; t++) {
-        l.positions[base + t] = positions != null ? positions[t] : base + t;
-      }
+      l.reserve(base + n);
       long[] ids = new long[n];
       for (int t = 0; t < n; t++) {
         ids[t] = base + t;
+        l.positions[base + t] = positioned ? block.positions()[t] : base + block.positions()[t];
       }
       for (int h = 0; h < heads; h++) {
-        l.indexes[h].add(perHead[h], ids);
+        int from = block.headOffset(h);
+        System.arraycopy(block.keys(), from, l.keys[h], base * headDim, n * headDim);
+        System.arraycopy(block.values(), from, l.values[h], base * headDim, n * headDim);
+      }
+      for (int h = 0; h < heads; h++) {
+        l.indexes[h].add(block.keys(), block.headOffset(h), n, ids);
       }
       l.rows += n;
       lastUsed = System.nanoTime();
@@ -128,13 +147,14 @@ final class Session implements MemorySource, AutoCloseable {
         return out;
       }
       out.documents.add(id);
-      float[] keys = l.keys; // arrays are replaced, never changed, by later appends
-      float[] values = l.values;
-      int width = heads * headDim;
+      // the runs as they are now: a later append may replace a run (growing it) or fill rows past
+      // these, never change the rows this search can return
+      float[][] keys = l.keys.clone();
+      float[][] values = l.values.clone();
       int source = out.addSource((row, head, key, value, off) -> {
-        int at = (int) (row * width + head * headDim);
-        System.arraycopy(keys, at, key, off, headDim);
-        System.arraycopy(values, at, value, off, headDim);
+        int at = (int) row * headDim;
+        System.arraycopy(keys[head], at, key, off, headDim);
+        System.arraycopy(values[head], at, value, off, headDim);
       });
       for (int h = 0; h < heads; h++) {
         FaissIndex.Result r = l.indexes[h].search(q.head(h), q.k());

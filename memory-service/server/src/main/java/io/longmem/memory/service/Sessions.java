@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.memory.api.MemoryBlock;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
@@ -31,20 +32,26 @@ final class Sessions implements AutoCloseable {
     return id;
   }
 
-  /** keys/values [heads, n, head_dim]; positions [n], or empty or null for 0.. */
-  long append(String id, int layer, int n, float[] keys, float[] values, int[] positions) {
+  /**
+   * Appends a block to a session: its shape must be the session's and its numbers finite.
+   *
+   * @param positioned whether the block's positions are its tokens' own, or count on from the
+   *     session layer's tokens (see {@link Session#append(MemoryBlock, boolean)})
+   * @return tokens now in the block's layer
+   */
+  long append(String id, MemoryBlock block, boolean positioned) {
     Session s = get(id);
+    int n = block.tokens();
     if (n <= 0) {
       throw RequestException.invalid("tokens must be positive, got " + n);
     }
-    long expected = (long) s.heads() * n * s.headDim();
-    if (keys.length != expected || values.length != expected) {
-      throw RequestException.invalid("keys/values: " + keys.length + "/" + values.length + " floats, heads x tokens x "
-          + "head_dim = " + expected);
+    if (block.heads() != s.heads() || block.headDim() != s.headDim()) {
+      long expected = (long) s.heads() * n * s.headDim();
+      throw RequestException.invalid("keys/values: " + block.keys().length + "/" + block.values().length
+          + " floats, heads x tokens x head_dim = " + expected);
     }
-    if (positions != null && positions.length != 0 && positions.length != n) {
-      throw RequestException.invalid("positions: " + positions.length + " for " + n + " tokens");
-    }
+    float[] keys = block.keys();
+    float[] values = block.values();
     for (float[] a : new float[][] {keys, values}) {
       for (int i = 0; i < a.length; i++) {
         if (!Float.isFinite(a[i])) {
@@ -52,7 +59,7 @@ final class Sessions implements AutoCloseable {
         }
       }
     }
-    return s.append(layer, n, keys, values, positions == null || positions.length == 0 ? null : positions);
+    return s.append(block, positioned);
   }
 
   void drop(String id) {

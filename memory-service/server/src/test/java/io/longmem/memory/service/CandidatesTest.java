@@ -10,6 +10,7 @@ import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.memory.shard.TokenMajor;
 import io.longmem.memory.api.Float16;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -65,7 +66,7 @@ class CandidatesTest {
             }
             keys.put(doc, k);
             values.put(doc, v);
-            sw.append(doc, pos, new float[][] {k}, new float[][] {v});
+            TokenMajor.append(sw, doc, pos, new float[][] {k}, new float[][] {v});
           }
           entries.add(sw.finish());
         }

@@ -23,6 +23,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.memory.shard.TokenMajor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -116,7 +117,7 @@ class MemoryServiceTest {
           for (int i = 0; i < TOKENS; i++) {
             pos[i] = i;
           }
-          sw.append(doc, pos, books.keys.get(doc), books.values.get(doc));
+          TokenMajor.append(sw, doc, pos, books.keys.get(doc), books.values.get(doc));
         }
         e = sw.finish();
       }

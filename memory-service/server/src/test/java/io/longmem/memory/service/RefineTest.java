@@ -11,6 +11,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.memory.shard.TokenMajor;
 import io.longmem.memory.api.Float16;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -69,7 +70,7 @@ class RefineTest {
           for (String doc : shards[i]) {
             int[] pos = new int[TOKENS];
             Arrays.setAll(pos, t -> t);
-            sw.append(doc, pos, books.keys.get(doc), books.values.get(doc));
+            TokenMajor.append(sw, doc, pos, books.keys.get(doc), books.values.get(doc));
           }
           entries.add(sw.finish());
         }

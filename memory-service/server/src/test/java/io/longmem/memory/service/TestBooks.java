@@ -14,6 +14,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.ShardLayout;
 import io.longmem.memory.shard.ShardWriter;
+import io.longmem.memory.shard.TokenMajor;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -69,7 +70,7 @@ final class TestBooks {
             }
             keys.put(doc, k);
             values.put(doc, v);
-            sw.append(doc, pos, k, v);
+            TokenMajor.append(sw, doc, pos, k, v);
           }
           entries.add(sw.finish());
         }

@@ -1,6 +1,5 @@
 package io.longmem.memory.shard;
 
-import io.longmem.memory.api.MemoryBlock;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -52,8 +51,9 @@ class CollectionTest {
           for (Doc d : docs) {
             // in two appends, as a job writes window by window
             int half = d.positions().length / 2;
-            sw.append(d.id(), java.util.Arrays.copyOf(d.positions(), half), slice(d.keys(), 0, half), slice(d.values(), 0, half));
-            sw.append(d.id(), java.util.Arrays.copyOfRange(d.positions(), half, d.positions().length),
+            TokenMajor.append(sw, d.id(), java.util.Arrays.copyOf(d.positions(), half), slice(d.keys(), 0, half),
+                slice(d.values(), 0, half));
+            TokenMajor.append(sw, d.id(), java.util.Arrays.copyOfRange(d.positions(), half, d.positions().length),
                 slice(d.keys(), half, d.positions().length), slice(d.values(), half, d.positions().length));
           }
           entries.add(sw.finish());
@@ -109,22 +109,32 @@ class CollectionTest {
     return blocks;
   }
 
-  /** Head-major blocks (the model's layout) store what the token-major append stores, trained index included. */
+  /**
+   * Head-major blocks (the model's layout) of a whole document store what the same memory stores
+   * when it comes window by window (converted from token-major rows), trained index included, and
+   * both are the token-major rows.
+   */
   @Test
   void memoryBlocksStoreWhatTokenMajorAppendsStore(@TempDir Path tmp) throws IOException {
     Doc a = doc("a", 200, 11);
     Doc b = doc("b", 250, 12);
     Path tokenMajor = tmp.resolve("tokens");
     Path headMajor = tmp.resolve("heads");
+    int window = 37;
     for (Path dir : List.of(tokenMajor, headMajor)) {
-      try (CollectionWriter w = CollectionWriter.create(dir, MODEL, LAYOUT, "bfloat16", "IVF4,Flat").trainingRows(300)) {
+      try (CollectionWriter w = CollectionWriter.create(dir, MODEL, LAYOUT, "bfloat16", "IVF4,Flat").trainingRows(450)) {
         try (ShardWriter sw = w.newShard("shard-0")) {
-          // 200 rows buffered until 300 arrive: training sees both documents
+          // every row buffered until the 450th arrives: training sees both documents, whether they
+          // came as one block each or as many windows
           for (Doc d : List.of(a, b)) {
             if (dir == headMajor) {
               sw.append(d.id(), blocks(d));
             } else {
-              sw.append(d.id(), d.positions(), d.keys(), d.values());
+              for (int from = 0; from < d.positions().length; from += window) {
+                int to = Math.min(d.positions().length, from + window);
+                TokenMajor.append(sw, d.id(), java.util.Arrays.copyOfRange(d.positions(), from, to),
+                    slice(d.keys(), from, to), slice(d.values(), from, to));
+              }
             }
           }
           w.commit(List.of(sw.finish()));
@@ -139,6 +149,10 @@ class CollectionTest {
       float[] q = new float[16];
       java.util.Arrays.fill(q, 0.25f);
       for (int layer : LAYOUT.layers()) {
+        int l = LAYOUT.layers().indexOf(layer);
+        float[] rows = java.util.Arrays.copyOf(a.keys()[l], a.keys()[l].length + b.keys()[l].length);
+        System.arraycopy(b.keys()[l], 0, rows, a.keys()[l].length, b.keys()[l].length);
+        assertArrayEquals(rows, all(sy, layer, true));
         assertArrayEquals(all(sx, layer, true), all(sy, layer, true));
         assertArrayEquals(all(sx, layer, false), all(sy, layer, false));
         for (int h = 0; h < LAYOUT.heads(); h++) {
@@ -204,7 +218,7 @@ class CollectionTest {
     try (CollectionWriter w = CollectionWriter.create(dir, MODEL, half, "float16", "IVF16,Flat").trainingRows(500)) {
       Manifest.ShardEntry e;
       try (ShardWriter sw = w.newShard("s")) {
-        sw.append(d.id(), d.positions(), d.keys(), d.values());
+        TokenMajor.append(sw, d.id(), d.positions(), d.keys(), d.values());
         e = sw.finish();
       }
       w.commit(List.of(e));
@@ -264,24 +278,27 @@ class CollectionTest {
     Doc a = doc("a", 50, 6);
     try (CollectionWriter w = CollectionWriter.create(dir, MODEL, LAYOUT, "bfloat16", "Flat")) {
       try (ShardWriter sw = w.newShard("broken")) {
-        sw.append(a.id(), a.positions(), a.keys(), a.values());
+        TokenMajor.append(sw, a.id(), a.positions(), a.keys(), a.values());
         // closed without finish(): a task that died
       }
       assertFalse(Files.exists(dir.resolve(".staging/broken")));
       assertFalse(Files.exists(dir.resolve("shards/broken")));
       try (ShardWriter sw = w.newShard("s1")) {
-        sw.append(a.id(), a.positions(), a.keys(), a.values());
+        TokenMajor.append(sw, a.id(), a.positions(), a.keys(), a.values());
         Doc other = doc("b", 10, 7);
-        sw.append(other.id(), other.positions(), other.keys(), other.values());
-        var e = assertThrows(IllegalArgumentException.class, () -> sw.append(a.id(), a.positions(), a.keys(), a.values()));
+        TokenMajor.append(sw, other.id(), other.positions(), other.keys(), other.values());
+        var e = assertThrows(IllegalArgumentException.class,
+            () -> TokenMajor.append(sw, a.id(), a.positions(), a.keys(), a.values()));
         assertTrue(e.getMessage().contains("already written"), e.getMessage());
         float[][] nan = {a.keys()[0].clone(), a.keys()[1]};
         nan[0][17] = Float.NaN;
-        e = assertThrows(IllegalArgumentException.class, () -> sw.append("c", a.positions(), nan, a.values()));
-        assertTrue(e.getMessage().contains("element 17 is NaN"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> TokenMajor.append(sw, "c", a.positions(), nan, a.values()));
+        // token-major element 17 is token 0, head 1, component 1: in the head-major block, head 1's run of 50 tokens
+        int headMajor = 1 * a.positions().length * LAYOUT.headDim() + 1;
+        assertTrue(e.getMessage().contains("keys of layer 1: element " + headMajor + " is NaN"), e.getMessage());
         var first = sw.finish();
         try (ShardWriter sw2 = w.newShard("s2")) {
-          sw2.append(a.id(), a.positions(), a.keys(), a.values());
+          TokenMajor.append(sw2, a.id(), a.positions(), a.keys(), a.values());
           var second = sw2.finish();
           assertThrows(CollectionException.class, () -> w.commit(List.of(first, second)));
         }

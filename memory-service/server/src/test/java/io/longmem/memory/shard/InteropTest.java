@@ -64,7 +64,7 @@ class InteropTest {
     try (CollectionWriter w = CollectionWriter.create(dir, "sha256:x", layout, "float32", "Flat")) {
       Manifest.ShardEntry e;
       try (ShardWriter s = w.newShard("s0")) {
-        s.append("book", pos, new float[][] {k}, new float[][] {v});
+        TokenMajor.append(s, "book", pos, new float[][] {k}, new float[][] {v});
         e = s.finish();
       }
       w.commit(List.of(e));

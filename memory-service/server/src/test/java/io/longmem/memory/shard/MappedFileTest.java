@@ -37,7 +37,7 @@ class MappedFileTest {
     try (CollectionWriter w = CollectionWriter.create(dir, "sha256:m", LAYOUT, "float32", "Flat")) {
       Manifest.ShardEntry e;
       try (ShardWriter sw = w.newShard("s0")) {
-        sw.append("doc", new int[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, keys, values);
+        TokenMajor.append(sw, "doc", new int[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, keys, values);
         e = sw.finish();
       }
       w.commit(List.of(e));

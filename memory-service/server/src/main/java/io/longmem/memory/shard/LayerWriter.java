@@ -1,0 +1,214 @@
+package io.longmem.memory.shard;
+
+import io.longmem.memory.api.MemoryBlock;
+import io.longmem.memory.faiss.FaissIndex;
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.Float2Vector;
+import org.apache.arrow.vector.Float4Vector;
+import org.apache.arrow.vector.IntVector;
+import org.apache.arrow.vector.VarCharVector;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.complex.FixedSizeListVector;
+import org.apache.arrow.vector.ipc.ArrowFileWriter;
+
+/**
+ * One memory layer of a shard being written ({@link ShardWriter}): the layer's Arrow file of every
+ * token's key and value, and its per-head FAISS indexes. Apart from the shard writer, which keeps
+ * the shard's documents, rows and directory, so each file stays readable.
+ *
+ * <p>Keys are added to the indexes as blocks come, except before the indexes are trained: then
+ * blocks are buffered until {@code trainingRows} tokens arrived (or the layer finishes), the
+ * indexes are trained on them, and the trained, still empty indexes become the collection's
+ * template for the layer (later shards start from it instead of training again).
+ */
+final class LayerWriter implements AutoCloseable {
+  private final int layer;
+  private final ShardLayout layout;
+  private final Path staging;
+  private final String shardId;
+  private final String indexFactory;
+  private final int trainingRows;
+  private final Map<Integer, FaissIndex[]> templates;
+  private final VectorSchemaRoot root;
+  private final FileChannel channel;
+  private final ArrowFileWriter writer;
+  private final FaissIndex[] indexes;
+  /** Blocks whose keys are buffered until the indexes are trained. */
+  private final List<MemoryBlock> pending = new ArrayList<>();
+  private long pendingRows;
+  private int batchRows;
+
+  /**
+   * Opens the layer's Arrow file in {@code staging}; its indexes start as copies of the
+   * collection's trained template for the layer, if there is one yet.
+   */
+  LayerWriter(int layer, ShardLayout layout, Path staging, String shardId, String indexFactory, int trainingRows,
+      Map<Integer, FaissIndex[]> templates, BufferAllocator allocator) throws IOException {
+    this.layer = layer;
+    this.layout = layout;
+    this.staging = staging;
+    this.shardId = shardId;
+    this.indexFactory = indexFactory;
+    this.trainingRows = trainingRows;
+    this.templates = templates;
+    root = VectorSchemaRoot.create(ArrowSchemas.layer(layout, layer), allocator);
+    channel = FileChannel.open(staging.resolve(ShardLayout.layerFile(layer)), StandardOpenOption.CREATE_NEW,
+        StandardOpenOption.WRITE);
+    writer = new ArrowFileWriter(root, null, channel);
+    writer.start();
+    indexes = new FaissIndex[layout.heads()];
+    FaissIndex[] template = templates.get(layer);
+    for (int h = 0; h < indexes.length; h++) {
+      indexes[h] = template != null ? template[h].copy() : FaissIndex.create(layout.headDim(), indexFactory);
+    }
+    root.allocateNew();
+  }
+
+  /** Arrow rows [n, heads * dim] from the head-major block; each head's keys to its index. */
+  void append(String document, MemoryBlock block, long firstRow) throws IOException {
+    int n = block.tokens();
+    int dim = layout.headDim();
+    byte[] name = document.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    for (int i = 0; i < n; i++) {
+      if (batchRows == ShardWriter.BATCH_ROWS) {
+        flush();
+      }
+      int r = batchRows++;
+      ((VarCharVector) root.getVector(ArrowSchemas.DOCUMENT)).setSafe(r, name);
+      ((IntVector) root.getVector(ArrowSchemas.POSITION)).setSafe(r, block.positions()[i]);
+      FixedSizeListVector keys = (FixedSizeListVector) root.getVector(ArrowSchemas.KEY);
+      FixedSizeListVector values = (FixedSizeListVector) root.getVector(ArrowSchemas.VALUE);
+      keys.setNotNull(r);
+      values.setNotNull(r);
+      for (int h = 0; h < layout.heads(); h++) {
+        int from = block.headOffset(h) + i * dim;
+        int to = (r * layout.heads() + h) * dim;
+        put(keys.getDataVector(), to, block.keys(), from, dim);
+        put(values.getDataVector(), to, block.values(), from, dim);
+      }
+    }
+    addToIndexes(block, firstRow);
+  }
+
+  /** Copies {@code count} floats of {@code src} from {@code offset} to element {@code at} of the list's data. */
+  private void put(FieldVector data, int at, float[] src, int offset, int count) {
+    if (data instanceof Float4Vector f) {
+      for (int j = 0; j < count; j++) {
+        f.setSafe(at + j, src[offset + j]);
+      }
+    } else {
+      Float2Vector f = (Float2Vector) data;
+      for (int j = 0; j < count; j++) {
+        f.setSafe(at + j, io.longmem.memory.api.Float16.toHalf(src[offset + j]));
+      }
+    }
+  }
+
+  private void flush() throws IOException {
+    if (batchRows == 0) {
+      return;
+    }
+    root.setRowCount(batchRows);
+    writer.writeBatch();
+    root.clear();
+    root.allocateNew();
+    batchRows = 0;
+  }
+
+  /** Adds each head's [n, dim] run of keys to its index, or buffers the block until the indexes are trained. */
+  private void addToIndexes(MemoryBlock block, long firstRow) {
+    int n = block.tokens();
+    if (indexes[0].isTrained()) {
+      long[] ids = new long[n];
+      for (int i = 0; i < n; i++) {
+        ids[i] = firstRow + i;
+      }
+      for (int h = 0; h < layout.heads(); h++) {
+        indexes[h].add(block.keys(), block.headOffset(h), n, ids);
+      }
+      return;
+    }
+    pending.add(block);
+    pendingRows += n;
+    if (pendingRows >= trainingRows) {
+      trainAndAddPending();
+    }
+  }
+
+  private void trainAndAddPending() {
+    if (pending.isEmpty()) {
+      return;
+    }
+    long[] ids = new long[(int) pendingRows];
+    for (int i = 0; i < ids.length; i++) {
+      ids[i] = i; // buffered keys are always the shard's first rows
+    }
+    int dim = layout.headDim();
+    float[][] keys = new float[layout.heads()][(int) pendingRows * dim];
+    for (int h = 0; h < layout.heads(); h++) {
+      int at = 0;
+      for (MemoryBlock b : pending) {
+        int run = b.tokens() * dim;
+        System.arraycopy(b.keys(), b.headOffset(h), keys[h], at, run);
+        at += run;
+      }
+    }
+    pending.clear();
+    for (int h = 0; h < layout.heads(); h++) {
+      try {
+        indexes[h].train(keys[h]);
+      } catch (RuntimeException e) {
+        throw new CollectionException("shard " + shardId + ", layer " + layer + ", head " + h + ": training index '"
+            + indexFactory + "' on " + pendingRows + " keys failed: " + e.getMessage());
+      }
+    }
+    // the trained, still empty indexes become the collection's template for later shards
+    FaissIndex[] template = new FaissIndex[indexes.length];
+    for (int h = 0; h < indexes.length; h++) {
+      template[h] = indexes[h].copy();
+    }
+    if (templates.putIfAbsent(layer, template) != null) {
+      java.util.Arrays.stream(template).forEach(FaissIndex::close);
+    }
+    for (int h = 0; h < layout.heads(); h++) {
+      indexes[h].add(keys[h], ids);
+    }
+    pendingRows = 0;
+  }
+
+  void finish() throws IOException {
+    flush();
+    writer.end();
+    channel.force(true);
+    if (!indexes[0].isTrained()) {
+      trainAndAddPending();
+    }
+    for (int h = 0; h < indexes.length; h++) {
+      indexes[h].write(staging.resolve(ShardLayout.indexFile(layer, h)));
+    }
+  }
+
+  @Override
+  public void close() throws IOException {
+    try {
+      writer.close();
+    } catch (RuntimeException e) {
+      // already ended or never started: nothing more to flush
+    }
+    channel.close();
+    root.close();
+    for (FaissIndex index : indexes) {
+      if (index != null) {
+        index.close();
+      }
+    }
+  }
+}
