@@ -126,7 +126,7 @@ public final class MemoryBench {
     for (int i = 0; i < Math.min(3, queries.length); i++) {
       stub.search(requests[i]);
       inProcess(collection, queries[i], n, k, o);
-      Protos.toResponse(node.search(Protos.toQuery(requests[i])), requests[i].getFloat16Pairs());
+      answer(node, requests[i]);
     }
     double[] service = new double[queries.length];
     double[] local = new double[queries.length];
@@ -148,9 +148,8 @@ public final class MemoryBench {
             }
           }),
           () -> run(callers, lo, hi, local, i -> inProcess(collection, queries[i], n, k, o)),
-          () -> run(callers, lo, hi, refined, i -> node.search(Protos.toQuery(requests[i]))),
-          () -> run(callers, lo, hi, answered, i -> Protos.toResponse(node.search(Protos.toQuery(requests[i])),
-              requests[i].getFloat16Pairs()))};
+          () -> run(callers, lo, hi, refined, i -> node.search(Protos.toQuery(requests[i])).close()),
+          () -> run(callers, lo, hi, answered, i -> answer(node, requests[i]))};
         // each variant goes first in turn: the first to read a block's rows pays their page faults
         for (int j = 0; j < variants.length; j++) {
           int v = (b + j) % variants.length;
@@ -271,6 +270,11 @@ public final class MemoryBench {
     System.out.printf("recall@%d against exact search (%d heads x %d decode queries): %.3f (refine %d); %.3f by the "
         + "index's estimates alone (refine 1)%n", o.k(), heads, queries.length, hits / total, o.refine(),
         rawHits / total);
+  }
+
+  /** The node's search and its answer as the service writes it, without gRPC. */
+  private static SearchResponse answer(MemoryNode node, SearchRequest r) {
+    return node.write(node.search(Protos.toQuery(r)), (hits, pool) -> Protos.toResponse(hits, r.getFloat16Pairs(), pool));
   }
 
   private static Set<String> found(SearchResponse r, int h, Options o) {

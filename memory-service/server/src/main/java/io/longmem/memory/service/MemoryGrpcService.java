@@ -38,13 +38,13 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
   @Override
   public void search(SearchRequest request, StreamObserver<SearchResponse> out) {
     answer(out, () -> node.write(node.search(Protos.toQuery(request)),
-        hits -> Protos.toResponse(hits, request.getFloat16Pairs())));
+        (hits, pool) -> Protos.toResponse(hits, request.getFloat16Pairs(), pool)));
   }
 
   @Override
   public void searchShards(SearchShardsRequest request, StreamObserver<SearchResponse> out) {
     answer(out, () -> node.write(node.searchShards(request.getCollection(), request.getShardsList(),
-        Protos.toQuery(request.getSearch())), Protos::toResponse));
+        Protos.toQuery(request.getSearch())), (hits, pool) -> Protos.toResponse(hits, false, pool)));
   }
 
   @Override

@@ -11,6 +11,8 @@ import io.longmem.memory.grpc.SearchResponse;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 
 /** Conversions between the wire messages and {@link SearchQuery} / {@link Hits}. */
 public final class Protos {
@@ -36,16 +38,26 @@ public final class Protos {
 
   /**
    * Writes the answer, reading each chosen pair's key and value once, straight into the message
-   * bytes; heads are written in parallel.
+   * bytes; heads are written side by side on {@code pool} (the node's), the caller writing the
+   * first one itself.
+   *
+   * @param float16 keys and values as float16 (the client asked for {@code float16_pairs})
    */
-  public static SearchResponse toResponse(Hits hits) {
-    return toResponse(hits, false);
-  }
-
-  /** @param float16 keys and values as float16 (the client asked for {@code float16_pairs}) */
-  public static SearchResponse toResponse(Hits hits, boolean float16) {
+  public static SearchResponse toResponse(Hits hits, boolean float16, Executor pool) {
     HeadResult[] heads = new HeadResult[hits.perHead.length];
-    java.util.stream.IntStream.range(0, heads.length).parallel().forEach(hi -> heads[hi] = head(hits, hi, float16));
+    CompletableFuture<?>[] others = new CompletableFuture<?>[Math.max(0, heads.length - 1)];
+    for (int hi = 1; hi < heads.length; hi++) {
+      int h = hi;
+      others[hi - 1] = CompletableFuture.runAsync(() -> heads[h] = head(hits, h, float16), pool);
+    }
+    if (heads.length > 0) {
+      heads[0] = head(hits, 0, float16);
+    }
+    try {
+      CompletableFuture.allOf(others).join();
+    } catch (java.util.concurrent.CompletionException e) {
+      throw e.getCause() instanceof RuntimeException re ? re : e;
+    }
     return SearchResponse.newBuilder().addAllDocuments(hits.documents).addAllHeads(Arrays.asList(heads)).build();
   }
 

@@ -76,30 +76,35 @@ final class LayerWriter implements AutoCloseable {
   void append(String document, MemoryBlock block, long firstRow) throws IOException {
     int n = block.tokens();
     int dim = layout.headDim();
+    int heads = layout.heads();
     byte[] name = document.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    VarCharVector documents = (VarCharVector) root.getVector(ArrowSchemas.DOCUMENT);
+    IntVector positions = (IntVector) root.getVector(ArrowSchemas.POSITION);
+    FixedSizeListVector keys = (FixedSizeListVector) root.getVector(ArrowSchemas.KEY);
+    FixedSizeListVector values = (FixedSizeListVector) root.getVector(ArrowSchemas.VALUE);
     for (int i = 0; i < n; i++) {
       if (batchRows == ShardWriter.BATCH_ROWS) {
         flush();
       }
       int r = batchRows++;
-      ((VarCharVector) root.getVector(ArrowSchemas.DOCUMENT)).setSafe(r, name);
-      ((IntVector) root.getVector(ArrowSchemas.POSITION)).setSafe(r, block.positions()[i]);
-      FixedSizeListVector keys = (FixedSizeListVector) root.getVector(ArrowSchemas.KEY);
-      FixedSizeListVector values = (FixedSizeListVector) root.getVector(ArrowSchemas.VALUE);
+      documents.setSafe(r, name);
+      positions.setSafe(r, block.positions()[i]);
       keys.setNotNull(r);
       values.setNotNull(r);
-      for (int h = 0; h < layout.heads(); h++) {
+      FieldVector keyData = keys.getDataVector();
+      FieldVector valueData = values.getDataVector();
+      for (int h = 0; h < heads; h++) {
         int from = block.headOffset(h) + i * dim;
-        int to = (r * layout.heads() + h) * dim;
-        put(keys.getDataVector(), to, block.keys(), from, dim);
-        put(values.getDataVector(), to, block.values(), from, dim);
+        int to = (r * heads + h) * dim;
+        put(keyData, to, block.keys(), from, dim);
+        put(valueData, to, block.values(), from, dim);
       }
     }
     addToIndexes(block, firstRow);
   }
 
   /** Copies {@code count} floats of {@code src} from {@code offset} to element {@code at} of the list's data. */
-  private void put(FieldVector data, int at, float[] src, int offset, int count) {
+  private static void put(FieldVector data, int at, float[] src, int offset, int count) {
     if (data instanceof Float4Vector f) {
       for (int j = 0; j < count; j++) {
         f.setSafe(at + j, src[offset + j]);

@@ -9,6 +9,7 @@ import io.longmem.memory.shard.MemoryCollection;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
@@ -28,8 +29,9 @@ class NodePoolTest {
       float[] q = TestBooks.randomQuery(2, 9);
       SearchQuery query = Protos.toQuery(TestBooks.request(q, 2, 5).build());
       Hits hits = node.search(query);
-      Set<String> threads = node.write(hits, h -> IntStream.range(0, 256).parallel()
-          .mapToObj(i -> Thread.currentThread().getName()).collect(Collectors.toSet()));
+      Set<String> threads = node.write(hits, (h, pool) -> IntStream.range(0, 256)
+          .mapToObj(i -> CompletableFuture.supplyAsync(() -> Thread.currentThread().getName(), pool)).toList()
+          .stream().map(CompletableFuture::join).collect(Collectors.toSet()));
       for (String t : threads) {
         assertTrue(t.startsWith("memory-search-"), t + " is not one of the node's threads");
       }
