@@ -48,8 +48,7 @@ final class LocalShards implements MemorySource {
       for (Task t : tasks) {
         pins.add(t.shard().pin());
       }
-      boolean approximate = refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
-      answer = approximate ? pooled(q, pool) : exact(q, pool);
+      answer = approximate(q) ? pooled(q, pool) : exact(q, pool);
     } catch (RuntimeException e) {
       answer = CompletableFuture.failedFuture(e);
     }
@@ -63,6 +62,11 @@ final class LocalShards implements MemorySource {
     });
   }
 
+  /** Whether the search keeps a refine pool: re-scoring is on and some index is approximate. */
+  boolean approximate(SearchQuery q) {
+    return refine > 1 && tasks.stream().anyMatch(t -> !t.shard().index(q.layer(), 0).isExact());
+  }
+
   private CompletableFuture<Hits> pooled(SearchQuery q, Executor pool) {
     int candidates = (int) Math.min((long) q.k() * refine, FaissIndex.MAX_K);
     int perShard = proposals(q.k(), candidates, tasks.size());
@@ -71,7 +75,11 @@ final class LocalShards implements MemorySource {
     try {
       for (int h = 0; h < q.heads(); h++) {
         int head = h;
-        heads.add(CompletableFuture.runAsync(() -> c.rescoreHead(head, propose(tasks, q, head, perShard)), pool));
+        heads.add(CompletableFuture.runAsync(() -> {
+          FaissIndex.Result[] proposed = propose(tasks, q, head, perShard, pool);
+          Work.check(pool);
+          c.rescoreHead(head, proposed);
+        }, pool));
       }
     } catch (RuntimeException e) { // the pool refused (the node is closing)
       return failAfter(heads, e);
@@ -90,7 +98,7 @@ final class LocalShards implements MemorySource {
     List<CompletableFuture<Hits>> parts = new ArrayList<>(tasks.size());
     try {
       for (Task t : tasks) {
-        parts.add(CompletableFuture.supplyAsync(() -> searchShard(t.shard(), t.layout(), q, t.ranges()), pool));
+        parts.add(CompletableFuture.supplyAsync(() -> searchShard(t.shard(), t.layout(), q, t.ranges(), pool), pool));
       }
     } catch (RuntimeException e) { // the pool refused (the node is closing)
       return failAfter(parts, e);
@@ -111,9 +119,10 @@ final class LocalShards implements MemorySource {
   }
 
   /** Head h's candidates in every shard by the index's estimated scores: raw ids and scores, no pairs yet. */
-  private static FaissIndex.Result[] propose(List<Task> tasks, SearchQuery q, int h, int k) {
+  private static FaissIndex.Result[] propose(List<Task> tasks, SearchQuery q, int h, int k, Executor work) {
     FaissIndex.Result[] out = new FaissIndex.Result[tasks.size()];
     for (int s = 0; s < out.length; s++) {
+      Work.check(work); // between shards: a search nobody waits for stops here
       Task t = tasks.get(s);
       FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), t.ranges());
       int kk = (int) Math.min(k, Math.max(1, t.shard().rows()));
@@ -125,9 +134,11 @@ final class LocalShards implements MemorySource {
   /**
    * Top-k of one shard for every head and query, by the index's scores (exact for Flat, estimated
    * for IVF-PQ where {@link Candidates} re-scores); the pairs are read later, winners only. The
-   * caller holds the shard's pin until the answer is written.
+   * caller holds the shard's pin until the answer is written. Stops between heads when {@code
+   * work}'s caller has gone.
    */
-  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges) {
+  static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges,
+      Executor work) {
     int heads = layout.heads();
     int layer = q.layer();
     Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
@@ -139,6 +150,7 @@ final class LocalShards implements MemorySource {
     int k = (int) Math.min(q.k(), Math.min(FaissIndex.MAX_K, Math.max(1, shard.rows())));
     RowSlots slotOfRow = new RowSlots(q.queries() * k); // rows chosen in this head -> their pair slot
     for (int h = 0; h < heads; h++) {
+      Work.check(work);
       FaissIndex.Result r = shard.index(layer, h).search(q.head(h), k, params);
       Hits.Head head = out.perHead[h];
       for (int i = 0; i < q.queries(); i++) {

@@ -35,16 +35,41 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
     this.node = node;
   }
 
+  /**
+   * A search holds its share of the node's budget of searches in flight until its answer is sent
+   * (the answer's bytes live until then), and stops when the call is cancelled or its deadline
+   * passes.
+   */
   @Override
   public void search(SearchRequest request, StreamObserver<SearchResponse> out) {
-    answer(out, () -> node.write(node.search(Protos.toQuery(request)),
-        (hits, pool) -> Protos.toResponse(hits, request.getFloat16Pairs(), pool)));
+    MemoryNode.Admitted[] admitted = new MemoryNode.Admitted[1];
+    try {
+      answer(out, () -> {
+        admitted[0] = node.admit(Protos.toQuery(request), request.getFloat16Pairs());
+        return node.write(node.search(admitted[0]),
+            (hits, pool) -> Protos.toResponse(hits, request.getFloat16Pairs(), pool));
+      });
+    } finally {
+      if (admitted[0] != null) {
+        admitted[0].close();
+      }
+    }
   }
 
   @Override
   public void searchShards(SearchShardsRequest request, StreamObserver<SearchResponse> out) {
-    answer(out, () -> node.write(node.searchShards(request.getCollection(), request.getShardsList(),
-        Protos.toQuery(request.getSearch())), (hits, pool) -> Protos.toResponse(hits, false, pool)));
+    MemoryNode.Admitted[] admitted = new MemoryNode.Admitted[1];
+    try {
+      answer(out, () -> {
+        admitted[0] = node.admitShards(request.getCollection(), request.getShardsList(),
+            Protos.toQuery(request.getSearch()));
+        return node.write(node.search(admitted[0]), (hits, pool) -> Protos.toResponse(hits, false, pool));
+      });
+    } finally {
+      if (admitted[0] != null) {
+        admitted[0].close();
+      }
+    }
   }
 
   @Override
@@ -123,6 +148,8 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
       case RESOURCE_EXHAUSTED: return Status.RESOURCE_EXHAUSTED;
       case UNAVAILABLE: return Status.UNAVAILABLE;
       case FAILED_PRECONDITION: return Status.FAILED_PRECONDITION;
+      case CANCELLED: return Status.CANCELLED;
+      case DEADLINE_EXCEEDED: return Status.DEADLINE_EXCEEDED;
       default: return Status.UNKNOWN;
     }
   }

@@ -42,12 +42,20 @@ public final class MemoryNode implements AutoCloseable {
   private final ClusterConfig cluster;
   private final Map<String, MemoryCollection> collections = new LinkedHashMap<>();
   private final Map<String, String> refused = new LinkedHashMap<>();
+  /** why each refused collection was refused, as clients are told it: without server paths */
+  private final Map<String, String> refusedShown = new LinkedHashMap<>();
+  private final RequestLimits limits;
+  /** what the searches in flight hold, worst case (see {@link SearchCost}) */
+  private final ByteBudget inflight;
   private final Sessions sessions;
   private final ExecutorService pool;
   private final RemoteNodes remote;
 
   public MemoryNode(ServiceConfig config) throws IOException {
+    config.validate("memory-service configuration");
     this.config = config;
+    this.limits = RequestLimits.of(config);
+    this.inflight = new ByteBudget("searches in flight", config.inflightBytes());
     this.cluster = config.cluster == null ? null : ClusterConfig.load(config.resolve(config.cluster));
     if (cluster != null && cluster.node(config.nodeId) == null) {
       throw new InputException("node_id " + config.nodeId + " is not in the cluster file " + config.cluster);
@@ -64,7 +72,7 @@ public final class MemoryNode implements AutoCloseable {
       t.setDaemon(true);
       return t;
     });
-    this.sessions = new Sessions(config.maxSessions, config.maxSessionTokens);
+    this.sessions = new Sessions(Sessions.Limits.of(config), limits);
     this.remote = new RemoteNodes(config);
     PreloadBudget budget = new PreloadBudget(config.preload, config.preloadLimitBytes());
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
@@ -84,8 +92,10 @@ public final class MemoryNode implements AutoCloseable {
             c.manifest().rows(), c.manifest().shards().size(), c.shards().size(), dir,
             (System.nanoTime() - t0) / 1_000_000);
       } catch (IOException | RuntimeException ex) {
-        // a damaged collection is refused with its path; the node serves the others
-        refused.put(e.getKey(), ex.getMessage());
+        // a damaged collection is refused (the node logs the path, clients get the reason without it)
+        String why = ex.getMessage() != null ? ex.getMessage() : ex.toString();
+        refused.put(e.getKey(), why);
+        refusedShown.put(e.getKey(), Shown.withoutPaths(why, dir));
         LOG.error("collection {} refused: {}", e.getKey(), ex.getMessage());
       }
     }
@@ -105,29 +115,99 @@ public final class MemoryNode implements AutoCloseable {
 
   /**
    * The exact merge of the top-k of every shard and session the query names. Close the answer
-   * once it is written: it pins the files its pairs lie in.
+   * once it is written: it pins the files its pairs lie in. (Its share of the budget of searches
+   * in flight is given back on return; the gRPC service holds it until the answer is sent.)
    */
   public Hits search(SearchQuery q) {
-    q.validate(config.maxK, config.maxMessageBytes());
-    SearchPlan plan = SearchPlan.of(q, this::collection, sessions);
-    List<MemorySource> sources = new ArrayList<>();
-    for (Map.Entry<String, List<String>> e : plan.remote().entrySet()) {
-      sources.add(remote.source(cluster, config.nodeId, e.getKey(), e.getValue()));
+    try (Admitted a = admit(q, false)) {
+      return search(a);
     }
-    int remoteSources = sources.size();
-    if (!plan.local().isEmpty()) {
-      sources.add(new LocalShards(plan.local(), refine(q)));
-    }
-    sources.addAll(plan.sessions());
-    return checked(fanOut(sources, remoteSources, q));
   }
 
   /** The top-k over some of this node's shards of one collection (a coordinator asked). */
   public Hits searchShards(String collection, List<String> shards, SearchQuery q) {
-    q.validate(config.maxK, config.maxMessageBytes());
+    try (Admitted a = admitShards(collection, shards, q)) {
+      return search(a);
+    }
+  }
+
+  /**
+   * A search checked, planned and costed, holding its share of the budget of searches in flight
+   * until closed: every check and the refusal of an answer too large to send come before any work.
+   */
+  final class Admitted implements AutoCloseable {
+    final SearchQuery q;
+    final Work work;
+    final List<MemorySource> sources;
+    final int remoteSources;
+    private long held;
+
+    private Admitted(SearchQuery q, Work work, List<MemorySource> sources, int remoteSources, SearchCost cost) {
+      this.q = q;
+      this.work = work;
+      this.sources = sources;
+      this.remoteSources = remoteSources;
+      if (cost.answerBytes() > config.maxMessageBytes()) {
+        throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "the answer could hold up to "
+            + cost.answerBytes() + " bytes (per head up to queries x k pairs of a key and a value, and every "
+            + "query's k scores and slots), more than max_message_mb (" + config.maxMessageBytes() + " bytes): "
+            + "refused before searching; ask for fewer queries or heads, a smaller k, or float16_pairs");
+      }
+      this.held = inflight.await(cost.heldBytes(), config.inflightWaitMs, work::check,
+          () -> "a search of " + q.heads() + " heads x " + q.queries() + " queries x k " + q.k());
+    }
+
+    @Override
+    public void close() {
+      if (held > 0) {
+        inflight.give(held);
+        held = 0;
+      }
+    }
+  }
+
+  /** Admits a coordinator's search; {@code float16} is the answer's type (it sizes the answer). */
+  Admitted admit(SearchQuery q, boolean float16) {
+    limits.check(q);
+    Work work = Work.of(pool);
+    SearchPlan plan = SearchPlan.of(q, this::collection, sessions);
+    List<MemorySource> sources = new ArrayList<>();
+    long remoteRows = 0;
+    for (Map.Entry<String, List<String>> e : plan.remote().entrySet()) {
+      sources.add(remote.source(cluster, config.nodeId, e.getKey(), e.getValue()));
+      Set<String> ids = new HashSet<>(e.getValue());
+      for (Manifest.ShardEntry s : collection(e.getKey()).manifest().shards()) {
+        remoteRows += ids.contains(s.id()) ? s.rows() : 0;
+      }
+    }
+    int remoteSources = sources.size();
+    boolean approximate = false;
+    if (!plan.local().isEmpty()) {
+      LocalShards local = new LocalShards(plan.local(), refine(q));
+      approximate = local.approximate(q);
+      sources.add(local);
+    }
+    sources.addAll(plan.sessions());
+    return new Admitted(q, work, sources, remoteSources, SearchCost.of(q, plan.local(), approximate, refine(q),
+        remoteSources, remoteRows, plan.sessions(), float16));
+  }
+
+  /** Admits a replica's part of a search (answers between nodes are float32). */
+  Admitted admitShards(String collection, List<String> shards, SearchQuery q) {
+    limits.check(q);
+    Work work = Work.of(pool);
     SearchPlan plan = SearchPlan.ofShards(collection, shards, q, this::collection, config.nodeId);
-    List<MemorySource> sources = plan.local().isEmpty() ? List.of() : List.of(new LocalShards(plan.local(), refine(q)));
-    return checked(fanOut(sources, 0, q));
+    if (plan.local().isEmpty()) {
+      return new Admitted(q, work, List.of(), 0, SearchCost.of(q, List.of(), false, 1, 0, 0, List.of(), false));
+    }
+    LocalShards local = new LocalShards(plan.local(), refine(q));
+    return new Admitted(q, work, List.of(local), 0, SearchCost.of(q, plan.local(), local.approximate(q), refine(q),
+        0, 0, List.of(), false));
+  }
+
+  /** Runs an admitted search (the caller closes it once the answer is sent). */
+  Hits search(Admitted a) {
+    return checked(fanOut(a.sources, a.remoteSources, a.q, a.work));
   }
 
   /** Refuses an answer over the message limit (releasing it). */
@@ -149,7 +229,8 @@ public final class MemoryNode implements AutoCloseable {
    *
    * @param remoteSources how many of the first sources are other nodes
    */
-  private Hits fanOut(List<MemorySource> sources, int remoteSources, SearchQuery q) {
+  private Hits fanOut(List<MemorySource> sources, int remoteSources, SearchQuery q, Work work) {
+    work.check();
     if (sources.isEmpty()) {
       return new Hits(q.heads(), q.queries(), q.k(), q.headDim());
     }
@@ -157,7 +238,7 @@ public final class MemoryNode implements AutoCloseable {
     for (MemorySource s : sources) {
       CompletableFuture<Hits> f;
       try {
-        f = s.search(q, pool);
+        f = s.search(q, work);
       } catch (RuntimeException e) {
         f = CompletableFuture.failedFuture(e);
       }
@@ -242,10 +323,12 @@ public final class MemoryNode implements AutoCloseable {
     if (c == null) {
       String why = refused.get(name);
       if (why != null) {
-        throw new RequestException(RequestException.Kind.FAILED_PRECONDITION, "collection " + name
-            + " was refused at load: " + why);
+        // the node logged the reason with its paths; the client learns the reason alone
+        throw new RequestException(RequestException.Kind.FAILED_PRECONDITION, "collection " + Shown.name(name)
+            + " was refused at load: " + refusedShown.get(name));
       }
-      throw RequestException.notFound("unknown collection " + name + " (served: " + collections.keySet() + ")");
+      throw RequestException.notFound("unknown collection " + Shown.name(name) + " (served: "
+          + Shown.names(collections.keySet()) + ")");
     }
     return c;
   }
@@ -259,6 +342,11 @@ public final class MemoryNode implements AutoCloseable {
 
   public String createSession(List<Integer> layers, int heads, int headDim) {
     return sessions.create(layers, heads, headDim);
+  }
+
+  /** The node's sessions (what they hold, for tests and logs). */
+  Sessions sessions() {
+    return sessions;
   }
 
   /** The session of that id (NOT_FOUND if none): its heads and head_dim are what an append carries. */

@@ -8,7 +8,13 @@ public final class RequestException extends RuntimeException {
   private static final long serialVersionUID = 1L;
 
   /** The gRPC status codes this node answers with. */
-  public enum Kind { INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, FAILED_PRECONDITION }
+  public enum Kind {
+    INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, FAILED_PRECONDITION,
+    /** the caller cancelled the call: its work was stopped */
+    CANCELLED,
+    /** the call's deadline passed: its work was stopped */
+    DEADLINE_EXCEEDED
+  }
 
   private final Kind kind;
 

@@ -52,13 +52,18 @@ record SearchPlan(List<LocalShards.Task> local, Map<String, List<String>> remote
       Function<String, MemoryCollection> collections, String nodeId) {
     MemoryCollection col = collections.apply(collection);
     checkLayout(collection, col.layout(), q);
+    RequestLimits.checkIndex(collection, col.manifest().indexFactory(), q);
     Map<String, long[]> ranges = ranges(q, collections).getOrDefault(collection, Map.of());
     List<LocalShards.Task> local = new ArrayList<>();
+    Set<String> seen = new HashSet<>();
     for (String id : shards) {
+      if (!seen.add(id)) {
+        throw RequestException.invalid("shards: " + Shown.name(id) + " is named twice");
+      }
       MemoryCollection.Shard shard = col.shard(id);
       if (shard == null) {
         throw new RequestException(RequestException.Kind.UNAVAILABLE, "node " + nodeId + " does not serve "
-            + collection + "/" + id);
+            + Shown.name(collection) + "/" + Shown.name(id));
       }
       if (!q.documents().isEmpty() && !ranges.containsKey(id)) {
         continue;
@@ -79,6 +84,7 @@ record SearchPlan(List<LocalShards.Task> local, Map<String, List<String>> remote
     for (String name : q.collections()) {
       MemoryCollection col = collections.apply(name);
       checkLayout(name, col.layout(), q);
+      RequestLimits.checkIndex(name, col.manifest().indexFactory(), q);
       Map<String, long[]> shards = new LinkedHashMap<>();
       for (Manifest.ShardEntry s : col.manifest().shards()) {
         if (wanted.isEmpty()) {
@@ -102,8 +108,8 @@ record SearchPlan(List<LocalShards.Task> local, Map<String, List<String>> remote
     if (!wanted.isEmpty()) {
       wanted.removeAll(found);
       if (!wanted.isEmpty() && !q.collections().isEmpty()) {
-        throw RequestException.notFound("documents " + new java.util.TreeSet<>(wanted) + " are in none of the collections "
-            + q.collections());
+        throw RequestException.notFound("documents " + Shown.names(new java.util.TreeSet<>(wanted))
+            + " are in none of the collections " + Shown.names(q.collections()));
       }
     }
     return plan;

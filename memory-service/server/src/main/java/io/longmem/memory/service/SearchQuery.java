@@ -37,15 +37,11 @@ public record SearchQuery(List<String> collections, List<String> sessions, int l
     }
   }
 
-  /** Checks shapes, values and limits; the message names the field. */
-  public void validate(int maxK, long maxResponseBytes) {
-    if (collections.isEmpty() && sessions.isEmpty()) {
-      throw RequestException.invalid("collections/sessions: name at least one collection or session to search");
-    }
-    if (heads <= 0 || queries <= 0 || headDim <= 0) {
-      throw RequestException.invalid("heads, queries and head_dim must be positive, got " + heads + ", " + queries
-          + ", " + headDim);
-    }
+  /**
+   * Checks the query's floats: heads x queries x head_dim of them, all finite ({@link
+   * RequestLimits#check} has checked the numbers themselves).
+   */
+  void validate() {
     long expected = (long) heads * queries * headDim;
     if (query == null || query.length != expected) {
       throw RequestException.invalid("query: " + (query == null ? 0 : query.length) + " floats, heads x queries x "
@@ -57,22 +53,6 @@ public record SearchQuery(List<String> collections, List<String> sessions, int l
         throw RequestException.invalid("query: " + query[i] + " at head " + i / perHead + ", query "
             + (i % perHead) / headDim + ", component " + i % headDim + " is not finite");
       }
-    }
-    if (k <= 0 || k > maxK) {
-      throw RequestException.invalid("k must be in [1, " + maxK + "], got " + k);
-    }
-    if (nprobe < 0 || efSearch < 0) {
-      throw RequestException.invalid("nprobe and ef_search must be >= 0");
-    }
-    if (refine < 0 || refine > 64) {
-      throw RequestException.invalid("refine must be in [0, 64], got " + refine);
-    }
-    // scores and slots alone must fit an answer (pairs are counted once found, see checkSize)
-    long choices = (long) heads * queries * k * 8;
-    if (choices > maxResponseBytes) {
-      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "heads x queries x k choices need "
-          + choices + " bytes, more than the answer limit of " + maxResponseBytes + ": ask for fewer queries or a "
-          + "smaller k");
     }
   }
 }

@@ -35,6 +35,40 @@ public final class ServiceConfig {
   public int maxMessageMb = 512;
   public int maxSessions = 1024;
   public long maxSessionTokens = 1L << 22;
+  /*
+   * Bounds of a request's numbers, checked before any work: every array the node allocates for a
+   * search or a session is sized by them, and FAISS failures inside its OpenMP loops abort the
+   * process rather than throw.
+   */
+  /** Most queries in one search. */
+  public int maxQueries = 4096;
+  /** Most heads of a search or a session (LongLLaMA 3B and 7B have 32). */
+  public int maxHeads = 256;
+  /** Largest head_dim of a search or a session. */
+  public int maxHeadDim = 1024;
+  /** Layer indexes lie in [0, max_layer_index]. */
+  public int maxLayerIndex = 1023;
+  /** Most layers of one session (each costs heads FAISS indexes). */
+  public int maxSessionLayers = 64;
+  /** Largest nprobe; IVF collections also refuse more than their nlist. */
+  public int maxNprobe = 65536;
+  /** Largest ef_search (HNSW allocates per query in proportion; 2^31-1 aborted the process). */
+  public int maxEfSearch = 4096;
+  /** Largest refine a request may ask; the pool (k x refine) is also capped at FAISS's largest k. */
+  public int maxRefine = 64;
+  /**
+   * What the searches in flight may hold at once, in MiB: each is charged its answer's worst case
+   * and its work arrays before it starts, and waits (up to {@code inflight_wait_ms}) or is refused
+   * (RESOURCE_EXHAUSTED) when they are out. 0: a quarter of the JVM's heap.
+   */
+  public long maxInflightMb = 0;
+  public long inflightWaitMs = 2000;
+  /** Most bytes one session may hold (keys, values, positions and its indexes), in MiB. */
+  public long maxSessionMb = 256;
+  /** Most bytes all sessions together may hold, in MiB; 0: half the JVM's heap. */
+  public long maxSessionsTotalMb = 0;
+  /** A session not used for this long is dropped (a background sweep); 0: never. */
+  public long sessionIdleMs = 600_000;
   /** Threads searching shards in parallel; 0: one per core. */
   public int searchThreads;
   public boolean verifyChecksums = true;
@@ -95,6 +129,23 @@ public final class ServiceConfig {
       throw new InputException(where + ": max_k, max_message_mb, max_session_tokens must be positive, "
           + "max_sessions and search_threads >= 0");
     }
+    if (maxK > io.longmem.memory.faiss.FaissIndex.MAX_K || maxSessionTokens >= Integer.MAX_VALUE) {
+      throw new InputException(where + ": max_k must be at most " + io.longmem.memory.faiss.FaissIndex.MAX_K
+          + " and max_session_tokens below 2^31-1");
+    }
+    if (maxQueries < 1 || maxHeads < 1 || maxHeadDim < 1 || maxLayerIndex < 0 || maxSessionLayers < 1
+        || maxNprobe < 1 || maxEfSearch < 1 || maxRefine < 1 || refine > maxRefine) {
+      throw new InputException(where + ": max_queries, max_heads, max_head_dim, max_session_layers, max_nprobe, "
+          + "max_ef_search and max_refine must be positive, max_layer_index >= 0, refine <= max_refine");
+    }
+    long mb = 1L << 40; // past this a size in bytes would overflow
+    if (maxInflightMb > mb || maxSessionMb > mb || maxSessionsTotalMb > mb || preloadLimitMb > mb) {
+      throw new InputException(where + ": a limit in MiB must be at most " + mb);
+    }
+    if (maxInflightMb < 0 || inflightWaitMs < 0 || maxSessionMb < 1 || maxSessionsTotalMb < 0 || sessionIdleMs < 0) {
+      throw new InputException(where + ": max_session_mb must be positive; max_inflight_mb, inflight_wait_ms, "
+          + "max_sessions_total_mb and session_idle_ms >= 0 (0: the default share of the heap, or no expiry)");
+    }
     if (preloadLimitMb < 0) {
       throw new InputException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "
           + preloadLimitMb);
@@ -110,6 +161,16 @@ public final class ServiceConfig {
 
   long maxMessageBytes() {
     return (long) maxMessageMb << 20;
+  }
+
+  /** What searches in flight may hold, in bytes. */
+  long inflightBytes() {
+    return maxInflightMb > 0 ? maxInflightMb << 20 : Runtime.getRuntime().maxMemory() / 4;
+  }
+
+  /** What all sessions together may hold, in bytes. */
+  long sessionsTotalBytes() {
+    return maxSessionsTotalMb > 0 ? maxSessionsTotalMb << 20 : Runtime.getRuntime().maxMemory() / 2;
   }
 
   /** The preload limit in bytes. */

@@ -13,6 +13,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 /**
  * Memory of a document being read at query time (prompt windows, a generation's overflow), held
  * by the service between calls and searched exactly (a Flat index per head) next to collections.
+ *
+ * <p>What it holds is counted in bytes (its runs as reserved, its positions, its indexes), charged
+ * before anything is allocated against its own limit and the node's budget for all sessions, and
+ * given back when it is closed: a token limit alone let a wide session exhaust the heap.
  */
 final class Session implements MemorySource, AutoCloseable {
   private final String id;
@@ -20,6 +24,11 @@ final class Session implements MemorySource, AutoCloseable {
   private final int heads;
   private final int headDim;
   private final long maxTokens;
+  private final long maxBytes;
+  private final ByteBudget budget;
+  /** bytes charged to the budget; guarded by the write lock */
+  private long bytes;
+  private boolean closed;
   private final Map<Integer, Layer> byLayer = new HashMap<>();
   private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   volatile long lastUsed = System.nanoTime();
@@ -38,17 +47,38 @@ final class Session implements MemorySource, AutoCloseable {
     final FaissIndex[] indexes = new FaissIndex[heads];
 
     Layer() {
-      for (int h = 0; h < heads; h++) {
-        indexes[h] = FaissIndex.create(headDim, "Flat");
+      try {
+        for (int h = 0; h < heads; h++) {
+          indexes[h] = FaissIndex.create(headDim, "Flat");
+        }
+      } catch (RuntimeException e) {
+        close();
+        throw e;
       }
     }
 
-    /** Makes room for {@code needed} rows (at most the session's limit, which was checked). */
-    void reserve(int needed) {
+    void close() {
+      for (FaissIndex i : indexes) {
+        if (i != null) {
+          i.close();
+        }
+      }
+    }
+
+    /** The capacity that holds {@code needed} rows: twice the last, or just enough where twice would not fit. */
+    int capacityFor(int needed, long room) {
       if (needed <= positions.length) {
+        return positions.length;
+      }
+      long doubled = Math.min(Math.max(needed, 2L * positions.length), Math.min(maxTokens, Integer.MAX_VALUE));
+      return (doubled - positions.length) * runRow > room ? needed : (int) doubled;
+    }
+
+    /** Makes room for {@code capacity} rows (charged by the caller). */
+    void reserve(int capacity) {
+      if (capacity <= positions.length) {
         return;
       }
-      int capacity = (int) Math.min(Math.max(needed, 2L * positions.length), Math.min(maxTokens, Integer.MAX_VALUE));
       int floats = Math.multiplyExact(capacity, headDim);
       for (int h = 0; h < heads; h++) {
         keys[h] = Arrays.copyOf(keys[h], floats);
@@ -58,14 +88,67 @@ final class Session implements MemorySource, AutoCloseable {
     }
   }
 
+  /**
+   * What an empty Flat index (an IDMap over IndexFlatIP) costs natively, with the allocator's
+   * slack; its rows are counted apart ({@link #indexRow}).
+   */
+  static final long INDEX_BYTES = 1024;
+  /** a reserved row of one layer: per head a key and a value, and a position */
+  private final long runRow;
+  /** a row in one layer's indexes: per head the key and its id */
+  private final long indexRow;
+
+  /** A session limited by tokens only. */
   Session(String id, List<Integer> layers, int heads, int headDim, long maxTokens) {
+    this(id, layers, heads, headDim, maxTokens, Long.MAX_VALUE, ByteBudget.unlimited("sessions"));
+  }
+
+  /**
+   * @param maxBytes what this session may hold
+   * @param budget what all sessions of the node may hold, charged as this one grows
+   */
+  Session(String id, List<Integer> layers, int heads, int headDim, long maxTokens, long maxBytes, ByteBudget budget) {
     this.id = id;
     this.layers = List.copyOf(layers);
     this.heads = heads;
     this.headDim = headDim;
     this.maxTokens = maxTokens;
-    for (int l : layers) {
-      byLayer.put(l, new Layer());
+    this.maxBytes = maxBytes;
+    this.budget = budget;
+    this.runRow = 2L * heads * headDim * Float.BYTES + Integer.BYTES;
+    this.indexRow = (long) heads * ((long) headDim * Float.BYTES + Long.BYTES);
+    charge(SearchCost.mul(layers.size(), heads, INDEX_BYTES), "its " + layers.size() * (long) heads + " indexes");
+    try {
+      for (int l : layers) {
+        if (byLayer.containsKey(l)) {
+          throw RequestException.invalid("layers: layer " + l + " is named twice");
+        }
+        byLayer.put(l, new Layer());
+      }
+    } catch (RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  /** Charges n more bytes to this session and to the node's budget, or refuses (RESOURCE_EXHAUSTED). */
+  private void charge(long n, String forWhat) {
+    if (n > maxBytes - bytes) {
+      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "session " + id + " would hold "
+          + SearchCost.add(bytes, n) + " bytes with " + forWhat + " (keys, values, positions and indexes), more "
+          + "than its limit of " + maxBytes + " (max_session_mb)");
+    }
+    budget.take(n, () -> "session " + id + " (" + forWhat + ")");
+    bytes += n;
+  }
+
+  /** Bytes this session holds. */
+  long bytes() {
+    lock.readLock().lock();
+    try {
+      return bytes;
+    } finally {
+      lock.readLock().unlock();
     }
   }
 
@@ -108,11 +191,24 @@ final class Session implements MemorySource, AutoCloseable {
             + (l.rows + (long) n) + " tokens in layer " + block.layer() + ", the limit is " + maxTokens);
       }
       int base = l.rows;
-      l.reserve(base + n);
+      int[] at = new int[n];
+      for (int t = 0; t < n; t++) {
+        // Integer.MIN_VALUE is Hits.LATER ("read when written"): a negative position poisoned every answer
+        long p = positioned ? block.positions()[t] : (long) base + block.positions()[t];
+        if (p < 0 || p >= Integer.MAX_VALUE) {
+          throw RequestException.invalid("positions: " + p + " at token " + t + " is outside [0, "
+              + (Integer.MAX_VALUE - 1) + "]");
+        }
+        at[t] = (int) p;
+      }
+      int capacity = l.capacityFor(base + n, maxBytes - bytes - (long) n * indexRow);
+      charge(SearchCost.add(SearchCost.mul(capacity - l.positions.length, runRow), SearchCost.mul(n, indexRow)),
+          n + " more tokens in layer " + block.layer());
+      l.reserve(capacity);
       long[] ids = new long[n];
       for (int t = 0; t < n; t++) {
         ids[t] = base + t;
-        l.positions[base + t] = positioned ? block.positions()[t] : base + block.positions()[t];
+        l.positions[base + t] = at[t];
       }
       for (int h = 0; h < heads; h++) {
         int from = block.headOffset(h);
@@ -133,11 +229,17 @@ final class Session implements MemorySource, AutoCloseable {
   /** {@link #search(SearchQuery)} on the pool. */
   @Override
   public CompletableFuture<Hits> search(SearchQuery q, Executor pool) {
-    return CompletableFuture.supplyAsync(() -> search(q), pool);
+    return CompletableFuture.supplyAsync(() -> searchNow(q, pool), pool);
   }
 
   /** Exact top-k of the session's pairs for each head and query; pairs name the session. */
   Hits search(SearchQuery q) {
+    return searchNow(q, Runnable::run);
+  }
+
+  /** {@link #search(SearchQuery)}, stopping between heads when {@code work}'s caller has gone. */
+  private Hits searchNow(SearchQuery q, Executor work) {
+    Work.check(work);
     lock.readLock().lock();
     try {
       Layer l = layer(q.layer());
@@ -157,6 +259,7 @@ final class Session implements MemorySource, AutoCloseable {
         System.arraycopy(values[head], at, value, off, headDim);
       });
       for (int h = 0; h < heads; h++) {
+        Work.check(work);
         FaissIndex.Result r = l.indexes[h].search(q.head(h), q.k());
         Hits.Head head = out.perHead[h];
         Map<Long, Integer> slotOf = new HashMap<>();
@@ -188,6 +291,9 @@ final class Session implements MemorySource, AutoCloseable {
   }
 
   private Layer layer(int layer) {
+    if (closed) {
+      throw RequestException.notFound("session " + id + " was dropped (or unused too long)");
+    }
     Layer l = byLayer.get(layer);
     if (l == null) {
       throw RequestException.invalid("layer " + layer + " is not a layer of session " + id + " (layers " + layers + ")");
@@ -199,12 +305,14 @@ final class Session implements MemorySource, AutoCloseable {
   public void close() {
     lock.writeLock().lock();
     try {
-      for (Layer l : byLayer.values()) {
-        for (FaissIndex i : l.indexes) {
-          i.close();
-        }
+      if (closed) {
+        return;
       }
+      closed = true;
+      byLayer.values().forEach(Layer::close);
       byLayer.clear();
+      budget.give(bytes);
+      bytes = 0;
     } finally {
       lock.writeLock().unlock();
     }

@@ -4,32 +4,82 @@ import io.longmem.memory.api.MemoryBlock;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The sessions a node holds between calls, within its limits: how many sessions, how many tokens
- * per session layer. Arguments are checked here, so a {@link Session} only ever sees valid ones.
+ * per session layer, how many bytes per session and for all of them, and how long one may stay
+ * unused (abandoned sessions are dropped by a background sweep, so they cannot lock other clients
+ * out). Arguments are checked here, so a {@link Session} only ever sees valid ones.
  */
 final class Sessions implements AutoCloseable {
-  private final ConcurrentHashMap<String, Session> byId = new ConcurrentHashMap<>();
-  private final int maxSessions;
-  private final long maxTokens;
+  private static final Logger LOG = LoggerFactory.getLogger(Sessions.class);
 
+  /**
+   * @param maxSessionBytes what one session may hold (keys, values, positions, indexes)
+   * @param maxTotalBytes what all sessions together may hold
+   * @param idleMs a session unused for this long is dropped; 0: never
+   */
+  record Limits(int maxSessions, long maxTokens, long maxSessionBytes, long maxTotalBytes, long idleMs) {
+    static Limits of(ServiceConfig c) {
+      return new Limits(c.maxSessions, c.maxSessionTokens, c.maxSessionMb << 20, c.sessionsTotalBytes(),
+          c.sessionIdleMs);
+    }
+  }
+
+  private final ConcurrentHashMap<String, Session> byId = new ConcurrentHashMap<>();
+  private final Limits limits;
+  private final RequestLimits shapes;
+  private final ByteBudget total;
+  private final ScheduledExecutorService sweeper;
+
+  /** Sessions limited by count and tokens only (no byte limits, no expiry, the default shapes). */
   Sessions(int maxSessions, long maxTokens) {
-    this.maxSessions = maxSessions;
-    this.maxTokens = maxTokens;
+    this(new Limits(maxSessions, maxTokens, Long.MAX_VALUE, Long.MAX_VALUE, 0), RequestLimits.of(new ServiceConfig()));
+  }
+
+  Sessions(Limits limits, RequestLimits shapes) {
+    this.limits = limits;
+    this.shapes = shapes;
+    this.total = new ByteBudget("sessions", limits.maxTotalBytes());
+    if (limits.idleMs() > 0) {
+      sweeper = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "memory-session-sweep");
+        t.setDaemon(true);
+        return t;
+      });
+      long every = Math.max(10, Math.min(limits.idleMs() / 4, 60_000));
+      sweeper.scheduleWithFixedDelay(() -> {
+        try {
+          expire();
+        } catch (RuntimeException e) { // a failed sweep must not end the sweeping
+          LOG.error("session sweep failed", e);
+        }
+      }, every, every, TimeUnit.MILLISECONDS);
+    } else {
+      sweeper = null;
+    }
   }
 
   String create(List<Integer> layers, int heads, int headDim) {
-    if (layers.isEmpty() || heads <= 0 || headDim <= 0) {
-      throw RequestException.invalid("a session needs layers, and positive heads and head_dim");
+    shapes.checkSession(layers, heads, headDim);
+    synchronized (this) { // the count is checked and the session added at once
+      if (byId.size() >= limits.maxSessions()) {
+        expire();
+      }
+      if (byId.size() >= limits.maxSessions()) {
+        throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "this node holds " + byId.size()
+            + " sessions, its limit; drop some first (unused ones are dropped after "
+            + (limits.idleMs() > 0 ? limits.idleMs() + " ms" : "never") + ")");
+      }
+      String id = "session-" + UUID.randomUUID();
+      byId.put(id, new Session(id, layers, heads, headDim, limits.maxTokens(), limits.maxSessionBytes(), total));
+      return id;
     }
-    if (byId.size() >= maxSessions) {
-      throw new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, "this node holds " + byId.size()
-          + " sessions, its limit; drop some first");
-    }
-    String id = "session-" + UUID.randomUUID();
-    byId.put(id, new Session(id, layers, heads, headDim, maxTokens));
-    return id;
   }
 
   /**
@@ -65,7 +115,7 @@ final class Sessions implements AutoCloseable {
   void drop(String id) {
     Session s = byId.remove(id);
     if (s == null) {
-      throw RequestException.notFound("unknown session " + id);
+      throw unknown(id);
     }
     s.close();
   }
@@ -73,13 +123,46 @@ final class Sessions implements AutoCloseable {
   Session get(String id) {
     Session s = byId.get(id);
     if (s == null) {
-      throw RequestException.notFound("unknown session " + id);
+      throw unknown(id);
     }
     return s;
   }
 
+  /** How many sessions the node holds. */
+  int count() {
+    return byId.size();
+  }
+
+  /** What all sessions hold, in bytes. */
+  long bytes() {
+    return total.used();
+  }
+
+  private RequestException unknown(String id) {
+    return RequestException.notFound("unknown session " + Shown.name(id) + " (never created, dropped, or unused for "
+        + (limits.idleMs() > 0 ? "more than " + limits.idleMs() + " ms" : "ever") + ")");
+  }
+
+  /** Drops the sessions unused for longer than the idle limit. */
+  void expire() {
+    if (limits.idleMs() <= 0) {
+      return;
+    }
+    long now = System.nanoTime();
+    for (Session s : byId.values()) {
+      long idle = (now - s.lastUsed) / 1_000_000L;
+      if (idle > limits.idleMs() && byId.remove(s.id(), s)) {
+        LOG.info("session {} dropped: unused for {} ms", s.id(), idle);
+        s.close();
+      }
+    }
+  }
+
   @Override
   public void close() {
+    if (sweeper != null) {
+      sweeper.shutdownNow();
+    }
     byId.values().forEach(Session::close);
     byId.clear();
   }

@@ -170,9 +170,9 @@ class MemoryServiceTest {
       expect(stub, TestBooks.request(q, 2, 5).setQuery(ByteString.copyFrom(new byte[7])), Status.Code.INVALID_ARGUMENT,
           "query: 7 bytes");
       float[] big = TestBooks.randomQuery(2100, 3); // its choices alone exceed the 4 MiB answer limit
-      expect(stub, TestBooks.request(big, 2100, 64), Status.Code.RESOURCE_EXHAUSTED, "heads x queries x k");
-      float[] many = TestBooks.randomQuery(1000, 4); // fits until the distinct pairs are counted
-      expect(stub, TestBooks.request(many, 1000, 64), Status.Code.RESOURCE_EXHAUSTED, "the answer holds");
+      expect(stub, TestBooks.request(big, 2100, 64), Status.Code.RESOURCE_EXHAUSTED, "refused before searching");
+      float[] many = TestBooks.randomQuery(1000, 4); // its worst case (every choice a distinct pair) does too
+      expect(stub, TestBooks.request(many, 1000, 64), Status.Code.RESOURCE_EXHAUSTED, "refused before searching");
       expect(stub, TestBooks.request(q, 2, 5).clearCollections(), Status.Code.INVALID_ARGUMENT, "name at least one");
       expect(stub, TestBooks.request(q, 2, 5).addSessions("session-x"), Status.Code.NOT_FOUND, "unknown session");
     } finally {
@@ -233,8 +233,13 @@ class MemoryServiceTest {
       MemoryGrpc.MemoryBlockingStub stub = TestBooks.client(s, open);
       float[] q = TestBooks.randomQuery(1, 6);
       books.assertExact(stub.search(TestBooks.request(q, 1, 4).build()), q, 1, 4, TestBooks.allDocs());
+      // the client learns the collection and the reason, not the server's paths (the node logs those)
       expect(stub, TestBooks.request(q, 1, 4).clearCollections().addCollections("broken"), Status.Code.FAILED_PRECONDITION,
-          broken.toString());
+          "collection broken was refused at load: ");
+      StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> stub.search(TestBooks.request(q, 1, 4)
+          .clearCollections().addCollections("broken").build()));
+      assertTrue(!e.getStatus().getDescription().contains(tmp.toString()), e.getStatus().getDescription());
+      assertTrue(s.node().refused().get("broken").contains(broken.toString()), "the node keeps the path");
     } finally {
       open.forEach(ManagedChannel::shutdownNow);
     }

@@ -79,6 +79,29 @@ final class TestBooks {
     }
   }
 
+  /**
+   * The same documents as another collection at {@code dir}, in two shards, indexed by {@code
+   * factory} ("HNSW32", "IVF4,PQ4", ...).
+   */
+  void writeAs(Path dir, String factory) throws IOException {
+    try (CollectionWriter w = CollectionWriter.create(dir, "sha256:test", LAYOUT, "float32", factory)
+        .trainingRows(500)) {
+      List<Manifest.ShardEntry> entries = new ArrayList<>();
+      String[][] shards = {{"doc-0", "doc-1", "doc-2"}, {"doc-3", "doc-4"}};
+      for (int s = 0; s < shards.length; s++) {
+        try (ShardWriter sw = w.newShard("s" + s)) {
+          for (String doc : shards[s]) {
+            int[] pos = new int[TOKENS];
+            Arrays.setAll(pos, t -> t);
+            TokenMajor.append(sw, doc, pos, keys.get(doc), values.get(doc));
+          }
+          entries.add(sw.finish());
+        }
+      }
+      w.commit(entries);
+    }
+  }
+
   ServiceConfig config(String node, String cluster) {
     ServiceConfig c = new ServiceConfig();
     c.port = 0;
