@@ -273,8 +273,10 @@ public final class ServiceMemory implements Memory {
         endpoint.stub().withDeadlineAfter(options.deadlineMs(), TimeUnit.MILLISECONDS)
             .dropSession(DropSessionRequest.newBuilder().setSession(s).build());
       } catch (StatusRuntimeException e) {
+        // one line for the user (a dead service is already being reported); the cause for whoever debugs it
         LOG.warn("could not drop memory session {} on the {}: {} (the service expires nothing by itself)", s, endpoint,
-            e.getStatus());
+            describe(e.getStatus()));
+        LOG.debug("dropping memory session {} failed", s, e);
       }
     }
     Arrays.fill(sessions, null);
@@ -292,15 +294,17 @@ public final class ServiceMemory implements Memory {
           if (code == Status.Code.INVALID_ARGUMENT || code == Status.Code.NOT_FOUND) {
             throw new MemoryRequestException("the " + endpoint + " refused to " + what + ": " + e.getStatus().getDescription());
           }
-          throw new MemoryUnavailableException("memory " + what + " failed on the " + endpoint + ": " + e.getStatus(), e);
+          throw new MemoryUnavailableException("memory " + what + " failed on the " + endpoint + ": "
+              + describe(e.getStatus()), e);
         }
         if (attempt >= options.attempts()) {
           throw new MemoryUnavailableException("the " + endpoint + " did not answer '" + what + "' after " + attempt
-              + " attempt(s) of " + options.deadlineMs() + " ms (" + e.getStatus().getCode() + ": "
-              + e.getStatus().getDescription() + "); the request fails rather than decode without its memory", e);
+              + " attempt(s) of " + options.deadlineMs() + " ms (" + describe(e.getStatus())
+              + "); the request fails rather than decode without its memory", e);
         }
-        LOG.warn("memory {} failed ({}), attempt {} of {}; retrying in {} ms", what, code, attempt, options.attempts(),
-            backoff);
+        LOG.warn("memory {} failed ({}), attempt {} of {}; retrying in {} ms", what, describe(e.getStatus()), attempt,
+            options.attempts(), backoff);
+        LOG.debug("memory {} failed", what, e);
         try {
           Thread.sleep(backoff);
         } catch (InterruptedException ie) {
@@ -310,5 +314,19 @@ public final class ServiceMemory implements Memory {
         backoff *= 2;
       }
     }
+  }
+
+  /**
+   * A status as one line: its code and description. {@code Status.toString} appends its cause's
+   * whole stack trace, which is not for users (it goes to the debug log).
+   */
+  static String describe(Status status) {
+    String d = status.getDescription();
+    if (d == null && status.getCause() != null) {
+      d = status.getCause().getMessage(); // e.g. "Connection refused: /127.0.0.1:7070"
+    }
+    String line = d == null ? status.getCode().toString() : status.getCode() + ": " + d;
+    int nl = line.indexOf('\n');
+    return nl < 0 ? line : line.substring(0, nl);
   }
 }

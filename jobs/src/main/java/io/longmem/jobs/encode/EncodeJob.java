@@ -133,10 +133,10 @@ public final class EncodeJob implements Callable<Integer> {
     public String summary() {
       ShardEncoder.Counts c = counts;
       return String.format(Locale.ROOT, "encoded %d documents, %d tokens into %s (%d shards%s) in %.1f s: %.0f tokens/s; "
-          + "skipped: %d empty, %d duplicate ids, %d without id, %d malformed records, %d rejected; "
-          + "%d with undecodable bytes (read as U+FFFD)", c.documents(), c.tokens(), collection, shards,
+          + "skipped: %d empty, %d duplicate ids, %d without id, %d with undecodable ids, %d malformed records, "
+          + "%d rejected; %d with undecodable bytes (read as U+FFFD)", c.documents(), c.tokens(), collection, shards,
           resumedShards > 0 ? ", " + resumedShards + " finished by an earlier run" : "", seconds, tokensPerSecond(),
-          c.empty(), c.duplicates(), c.missingId(), c.malformed(), c.rejected(), c.badUtf8());
+          c.empty(), c.duplicates(), c.missingId(), c.badId(), c.malformed(), c.rejected(), c.badUtf8());
     }
   }
 
@@ -161,6 +161,7 @@ public final class EncodeJob implements Callable<Integer> {
       config.checkTokenizer(tok.vocabSize());
     }
     Corpus.Spec in = Corpus.resolve(spark, spec.input());
+    long badNames = Corpus.undecodableNames(in);
     EncodeSpec resolved = new EncodeSpec(spec.model(), spec.tokenizer(), spec.memDType(), spec.indexFactory(),
         spec.trainingRows(), spec.shards(), spec.batchSize(), spec.maxBatchTokens(), spec.torchThreads(), in);
     ExecutorModel.configureDjl(spec.torchThreads()); // local mode: executors share this JVM
@@ -217,7 +218,7 @@ public final class EncodeJob implements Callable<Integer> {
     }
     // 4. Commit: the manifest lists every shard; attempts that lost and staging are removed.
     done.sort(Comparator.comparing(ShardEncoder.Result::shard));
-    ShardEncoder.Counts counts = ShardEncoder.Counts.ZERO;
+    ShardEncoder.Counts counts = new ShardEncoder.Counts(0, 0, 0, 0, 0, 0, 0, 0, badNames);
     List<Manifest.ShardEntry> entries = new ArrayList<>();
     int resumed = 0;
     for (ShardEncoder.Result r : done) {
@@ -226,7 +227,7 @@ public final class EncodeJob implements Callable<Integer> {
         entries.add(r.entry());
         if (r.resumed()) {
           resumed++;
-          counts = counts.plus(new ShardEncoder.Counts(r.entry().documents().size(), r.entry().rows(), 0, 0, 0, 0, 0, 0));
+          counts = counts.plus(new ShardEncoder.Counts(r.entry().documents().size(), r.entry().rows(), 0, 0, 0, 0, 0, 0, 0));
         }
       }
     }
@@ -263,7 +264,7 @@ public final class EncodeJob implements Callable<Integer> {
           }
         }
         return new ShardEncoder.Document(r.isNullAt(0) ? null : r.getString(0), r.isNullAt(1) ? null : r.getString(1),
-            ids, r.getBoolean(3), r.getBoolean(4));
+            ids, r.getBoolean(3), r.getBoolean(4), r.getBoolean(5));
       }
     };
   }

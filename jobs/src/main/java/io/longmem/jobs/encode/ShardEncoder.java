@@ -28,8 +28,15 @@ import org.slf4j.LoggerFactory;
 public final class ShardEncoder {
   private static final Logger LOG = LoggerFactory.getLogger(ShardEncoder.class);
 
-  /** One input document. {@code tokenIds} wins over {@code text} when both are given. */
-  public record Document(String id, String text, long[] tokenIds, boolean badUtf8, boolean malformed) {
+  /**
+   * One input document. {@code tokenIds} wins over {@code text} when both are given; {@code badId}:
+   * its id has no exact string ({@link DocumentIds}), so it is skipped.
+   */
+  public record Document(String id, String text, long[] tokenIds, boolean badUtf8, boolean malformed, boolean badId) {
+    public Document(String id, String text, long[] tokenIds, boolean badUtf8, boolean malformed) {
+      this(id, text, tokenIds, badUtf8, malformed, false);
+    }
+
     /** Input size for progress: characters of text, or tokens of pre-tokenized documents. */
     long units() {
       return tokenIds != null ? tokenIds.length : text != null ? text.length() : 0;
@@ -38,12 +45,13 @@ public final class ShardEncoder {
 
   /** What happened to the documents of a shard (or of a whole run, summed). */
   public record Counts(long documents, long tokens, long empty, long duplicates, long badUtf8, long malformed,
-      long missingId, long rejected) implements Serializable {
-    public static final Counts ZERO = new Counts(0, 0, 0, 0, 0, 0, 0, 0);
+      long missingId, long rejected, long badId) implements Serializable {
+    public static final Counts ZERO = new Counts(0, 0, 0, 0, 0, 0, 0, 0, 0);
 
     public Counts plus(Counts o) {
       return new Counts(documents + o.documents, tokens + o.tokens, empty + o.empty, duplicates + o.duplicates,
-          badUtf8 + o.badUtf8, malformed + o.malformed, missingId + o.missingId, rejected + o.rejected);
+          badUtf8 + o.badUtf8, malformed + o.malformed, missingId + o.missingId, rejected + o.rejected,
+          badId + o.badId);
     }
   }
 
@@ -125,8 +133,9 @@ public final class ShardEncoder {
 
   /**
    * What every document passes before the model reads it, and the counts of those that do not:
-   * malformed records, missing ids, repeated ids (the first one read is kept), empty documents;
-   * undecodable bytes are counted and the document is read.
+   * malformed records, missing ids, ids without an exact string (before the duplicate check, so a
+   * valid id is never dropped as a repeat of an undecodable one), repeated ids (the first one read
+   * is kept), empty documents; undecodable bytes in the text are counted and the document is read.
    */
   private static final class Screen {
     private final String shardId; // null: count silently (a finished shard skimmed again)
@@ -136,6 +145,7 @@ public final class ShardEncoder {
     private long badUtf8;
     private long malformed;
     private long missingId;
+    private long badId;
 
     Screen(String shardId) {
       this.shardId = shardId;
@@ -149,6 +159,14 @@ public final class ShardEncoder {
       }
       if (d.id() == null || d.id().isBlank()) {
         missingId++;
+        return false;
+      }
+      if (d.badId()) {
+        badId++;
+        if (shardId != null) {
+          LOG.warn("{}: document id '{}' is not an exact string (undecodable bytes or a lone surrogate): skipped",
+              shardId, d.id());
+        }
         return false;
       }
       if (d.id().equals(previous)) {
@@ -173,7 +191,7 @@ public final class ShardEncoder {
     }
 
     Counts counts(long documents, long tokens, long rejected) {
-      return new Counts(documents, tokens, empty, duplicates, badUtf8, malformed, missingId, rejected);
+      return new Counts(documents, tokens, empty, duplicates, badUtf8, malformed, missingId, rejected, badId);
     }
   }
 

@@ -126,7 +126,7 @@ public final class SummarizeJob implements Callable<Integer> {
       List<Row> ids = new ArrayList<>();
       try (MemoryEndpoint e = MemoryEndpoint.remote(s.memory())) {
         for (String d : e.documents(s.collection())) {
-          ids.add(RowFactory.create(d, null, null, false, false));
+          ids.add(RowFactory.create(d, null, null, false, false, false));
         }
       }
       docs = spark.createDataFrame(ids, Corpus.SCHEMA);

@@ -42,18 +42,36 @@ public record LongLlamaConfig(
     int padTokenId,
     boolean tieWordEmbeddings) {
 
+  /** Largest vocab_size accepted: 2^24 (real vocabularies stay below 2^18). */
+  public static final int MAX_VOCAB = 1 << 24;
+  /** Largest hidden_size accepted: 2^16. */
+  public static final int MAX_HIDDEN = 1 << 16;
+  /** Largest intermediate_size accepted: 2^18. */
+  public static final int MAX_INTERMEDIATE = 1 << 18;
+  /** Largest num_hidden_layers and num_attention_heads accepted. */
+  public static final int MAX_LAYERS = 1024;
+  public static final int MAX_HEADS = 1024;
+  /**
+   * Largest max_position_embeddings (and last_context_length) accepted: 2^20. The rotary table of
+   * every layer is sized by it before any weight is read, so a wild value must fail here.
+   */
+  public static final int MAX_POSITIONS = 1 << 20;
+
   public LongLlamaConfig {
     memLayers = List.copyOf(memLayers);
-    require(vocabSize > 0, "vocab_size must be positive, got " + vocabSize);
-    require(hiddenSize > 0, "hidden_size must be positive, got " + hiddenSize);
-    require(intermediateSize > 0, "intermediate_size must be positive, got " + intermediateSize);
-    require(numLayers > 0, "num_hidden_layers must be positive, got " + numLayers);
-    require(numHeads > 0 && hiddenSize % numHeads == 0,
+    within("vocab_size", vocabSize, 1, MAX_VOCAB);
+    within("hidden_size", hiddenSize, 1, MAX_HIDDEN);
+    within("intermediate_size", intermediateSize, 1, MAX_INTERMEDIATE);
+    within("num_hidden_layers", numLayers, 1, MAX_LAYERS);
+    within("num_attention_heads", numHeads, 1, MAX_HEADS);
+    require(hiddenSize % numHeads == 0,
         "hidden_size " + hiddenSize + " is not divisible by num_attention_heads " + numHeads);
     require((hiddenSize / numHeads) % 2 == 0, "head_dim " + hiddenSize / numHeads + " must be even for rotary embeddings");
-    require(maxPositionEmbeddings > 0, "max_position_embeddings must be positive, got " + maxPositionEmbeddings);
-    require(lastContextLength >= 0, "last_context_length must be >= 0, got " + lastContextLength);
-    require(rmsNormEps > 0, "rms_norm_eps must be positive, got " + rmsNormEps);
+    within("max_position_embeddings", maxPositionEmbeddings, 1, MAX_POSITIONS);
+    within("last_context_length", lastContextLength, 0, MAX_POSITIONS);
+    // NaN fails both comparisons; 0 or a negative theta makes every rotation (and logit) NaN
+    require(Double.isFinite(rmsNormEps) && rmsNormEps > 0, "rms_norm_eps must be finite and > 0, got " + rmsNormEps);
+    require(Double.isFinite(ropeTheta) && ropeTheta > 0, "rope_theta must be finite and > 0, got " + ropeTheta);
     for (int l : memLayers) {
       require(l >= 0 && l < numLayers, "mem_layers entry " + l + " is outside 0.." + (numLayers - 1));
     }
@@ -144,15 +162,14 @@ public record LongLlamaConfig(
         throw new CheckpointException(where + ": rope_scaling is not supported by LongLLaMA");
       }
       int heads = integer(o, "num_attention_heads", 32);
-      if (o.has("num_key_value_heads") && !o.get("num_key_value_heads").isJsonNull()
-          && o.get("num_key_value_heads").getAsInt() != heads) {
+      if (field(o, "num_key_value_heads") != null && integer(o, "num_key_value_heads", heads) != heads) {
         throw new CheckpointException(where + ": num_key_value_heads " + o.get("num_key_value_heads")
             + " != num_attention_heads " + heads + " (grouped-query attention is not supported)");
       }
       List<Integer> memLayers = new ArrayList<>();
       if (o.has("mem_layers") && !o.get("mem_layers").isJsonNull()) {
         for (JsonElement e : o.getAsJsonArray("mem_layers")) {
-          memLayers.add(e.getAsInt());
+          memLayers.add(exactInt("mem_layers", e));
         }
       }
       int[] grouping = null;
@@ -160,7 +177,7 @@ public record LongLlamaConfig(
         JsonArray g = o.getAsJsonArray("mem_attention_grouping");
         grouping = new int[g.size()];
         for (int i = 0; i < g.size(); i++) {
-          grouping[i] = g.get(i).getAsInt();
+          grouping[i] = exactInt("mem_attention_grouping", g.get(i));
         }
       }
       int maxPos = integer(o, "max_position_embeddings", 2048);
@@ -207,23 +224,48 @@ public record LongLlamaConfig(
       return def;
     }
     if (e.isJsonArray()) { // eos_token_id may be a list in newer configs: the first one stops generation
-      return e.getAsJsonArray().get(0).getAsInt();
+      if (e.getAsJsonArray().isEmpty()) {
+        throw new InputException(k + " is an empty list");
+      }
+      return exactInt(k, e.getAsJsonArray().get(0));
     }
-    double d = e.getAsDouble();
-    if (d != Math.rint(d)) {
+    return exactInt(k, e);
+  }
+
+  /**
+   * A JSON number read exactly as an int: 512.5 is not 512 and 10^12 is not Integer.MAX_VALUE
+   * (Gson's getAsInt would silently give either).
+   */
+  static int exactInt(String k, JsonElement e) {
+    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
       throw new InputException(k + " must be an integer, got " + e);
     }
-    return (int) d;
+    try {
+      return e.getAsBigDecimal().intValueExact();
+    } catch (ArithmeticException | NumberFormatException x) {
+      throw new InputException(k + " must be an integer in [" + Integer.MIN_VALUE + ", " + Integer.MAX_VALUE
+          + "], got " + e);
+    }
   }
 
   private static double dbl(JsonObject o, String k, double def) {
     JsonElement e = field(o, k);
-    return e == null ? def : e.getAsDouble();
+    if (e == null) {
+      return def;
+    }
+    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
+      throw new InputException(k + " must be a number, got " + e);
+    }
+    return e.getAsDouble();
   }
 
   private static boolean bool(JsonObject o, String k, boolean def) {
     JsonElement e = field(o, k);
     return e == null ? def : e.getAsBoolean();
+  }
+
+  private static void within(String field, int value, int min, int max) {
+    require(value >= min && value <= max, field + " must be in [" + min + ", " + max + "], got " + value);
   }
 
   private static void require(boolean ok, String message) {

@@ -21,7 +21,15 @@ public final class StoredTensor {
     this.type = type;
     this.shape = shape.clone();
     this.data = data.asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
-    long expected = numel() * type.bytes();
+    long expected;
+    try {
+      expected = Math.multiplyExact(numel(), (long) type.bytes());
+    } catch (ArithmeticException e) {
+      expected = -1;
+    }
+    if (expected < 0 || Arrays.stream(shape).anyMatch(d -> d < 0)) {
+      throw new CheckpointException(file + ": tensor " + name + " has an impossible shape " + Arrays.toString(shape));
+    }
     if (data.remaining() != expected) {
       throw new CheckpointException(file + ": tensor " + name + " " + Arrays.toString(shape) + " " + type
           + " needs " + expected + " bytes, the file holds " + data.remaining());
@@ -47,7 +55,7 @@ public final class StoredTensor {
   public long numel() {
     long n = 1;
     for (long d : shape) {
-      n *= d;
+      n = Math.multiplyExact(n, d); // the constructor refused shapes that overflow
     }
     return n;
   }

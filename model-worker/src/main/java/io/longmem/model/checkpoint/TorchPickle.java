@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -41,7 +42,15 @@ final class TorchPickle {
       "torch.ByteStorage", "torch.BoolStorage");
 
 
+  /**
+   * Most objects the machine may hold at once on its stack, marks and memo together, and most it
+   * may create in all: a state dict needs about ten per tensor, so this admits some 200,000
+   * tensors while a hostile data.pkl cannot fill the heap with empty lists.
+   */
+  static final int MAX_OBJECTS = 1 << 21;
+
   private final DataInputStream in;
+  private long created;
   private final String where;
   private final List<Object> stack = new ArrayList<>();
   private final List<Integer> marks = new ArrayList<>();
@@ -54,7 +63,12 @@ final class TorchPickle {
 
   /** Unpickles a state dict into tensor name to tensor reference. */
   static Map<String, TensorRef> loadStateDict(byte[] data, String where) throws IOException {
-    Object root = new TorchPickle(data, where).run();
+    Object root;
+    try {
+      root = new TorchPickle(data, where).run();
+    } catch (StackOverflowError e) { // a backstop: nothing here recurses over what the pickle built
+      throw new CheckpointException(where + ": data.pkl nests objects too deeply for a torch state dict");
+    }
     if (!(root instanceof Map)) {
       throw new CheckpointException(where + ": data.pkl does not hold a dict of tensors");
     }
@@ -75,7 +89,7 @@ final class TorchPickle {
           case 0x80: in.readUnsignedByte(); break; // PROTO
           case 0x95: in.readLong(); break; // FRAME
           case '.': return pop(); // STOP
-          case '(': marks.add(stack.size()); break; // MARK
+          case '(': count(1); marks.add(stack.size()); break; // MARK
           case '}': push(new LinkedHashMap<>()); break;
           case ']': push(new ArrayList<>()); break;
           case ')': push(new Object[0]); break;
@@ -83,9 +97,9 @@ final class TorchPickle {
           case 0x85: push(new Object[] {pop()}); break;
           case 0x86: { Object b = pop(); Object a = pop(); push(new Object[] {a, b}); break; }
           case 0x87: { Object c = pop(); Object b = pop(); Object a = pop(); push(new Object[] {a, b, c}); break; }
-          case 'q': memo.put((long) in.readUnsignedByte(), peek()); break; // BINPUT
-          case 'r': memo.put(u32(), peek()); break; // LONG_BINPUT
-          case 0x94: memo.put((long) memo.size(), peek()); break; // MEMOIZE
+          case 'q': count(1); memo.put((long) in.readUnsignedByte(), peek()); break; // BINPUT
+          case 'r': count(1); memo.put(u32(), peek()); break; // LONG_BINPUT
+          case 0x94: count(1); memo.put((long) memo.size(), peek()); break; // MEMOIZE
           case 'h': push(memoGet(in.readUnsignedByte())); break; // BINGET
           case 'j': push(memoGet(u32())); break; // LONG_BINGET
           case 'X': push(string(u32())); break; // BINUNICODE
@@ -105,17 +119,17 @@ final class TorchPickle {
           case 0x88: push(Boolean.TRUE); break;
           case 0x89: push(Boolean.FALSE); break;
           case 'G': push(in.readDouble()); break; // BINFLOAT (big-endian)
-          case 'R': { Object args = pop(); Object fn = pop(); push(call(fn, (Object[]) args)); break; } // REDUCE
-          case 0x81: { Object args = pop(); Object cls = pop(); push(call(cls, (Object[]) args)); break; } // NEWOBJ
+          case 'R': { Object args = pop(); Object fn = pop(); push(call(fn, tuple(args, "call arguments"))); break; } // REDUCE
+          case 0x81: { Object args = pop(); Object cls = pop(); push(call(cls, tuple(args, "call arguments"))); break; } // NEWOBJ
           case 'b': pop(); break; // BUILD: state of an OrderedDict (_metadata); not needed
-          case 's': { Object v = pop(); Object k = pop(); asMap(peek()).put(k, v); break; } // SETITEM
+          case 's': { Object v = pop(); Object k = pop(); asMap(peek()).put(key(k), v); break; } // SETITEM
           case 'u': { List<Object> kv = popMark(); Map<Object, Object> m = asMap(peek());
             for (int i = 0; i + 1 < kv.size(); i += 2) {
-              m.put(kv.get(i), kv.get(i + 1));
+              m.put(key(kv.get(i)), kv.get(i + 1));
             }
             break; }
-          case 'a': { Object v = pop(); asList(peek()).add(v); break; } // APPEND
-          case 'e': { List<Object> vs = popMark(); asList(peek()).addAll(vs); break; } // APPENDS
+          case 'a': { Object v = pop(); count(1); asList(peek()).add(v); break; } // APPEND
+          case 'e': { List<Object> vs = popMark(); count(vs.size()); asList(peek()).addAll(vs); break; } // APPENDS
           case 'Q': push(persistentLoad(pop())); break; // BINPERSID
           case '0': pop(); break; // POP
           case '1': popMark(); break; // POP_MARK
@@ -127,7 +141,7 @@ final class TorchPickle {
       }
     } catch (EOFException e) {
       throw new CheckpointException(where + ": data.pkl ends before STOP (truncated file?)");
-    } catch (ClassCastException | IndexOutOfBoundsException e) {
+    } catch (ClassCastException | IndexOutOfBoundsException | ArithmeticException e) {
       throw new CheckpointException(where + ": data.pkl is not a torch state dict (" + e.getMessage() + ")");
     }
   }
@@ -143,17 +157,28 @@ final class TorchPickle {
 
   private Object call(Object fn, Object[] args) {
     if (!(fn instanceof Global)) {
-      throw new CheckpointException(where + ": pickle calls a non-global " + fn);
+      throw new CheckpointException(where + ": pickle calls a non-global (" + typeName(fn) + ")");
     }
     Global g = (Global) fn;
     switch (g.module() + "." + g.name()) {
       case "collections.OrderedDict":
         return new LinkedHashMap<>();
       case "torch._utils._rebuild_parameter":
-        return args[0];
+        return arg(args, 0, TensorRef.class, "_rebuild_parameter", "tensor");
       case "torch._utils._rebuild_tensor_v2": {
-        StorageRef storage = (StorageRef) args[0];
-        return new TensorRef(storage, (Long) args[1], longs((Object[]) args[2]), longs((Object[]) args[3]));
+        String f = "_rebuild_tensor_v2";
+        StorageRef storage = arg(args, 0, StorageRef.class, f, "storage");
+        long offset = arg(args, 1, Long.class, f, "storage offset");
+        long[] shape = longs(arg(args, 2, Object[].class, f, "size"), f, "size");
+        long[] stride = longs(arg(args, 3, Object[].class, f, "stride"), f, "stride");
+        if (offset < 0) {
+          throw new CheckpointException(where + ": " + f + " has a negative storage offset " + offset);
+        }
+        if (Arrays.stream(shape).anyMatch(d -> d < 0) || Arrays.stream(stride).anyMatch(d -> d < 0)) {
+          throw new CheckpointException(where + ": " + f + " has a negative size or stride: size "
+              + Arrays.toString(shape) + ", stride " + Arrays.toString(stride));
+        }
+        return new TensorRef(storage, offset, shape, stride);
       }
       default:
         throw new CheckpointException(where + ": pickle calls " + g.module() + "." + g.name()
@@ -162,30 +187,98 @@ final class TorchPickle {
   }
 
   private Object persistentLoad(Object pid) {
-    Object[] t = (Object[]) pid;
-    if (t.length < 5 || !"storage".equals(t[0]) || !(t[1] instanceof Global)) {
-      throw new CheckpointException(where + ": unexpected persistent id in data.pkl");
+    if (!(pid instanceof Object[]) || ((Object[]) pid).length < 5 || !"storage".equals(((Object[]) pid)[0])
+        || !(((Object[]) pid)[1] instanceof Global)) {
+      throw new CheckpointException(where + ": unexpected persistent id in data.pkl (" + typeName(pid) + ")");
     }
+    Object[] t = (Object[]) pid;
     String typeName = ((Global) t[1]).name();
-    return new StorageRef(StorageType.fromTorchStorage(typeName), typeName, (String) t[2], (Long) t[4]);
+    String key = arg(t, 2, String.class, "storage", "key");
+    long numel = arg(t, 4, Long.class, "storage", "numel");
+    if (numel < 0) {
+      throw new CheckpointException(where + ": storage " + key + " has a negative size " + numel);
+    }
+    return new StorageRef(StorageType.fromTorchStorage(typeName), typeName, key, numel);
   }
 
-  private static long[] longs(Object[] a) {
+  /** Argument i of a call as the type it must have; a None or a wrong type is named, not an NPE. */
+  private <T> T arg(Object[] args, int i, Class<T> type, String fn, String what) {
+    if (i >= args.length) {
+      throw new CheckpointException(where + ": " + fn + " gets " + args.length + " arguments, lacks its " + what);
+    }
+    Object a = args[i];
+    if (!type.isInstance(a)) {
+      throw new CheckpointException(where + ": " + fn + " argument " + i + " (" + what + ") is " + typeName(a)
+          + ", expected " + type.getSimpleName());
+    }
+    return type.cast(a);
+  }
+
+  private Object[] tuple(Object o, String what) {
+    if (!(o instanceof Object[])) {
+      throw new CheckpointException(where + ": pickle " + what + " are " + typeName(o) + ", not a tuple");
+    }
+    return (Object[]) o;
+  }
+
+  private long[] longs(Object[] a, String fn, String what) {
     long[] r = new long[a.length];
     for (int i = 0; i < a.length; i++) {
+      if (!(a[i] instanceof Long)) {
+        throw new CheckpointException(where + ": " + fn + " " + what + " holds " + typeName(a[i]) + ", not an int");
+      }
       r[i] = (Long) a[i];
     }
     return r;
   }
 
+  /**
+   * Dict keys must be strings (a state dict's names, its _metadata's module paths) or ints: a
+   * list as a key would be hashed recursively, and a deep one overflows the Java stack.
+   */
+  private Object key(Object k) {
+    if (!(k instanceof String) && !(k instanceof Long)) {
+      throw new CheckpointException(where + ": data.pkl has a dict key of type " + typeName(k)
+          + "; a torch state dict is keyed by names");
+    }
+    return k;
+  }
+
+  /** What a pickled value is, without printing it (it may be huge or nested without end). */
+  private static String typeName(Object o) {
+    if (o == null) {
+      return "None";
+    }
+    if (o instanceof Global) {
+      return "global " + ((Global) o).module() + "." + ((Global) o).name();
+    }
+    return o instanceof Object[] ? "a tuple" : o instanceof List ? "a list" : o instanceof Map ? "a dict"
+        : o instanceof TensorRef ? "a tensor" : o instanceof StorageRef ? "a storage" : o.getClass().getSimpleName();
+  }
+
   @SuppressWarnings("unchecked")
-  private static Map<Object, Object> asMap(Object o) {
+  private Map<Object, Object> asMap(Object o) {
+    if (!(o instanceof Map)) {
+      throw new CheckpointException(where + ": data.pkl sets an item on " + typeName(o) + ", not a dict");
+    }
     return (Map<Object, Object>) o;
   }
 
   @SuppressWarnings("unchecked")
-  private static List<Object> asList(Object o) {
+  private List<Object> asList(Object o) {
+    if (!(o instanceof List)) {
+      throw new CheckpointException(where + ": data.pkl appends to " + typeName(o) + ", not a list");
+    }
     return (List<Object>) o;
+  }
+
+  /** Counts what the machine creates or holds, so that no data.pkl can grow it without bound. */
+  private void count(long n) {
+    created += n;
+    if (created > MAX_OBJECTS || stack.size() + marks.size() + memo.size() > MAX_OBJECTS) {
+      throw new CheckpointException(where + ": data.pkl builds more than " + MAX_OBJECTS
+          + " objects; a torch state dict needs about ten per tensor");
+    }
   }
 
   private Object memoGet(long i) {
@@ -196,6 +289,7 @@ final class TorchPickle {
   }
 
   private void push(Object o) {
+    count(1);
     stack.add(o);
   }
 
