@@ -233,6 +233,13 @@ void throwMappedRead(JNIEnv* env) {
   }
 }
 
+// The read loops, compiled apart from the sigsetjmp below: a function that calls sigsetjmp is
+// optimized conservatively (it may return twice), and the loops must not pay for that.
+template <typename F>
+__attribute__((noinline)) void runReads(F& reads) {
+  reads();
+}
+
 // Runs reads, returning false if one of them faulted with SIGBUS.
 template <typename F>
 bool faultGuarded(F reads) {
@@ -247,7 +254,7 @@ bool faultGuarded(F reads) {
   }
   pthread_setspecific(faultJumpKey, &jump);
   std::atomic_signal_fence(std::memory_order_seq_cst);  // the target is set before any read
-  reads();
+  runReads(reads);
   std::atomic_signal_fence(std::memory_order_seq_cst);  // and cleared after the last
   pthread_setspecific(faultJumpKey, nullptr);
   return true;
