@@ -2,12 +2,16 @@
 //
 // Everything that reaches this file has been validated in Java (FaissIndex): shapes, finite
 // values, k, ids. FAISS errors raised here (outside OpenMP regions) become Java exceptions;
-// errors raised inside OpenMP regions would abort the process, which is why Java checks first.
+// errors raised inside OpenMP regions would abort the process, which is why Java checks first,
+// and why an index read from disk is checked against its shard (validate) before any search. A
+// read of a mapped file that lost its pages (truncated under the node) faults with SIGBUS: the
+// mapped reads catch that fault (faultGuarded) instead of letting it kill the JVM.
 #include <jni.h>
 
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
@@ -20,9 +24,14 @@
 #include <immintrin.h>
 #endif
 
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <memory>
 #include <string>
@@ -163,6 +172,231 @@ void prefetched(const jlong* at, int n, int bytes, F work) {
   }
 }
 
+// A memory-mapped shard file truncated under the node (an operator's copy, a full or bad disk)
+// makes a read of its lost pages raise SIGBUS, which would kill the JVM. The reads below run
+// with a per-thread jump target: a SIGBUS while one is set returns to the read, which throws
+// MappedReadException; any other SIGBUS goes to the handler installed before ours (the JVM's,
+// which turns faults of Java's own mapped reads into InternalError). Setting the target costs
+// no system call (sigsetjmp without the signal mask; the handler unblocks SIGBUS itself). The
+// target lives in a pthread key, not a __thread variable: a library loaded by dlopen has no
+// static TLS to spare, and the handler may run on any thread, where reading a key allocates
+// nothing.
+struct sigaction previousBusHandler;
+pthread_key_t faultJumpKey;
+bool faultGuardReady = false;
+
+void onBus(int sig, siginfo_t* info, void* context) {
+  auto* jump = faultGuardReady ? static_cast<sigjmp_buf*>(pthread_getspecific(faultJumpKey)) : nullptr;
+  if (jump != nullptr) {
+    pthread_setspecific(faultJumpKey, nullptr);
+    sigset_t bus;
+    sigemptyset(&bus);
+    sigaddset(&bus, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &bus, nullptr);
+    siglongjmp(*jump, 1);
+  }
+  const struct sigaction& prev = previousBusHandler;
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction != nullptr) {
+      prev.sa_sigaction(sig, info, context);
+      return;
+    }
+  } else if (prev.sa_handler == SIG_IGN) {
+    return;
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != nullptr) {
+    prev.sa_handler(sig);
+    return;
+  }
+  // no handler before ours: the default action (the process dies, as it would have without us)
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+bool installBusHandler() {
+  if (pthread_key_create(&faultJumpKey, nullptr) != 0) {
+    return false;
+  }
+  faultGuardReady = true;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = onBus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(SIGBUS, &sa, &previousBusHandler) == 0;
+}
+
+void throwMappedRead(JNIEnv* env) {
+  jclass cls = env->FindClass("io/longmem/memory/faiss/MappedReadException");
+  if (cls != nullptr) {
+    env->ThrowNew(cls, "a memory-mapped shard file could not be read (SIGBUS): it was truncated or "
+                       "became unreadable under the node");
+  }
+}
+
+// The read loops, compiled apart from the sigsetjmp below: a function that calls sigsetjmp is
+// optimized conservatively (it may return twice), and the loops must not pay for that.
+template <typename F>
+__attribute__((noinline)) void runReads(F& reads) {
+  reads();
+}
+
+// Runs reads, returning false if one of them faulted with SIGBUS.
+template <typename F>
+bool faultGuarded(F reads) {
+  sigjmp_buf jump;
+  if (!faultGuardReady) {  // no guard could be installed: read unguarded, as before
+    reads();
+    return true;
+  }
+  if (sigsetjmp(jump, 0) != 0) {
+    pthread_setspecific(faultJumpKey, nullptr);
+    return false;
+  }
+  pthread_setspecific(faultJumpKey, &jump);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the target is set before any read
+  runReads(reads);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // and cleared after the last
+  pthread_setspecific(faultJumpKey, nullptr);
+  return true;
+}
+
+// What is wrong with an index read from a shard (empty when nothing): its structure checked
+// before any search, since FAISS trusts what it reads and a bad neighbor id or list entry would
+// crash a search (inside OpenMP, where even its own checks abort the process).
+using idx_t = faiss::Index::idx_t;
+
+std::string checkIds(const idx_t* ids, size_t n, idx_t rows, std::vector<bool>& seen) {
+  for (size_t i = 0; i < n; i++) {
+    idx_t id = ids[i];
+    if (id < 0 || id >= rows) {
+      return "id " + std::to_string(id) + " is outside the shard's rows [0, " + std::to_string(rows) + ")";
+    }
+    if (seen[id]) {
+      return "id " + std::to_string(id) + " appears twice";
+    }
+    seen[id] = true;
+  }
+  return "";
+}
+
+std::string checkFlat(const faiss::Index* idx) {
+  auto* flat = dynamic_cast<const faiss::IndexFlatCodes*>(idx);
+  if (flat == nullptr) {
+    return "unsupported storage (not a flat index)";
+  }
+  if (flat->codes.size() != static_cast<size_t>(flat->ntotal) * flat->code_size) {
+    return "flat storage holds " + std::to_string(flat->codes.size()) + " bytes for " +
+           std::to_string(flat->ntotal) + " vectors";
+  }
+  return "";
+}
+
+std::string checkHnsw(const faiss::IndexHNSW* idx) {
+  const faiss::HNSW& g = idx->hnsw;
+  idx_t n = idx->ntotal;
+  if (idx->storage == nullptr || idx->storage->ntotal != n || idx->storage->d != idx->d) {
+    return "HNSW storage does not hold the index's vectors";
+  }
+  std::string flat = checkFlat(idx->storage);
+  if (!flat.empty()) {
+    return "HNSW " + flat;
+  }
+  if (g.levels.size() != static_cast<size_t>(n) || g.offsets.size() != static_cast<size_t>(n) + 1 ||
+      g.offsets[0] != 0) {
+    return "HNSW graph does not describe " + std::to_string(n) + " vectors";
+  }
+  if (g.efSearch < 1 || g.efSearch > (1 << 20)) {
+    return "HNSW efSearch " + std::to_string(g.efSearch) + " is outside [1, 2^20]";
+  }
+  int maxLevels = static_cast<int>(g.cum_nneighbor_per_level.size()) - 1;
+  for (idx_t i = 0; i < n; i++) {
+    int levels = g.levels[i];
+    if (levels < 1 || levels > maxLevels ||
+        g.offsets[i + 1] - g.offsets[i] != static_cast<size_t>(g.cum_nneighbor_per_level[levels]) ||
+        g.offsets[i + 1] < g.offsets[i]) {
+      return "HNSW graph: vector " + std::to_string(i) + " has a bad level or neighbor list";
+    }
+  }
+  if (g.offsets[n] != g.neighbors.size()) {
+    return "HNSW graph: neighbor lists do not cover the neighbor table";
+  }
+  for (size_t j = 0; j < g.neighbors.size(); j++) {
+    if (g.neighbors[j] < -1 || g.neighbors[j] >= n) {
+      return "HNSW graph: neighbor " + std::to_string(g.neighbors[j]) + " is outside [0, " + std::to_string(n) + ")";
+    }
+  }
+  if (n == 0 ? g.entry_point != -1
+             : (g.entry_point < 0 || g.entry_point >= n || g.max_level != g.levels[g.entry_point] - 1)) {
+    return "HNSW graph: bad entry point " + std::to_string(g.entry_point);
+  }
+  return "";
+}
+
+std::string checkIvf(const faiss::IndexIVF* ivf, idx_t rows) {
+  const faiss::InvertedLists* lists = ivf->invlists;
+  if (ivf->quantizer == nullptr || lists == nullptr || ivf->quantizer->ntotal != static_cast<idx_t>(ivf->nlist) ||
+      ivf->quantizer->d != ivf->d || lists->nlist != ivf->nlist || lists->code_size != ivf->code_size) {
+    return "IVF lists do not match its quantizer";
+  }
+  std::vector<bool> seen(rows);
+  size_t total = 0;
+  for (size_t l = 0; l < ivf->nlist; l++) {
+    size_t n = lists->list_size(l);
+    total += n;
+    if (total > static_cast<size_t>(rows)) {
+      return "IVF lists hold more vectors than the shard has rows";
+    }
+    if (n == 0) {
+      continue;
+    }
+    faiss::InvertedLists::ScopedIds ids(lists, l);
+    std::string why = checkIds(ids.get(), n, rows, seen);
+    if (!why.empty()) {
+      return "IVF list " + std::to_string(l) + ": " + why;
+    }
+  }
+  if (total != static_cast<size_t>(ivf->ntotal)) {
+    return "IVF lists hold " + std::to_string(total) + " vectors, the index says " + std::to_string(ivf->ntotal);
+  }
+  return "";
+}
+
+std::string checkIndex(const faiss::Index* idx, idx_t rows) {
+  if (idx->ntotal != rows) {
+    return "it indexes " + std::to_string(idx->ntotal) + " vectors, the shard has " + std::to_string(rows) + " rows";
+  }
+  if (idx->metric_type != faiss::METRIC_INNER_PRODUCT) {
+    return "its metric is not inner product";
+  }
+  if (!idx->is_trained) {
+    return "it is not trained";
+  }
+  if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(idx)) {
+    return checkIvf(ivf, rows);
+  }
+  auto* map = dynamic_cast<const faiss::IndexIDMap*>(idx);
+  if (map == nullptr || map->index == nullptr) {
+    return "unsupported index type (not IVF, nor Flat or HNSW under an IDMap)";
+  }
+  const faiss::Index* inner = map->index;
+  if (map->id_map.size() != static_cast<size_t>(rows) || inner->ntotal != rows || inner->d != idx->d ||
+      inner->metric_type != idx->metric_type) {
+    return "its id map does not match the vectors it maps";
+  }
+  std::vector<bool> seen(rows);
+  std::string why = checkIds(map->id_map.data(), map->id_map.size(), rows, seen);
+  if (!why.empty()) {
+    return why;
+  }
+  if (auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(inner)) {
+    return checkHnsw(hnsw);
+  }
+  if (dynamic_cast<const faiss::IndexFlat*>(inner) != nullptr) {
+    return checkFlat(inner);
+  }
+  return "unsupported index type under its IDMap (not Flat or HNSW)";
+}
+
 }  // namespace
 
 extern "C" {
@@ -177,15 +411,19 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_innerProducts(
   auto* q = static_cast<float*>(env->GetPrimitiveArrayCritical(query, nullptr));
   auto* at = static_cast<jlong*>(env->GetPrimitiveArrayCritical(addresses, nullptr));
   auto* scores = static_cast<float*>(env->GetPrimitiveArrayCritical(out, nullptr));
+  bool read = true;
   if (q != nullptr && at != nullptr && scores != nullptr) {
-    prefetched(at, n, d * (half ? 2 : 4), [&](int j, const char* v) {
-      scores[j] = half ? dot(q + qOff, reinterpret_cast<const uint16_t*>(v), d)
-                       : dot(q + qOff, reinterpret_cast<const float*>(v), d);
+    read = faultGuarded([&]() {
+      prefetched(at, n, d * (half ? 2 : 4), [&](int j, const char* v) {
+        scores[j] = half ? dot(q + qOff, reinterpret_cast<const uint16_t*>(v), d)
+                         : dot(q + qOff, reinterpret_cast<const float*>(v), d);
+      });
     });
   }
   if (scores != nullptr) env->ReleasePrimitiveArrayCritical(out, scores, 0);
   if (at != nullptr) env->ReleasePrimitiveArrayCritical(addresses, at, JNI_ABORT);
   if (q != nullptr) env->ReleasePrimitiveArrayCritical(query, q, JNI_ABORT);
+  if (!read) throwMappedRead(env);
 }
 
 // Copies `bytes` bytes from each of n addresses into out from outOff, one after another (an
@@ -194,13 +432,32 @@ JNIEXPORT void JNICALL Java_io_longmem_memory_faiss_FaissNative_gather(
     JNIEnv* env, jclass, jlongArray addresses, jint n, jint bytes, jbyteArray out, jint outOff) {
   auto* at = static_cast<jlong*>(env->GetPrimitiveArrayCritical(addresses, nullptr));
   auto* dst = static_cast<char*>(env->GetPrimitiveArrayCritical(out, nullptr));
+  bool read = true;
   if (at != nullptr && dst != nullptr) {
-    prefetched(at, n, bytes, [&](int j, const char* v) {
-      std::memcpy(dst + outOff + static_cast<size_t>(j) * bytes, v, bytes);
+    read = faultGuarded([&]() {
+      prefetched(at, n, bytes, [&](int j, const char* v) {
+        std::memcpy(dst + outOff + static_cast<size_t>(j) * bytes, v, bytes);
+      });
     });
   }
   if (dst != nullptr) env->ReleasePrimitiveArrayCritical(out, dst, 0);
   if (at != nullptr) env->ReleasePrimitiveArrayCritical(addresses, at, JNI_ABORT);
+  if (!read) throwMappedRead(env);
+}
+
+// Installs the SIGBUS guard of the mapped reads when the library loads.
+JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM*, void*) {
+  installBusHandler();
+  return JNI_VERSION_1_8;
+}
+
+// What is wrong with an index for a shard of `rows` rows, or null when nothing (checkIndex).
+JNIEXPORT jstring JNICALL Java_io_longmem_memory_faiss_FaissNative_validate(
+    JNIEnv* env, jclass, jlong h, jlong rows) {
+  return guarded(env, [&]() -> jstring {
+    std::string why = checkIndex(index(h), rows);
+    return why.empty() ? nullptr : env->NewStringUTF(why.c_str());
+  });
 }
 
 // The address of a direct buffer's memory (a memory-mapped shard file), for innerProducts.

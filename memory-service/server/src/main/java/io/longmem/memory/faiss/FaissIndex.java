@@ -105,6 +105,20 @@ public final class FaissIndex implements AutoCloseable {
     }
   }
 
+  /**
+   * What is wrong with this index as the index of a shard of {@code rows} rows, or null: its
+   * vector count, metric (inner product), ids (each row once, within [0, rows)) and structure
+   * (HNSW neighbor ids and levels, IVF lists against the quantizer). FAISS trusts what it reads,
+   * and a damaged index that reads cleanly would crash the first search (inside OpenMP, where
+   * even FAISS's own checks abort the process), so a shard checks each index once at load.
+   */
+  public String validate(long rows) {
+    if (rows < 0) {
+      return "a shard of " + rows + " rows";
+    }
+    return withRead(() -> FaissNative.validate(handle, rows));
+  }
+
   /** An independent copy (trained state and vectors); e.g. a trained, empty template for new shards. */
   public FaissIndex copy() {
     return withRead(() -> new FaissIndex(FaissNative.cloneIndex(handle), description));

@@ -95,6 +95,9 @@ final class FaissNative {
 
   static native boolean isExact(long handle);
 
+  /** What is wrong with the index for a shard of {@code rows} rows (structure, ids, metric), or null. */
+  static native String validate(long handle, long rows);
+
   static native void write(long handle, String path);
 
   static native long read(String path, boolean mmap);

@@ -12,7 +12,8 @@ import java.nio.ByteBuffer;
  *
  * <p>Addresses come from {@link #address} of a buffer that the caller keeps reachable (and thus
  * mapped) while it reads; a wrong address would crash the JVM, so only the owner of a mapping
- * computes them, within its bounds.
+ * computes them, within its bounds. A file truncated under a mapping faults (SIGBUS) when its
+ * lost pages are read: the native loops catch that fault and throw {@link MappedReadException}.
  */
 public final class MappedReads {
   private MappedReads() {}
@@ -33,6 +34,7 @@ public final class MappedReads {
    * out[j] = query[qOff .. qOff + dim) . the vector at addresses[j], for j < n.
    *
    * @param float16 vectors are little-endian float16 (else float32)
+   * @throws MappedReadException if a vector's file was truncated under its mapping
    */
   public static void innerProducts(float[] query, int qOff, int dim, long[] addresses, int n, boolean float16,
       float[] out) {
@@ -48,7 +50,11 @@ public final class MappedReads {
     }
   }
 
-  /** Copies {@code bytes} bytes from each of addresses[0..n), one after another, into out from outOff. */
+  /**
+   * Copies {@code bytes} bytes from each of addresses[0..n), one after another, into out from outOff.
+   *
+   * @throws MappedReadException if a piece's file was truncated under its mapping
+   */
   public static void gather(long[] addresses, int n, int bytes, byte[] out, int outOff) {
     if (bytes <= 0 || n < 0 || n > addresses.length || outOff < 0 || (long) n * bytes > out.length - outOff) {
       throw new IllegalArgumentException(n + " pieces of " + bytes + " bytes into " + out.length + " from " + outOff

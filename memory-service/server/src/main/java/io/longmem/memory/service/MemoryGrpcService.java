@@ -18,6 +18,7 @@ import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.grpc.SearchShardsRequest;
+import io.longmem.memory.faiss.MappedReadException;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MappedFile;
 import io.longmem.memory.shard.MemoryCollection;
@@ -115,9 +116,11 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
 
   /**
    * Runs a call and maps its failure to a status: a {@link RequestException} to its kind's code,
-   * a read of a collection closed under the call ({@link MappedFile.MappingClosedException}) to
-   * UNAVAILABLE; anything else is this node's fault: INTERNAL, with the cause logged, whatever its
-   * type (an IllegalArgumentException from deep inside is no fault of the request).
+   * a read of a collection closed under the call ({@link MappedFile.MappingClosedException}) or
+   * of a file that changed on disk under the node ({@link MappedFile.FileChangedException}, {@link
+   * MappedReadException}) to UNAVAILABLE (another replica may answer); anything else is this
+   * node's fault: INTERNAL, with the cause logged, whatever its type (an IllegalArgumentException
+   * from deep inside is no fault of the request).
    */
   static <T> void answer(StreamObserver<T> out, Supplier<T> body) {
     T result;
@@ -129,7 +132,8 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
     } catch (WireFormatException e) { // an array field of the request
       out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
       return;
-    } catch (MappedFile.MappingClosedException e) {
+    } catch (MappedFile.MappingClosedException | MappedReadException e) { // closed, or changed on disk
+      LOG.warn("request refused: {}", e.getMessage());
       out.onError(Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException());
       return;
     } catch (RuntimeException e) {

@@ -99,7 +99,11 @@ public final class CollectionWriter implements AutoCloseable {
     }
     Manifest.ShardEntry e = Manifest.readShardRecord(shard);
     for (Manifest.FileEntry f : e.files()) {
-      Path p = collection.resolve(f.path());
+      Path p = collection.resolve(f.path()).normalize();
+      if (!p.startsWith(collection.normalize())) {
+        throw new CollectionException(shard + "/" + Manifest.SHARD_RECORD + " names a file outside the collection: "
+            + ManifestChecks.quote(f.path()));
+      }
       if (!Files.isRegularFile(p) || Files.size(p) != f.bytes()) {
         throw new CollectionException(p + ": missing or not " + f.bytes() + " bytes as recorded in " + shard
             + "/" + Manifest.SHARD_RECORD);

@@ -6,7 +6,6 @@ import java.nio.ByteOrder;
 import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import io.longmem.memory.api.Float16;
@@ -99,9 +98,17 @@ final class LayerFile {
     List<long[]> ranges = new ArrayList<>();
     List<ByteBuffer[]> buffers = new ArrayList<>();
     List<MappedByteBuffer> mappings = new ArrayList<>();
+    // the file stays open with the mappings: a search checks its size (MappedFile.checkIntact)
+    java.io.RandomAccessFile raf;
+    try {
+      raf = new java.io.RandomAccessFile(file.toFile(), "r");
+    } catch (IOException e) {
+      throw new CollectionException(file + ": cannot be opened: " + e.getMessage());
+    }
+    FileChannel ch = raf.getChannel();
+    long extent = 0;
     try (BufferAllocator allocator = new RootAllocator();
-         FileChannel ch = FileChannel.open(file, StandardOpenOption.READ);
-         ArrowFileReader reader = new ArrowFileReader(ch, allocator)) {
+         ArrowFileReader reader = new ArrowFileReader(new NonClosingChannel(ch), allocator)) {
       if (!reader.getVectorSchemaRoot().getSchema().equals(ArrowSchemas.layer(layout, layer))) {
         throw new CollectionException(file + ": schema " + reader.getVectorSchemaRoot().getSchema()
             + " does not match the manifest");
@@ -130,18 +137,68 @@ final class LayerFile {
           v.load();
           p.load();
         }
+        extent = Math.max(extent, body + Math.max(batch.buffers(KEY_DATA).offset() + n * width * elem,
+            Math.max(batch.buffers(VALUE_DATA).offset() + n * width * elem, batch.buffers(POSITION_DATA).offset() + n * 4)));
         ranges.add(new long[] {row, n});
         buffers.add(new ByteBuffer[] {k, v, p});
         row += n;
       }
     } catch (CollectionException e) {
-      new MappedFile(file, mappings).close();
+      new MappedFile(file, mappings, raf, 0).close();
       throw e;
-    } catch (IOException | RuntimeException e) {
-      new MappedFile(file, mappings).close();
+    } catch (IOException | RuntimeException | InternalError e) { // InternalError: a preload read past a truncation
+      new MappedFile(file, mappings, raf, 0).close();
       throw new CollectionException(file + ": not a readable Arrow IPC file: " + e);
     }
-    return new LayerFile(new MappedFile(file, mappings), width, elem == 2, ranges, buffers);
+    return new LayerFile(new MappedFile(file, mappings, raf, extent), width, elem == 2, ranges, buffers);
+  }
+
+  /** The Arrow reader closes its channel; the layer file keeps its file open (for its size) until unmapped. */
+  private static final class NonClosingChannel implements java.nio.channels.SeekableByteChannel {
+    private final FileChannel ch;
+
+    NonClosingChannel(FileChannel ch) {
+      this.ch = ch;
+    }
+
+    @Override
+    public int read(ByteBuffer dst) throws IOException {
+      return ch.read(dst);
+    }
+
+    @Override
+    public int write(ByteBuffer src) {
+      throw new java.nio.channels.NonWritableChannelException();
+    }
+
+    @Override
+    public long position() throws IOException {
+      return ch.position();
+    }
+
+    @Override
+    public NonClosingChannel position(long newPosition) throws IOException {
+      ch.position(newPosition);
+      return this;
+    }
+
+    @Override
+    public long size() throws IOException {
+      return ch.size();
+    }
+
+    @Override
+    public NonClosingChannel truncate(long size) {
+      throw new java.nio.channels.NonWritableChannelException();
+    }
+
+    @Override
+    public boolean isOpen() {
+      return ch.isOpen();
+    }
+
+    @Override
+    public void close() {}
   }
 
   private static MappedByteBuffer map(FileChannel ch, Path file, long body, Buffer b, long need, long size,
@@ -187,14 +244,28 @@ final class LayerFile {
     mapped.checkLive();
     int b = batch(row);
     int index = (int) ((row - firstRow[b]) * width + offset);
-    if (half) {
-      java.nio.ShortBuffer src = (java.nio.ShortBuffer) (key ? keys[b] : values[b]);
-      for (int i = 0; i < n; i++) {
-        dst[dstOffset + i] = Float16.toFloat(src.get(index + i));
+    try {
+      if (half) {
+        java.nio.ShortBuffer src = (java.nio.ShortBuffer) (key ? keys[b] : values[b]);
+        for (int i = 0; i < n; i++) {
+          dst[dstOffset + i] = Float16.toFloat(src.get(index + i));
+        }
+      } else {
+        ((java.nio.FloatBuffer) (key ? keys[b] : values[b])).get(index, dst, dstOffset, n);
       }
-    } else {
-      ((java.nio.FloatBuffer) (key ? keys[b] : values[b])).get(index, dst, dstOffset, n);
+    } catch (InternalError e) {
+      throw faulted(e);
     }
+  }
+
+  /**
+   * A Java read of a mapped page the file lost (truncated under the node) raises InternalError
+   * ("a fault occurred in an unsafe memory access operation"), not a crash: it becomes the
+   * file's recorded damage, which every later read and search of it reports.
+   */
+  private MappedFile.FileChangedException faulted(InternalError e) {
+    return mapped.damaged(mapped.path() + " could not be read (" + e.getMessage()
+        + "): it was truncated or became unreadable under the node");
   }
 
   /**
@@ -229,6 +300,10 @@ final class LayerFile {
   int position(long row) {
     mapped.checkLive();
     int b = batch(row);
-    return positions[b].getInt((int) ((row - firstRow[b]) * 4));
+    try {
+      return positions[b].getInt((int) ((row - firstRow[b]) * 4));
+    } catch (InternalError e) {
+      throw faulted(e);
+    }
   }
 }

@@ -1,6 +1,5 @@
 package io.longmem.memory.shard;
 
-import io.longmem.memory.api.MemoryBlock;
 import com.google.gson.FieldNamingPolicy;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
@@ -129,6 +128,7 @@ public final class Manifest {
       throw new CollectionException(file + ": incomplete manifest (model_fingerprint, layers, shards, "
           + "index_factory and storage_dtype are required)");
     }
+    ManifestChecks.check(m, file);
     m.layout();
     return m;
   }

@@ -1,8 +1,10 @@
 package io.longmem.memory.shard;
 
+import java.io.IOException;
 import java.lang.reflect.Method;
 import java.nio.ByteBuffer;
 import java.nio.MappedByteBuffer;
+import java.io.RandomAccessFile;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -26,12 +28,28 @@ public final class MappedFile {
 
   private final Path path;
   private final List<MappedByteBuffer> buffers;
+  /**
+   * the open file (closed with the mappings): its size is what a truncation changes. A
+   * RandomAccessFile, not a FileChannel: its length() is a plain fstat, where a channel's size()
+   * takes a lock and closes the channel for good when the calling thread is interrupted.
+   */
+  private final RandomAccessFile file;
+  /** bytes of the file the mappings need: a file shorter than this has lost mapped pages */
+  private final long extent;
   private final AtomicInteger refs = new AtomicInteger(1);
   private final AtomicBoolean closed = new AtomicBoolean();
+  /** why the file can no longer be read (set once, never cleared) */
+  private volatile String damage;
 
-  MappedFile(Path path, List<MappedByteBuffer> buffers) {
+  /**
+   * @param file the file, kept open to check its size ({@link #checkIntact}); null: unchecked
+   * @param extent how many bytes of the file the mappings reach
+   */
+  MappedFile(Path path, List<MappedByteBuffer> buffers, RandomAccessFile file, long extent) {
     this.path = path;
     this.buffers = List.copyOf(buffers);
+    this.file = file;
+    this.extent = extent;
   }
 
   /** Pins the files for reads by address; close the pin when done. */
@@ -68,15 +86,73 @@ public final class MappedFile {
       for (MappedByteBuffer b : buffers) {
         UNMAPPER.unmap(b);
       }
+      closeFile();
     } else if (r < 0) {
       throw new IllegalStateException(path + ": released more often than pinned");
     }
   }
 
-  /** Throws unless the file is still mapped; every read checks this first. */
+  /** Throws unless the file is still mapped and not found damaged; every read checks this first. */
   void checkLive() {
     if (refs.get() <= 0) {
       throw new MappingClosedException(path);
+    }
+    String why = damage;
+    if (why != null) {
+      throw new FileChangedException(why);
+    }
+  }
+
+  /**
+   * Throws {@link FileChangedException} if the file is now shorter than its mappings (truncated
+   * under the node: reading the lost pages would fault) or was found damaged before. One fstat:
+   * cheap enough for every search, which checks the files it pins before reading any of them.
+   */
+  void checkIntact() {
+    checkLive();
+    if (file == null) {
+      return;
+    }
+    long size;
+    try {
+      size = file.length();
+    } catch (IOException | RuntimeException e) {
+      throw damaged(path + " cannot be checked any more (" + e + ")");
+    }
+    if (size < extent) {
+      throw damaged(path + " was truncated under the node: " + size + " bytes, its mapped data needs "
+          + extent + "; the file is refused until the collection is reloaded");
+    }
+  }
+
+  /**
+   * Records that the file can no longer be read (a truncation seen by {@link #checkIntact}, a
+   * fault in a read) and returns the exception to throw: every later read and pin fails with it.
+   */
+  FileChangedException damaged(String why) {
+    if (damage == null) {
+      damage = why;
+      LOG.error("{}", why);
+    }
+    return new FileChangedException(damage);
+  }
+
+  Path path() {
+    return path;
+  }
+
+  /** Why the file can no longer be read, or null. */
+  String damage() {
+    return damage;
+  }
+
+  private void closeFile() {
+    if (file != null) {
+      try {
+        file.close();
+      } catch (IOException e) {
+        LOG.warn("cannot close {}: {}", path, e.toString());
+      }
     }
   }
 
@@ -112,11 +188,28 @@ public final class MappedFile {
   }
 
   /** A read of a file that was closed: the collection went away under the reader. */
-  public static final class MappingClosedException extends IllegalStateException {
+  public static class MappingClosedException extends IllegalStateException {
     private static final long serialVersionUID = 1L;
 
     MappingClosedException(Path path) {
       super(path + " is closed: its collection was closed");
+    }
+
+    MappingClosedException(String message) {
+      super(message);
+    }
+  }
+
+  /**
+   * A read of a file that changed under its mappings (truncated by an operator's copy, a full or
+   * bad disk): like a closed file, it is unavailable here (another replica may answer), and the
+   * message names the file and what changed.
+   */
+  public static final class FileChangedException extends MappingClosedException {
+    private static final long serialVersionUID = 1L;
+
+    FileChangedException(String message) {
+      super(message);
     }
   }
 

@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * A committed collection, opened for reading: its manifest checked against the model that will
@@ -18,6 +19,8 @@ public final class MemoryCollection implements AutoCloseable {
   private final Path dir;
   private final Manifest manifest;
   private final List<Shard> shards = new ArrayList<>();
+  /** why the collection can no longer be searched (a file changed under it), or null: set once */
+  private final AtomicReference<String> damage = new AtomicReference<>();
 
   private MemoryCollection(Path dir, Manifest manifest) {
     this.dir = dir;
@@ -78,18 +81,14 @@ public final class MemoryCollection implements AutoCloseable {
       throw new CollectionException(dir + " was written by model " + m.modelFingerprint()
           + ", not by this model (" + expectedFingerprint + "): its memory means nothing to it");
     }
+    Path realDir = dir.toRealPath();
     for (Manifest.ShardEntry s : m.shards()) {
       if (shardsToLoad != null && !shardsToLoad.contains(s.id())) {
         continue;
       }
+      ManifestChecks.checkFiles(dir, realDir, s, m.layout());
       for (Manifest.FileEntry f : s.files()) {
         Path p = dir.resolve(f.path()).normalize();
-        if (!p.startsWith(dir.normalize())) {
-          throw new CollectionException(dir + ": manifest names a file outside the collection: " + f.path());
-        }
-        if (!Files.isRegularFile(p)) {
-          throw new CollectionException(p + " is missing (shard " + s.id() + ")");
-        }
         long size = Files.size(p);
         if (size != f.bytes()) {
           throw new CollectionException(p + " has " + size + " bytes, the manifest says " + f.bytes()
@@ -104,7 +103,7 @@ public final class MemoryCollection implements AutoCloseable {
     try {
       for (Manifest.ShardEntry s : m.shards()) {
         if (shardsToLoad == null || shardsToLoad.contains(s.id())) {
-          c.shards.add(new Shard(dir, s, m.layout(), how.mmapIndexes(), how.preload()));
+          c.shards.add(new Shard(dir, s, m.layout(), how.mmapIndexes(), how.preload(), c.damage));
         }
       }
     } catch (IOException | RuntimeException e) {
@@ -141,6 +140,14 @@ public final class MemoryCollection implements AutoCloseable {
     return null;
   }
 
+  /**
+   * Why this collection can no longer be searched, or null: a file of it changed under the node
+   * (see {@link Shard#pin}); it stays refused until it is reloaded.
+   */
+  public String damage() {
+    return damage.get();
+  }
+
   @Override
   public void close() {
     for (Shard s : shards) {
@@ -158,11 +165,14 @@ public final class MemoryCollection implements AutoCloseable {
     /** by layer number (a handful of layers: plain arrays, looked up per candidate while re-scoring) */
     private final LayerFile[] layers;
     private final FaissIndex[][] indexes;
+    /** the collection's damage, shared by its shards */
+    private final AtomicReference<String> damage;
 
-    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap, Preload preload)
-        throws IOException {
+    Shard(Path dir, Manifest.ShardEntry entry, ShardLayout layout, boolean mmap, Preload preload,
+        AtomicReference<String> damage) throws IOException {
       this.entry = entry;
       this.layout = layout;
+      this.damage = damage;
       Path shardDir = dir.resolve(CollectionWriter.SHARDS).resolve(entry.id());
       int maxLayer = layout.layers().stream().mapToInt(Integer::intValue).max().orElse(-1);
       layers = new LayerFile[maxLayer + 1];
@@ -179,10 +189,18 @@ public final class MemoryCollection implements AutoCloseable {
           indexes[layer] = perHead;
           for (int h = 0; h < perHead.length; h++) {
             Path f = shardDir.resolve(ShardLayout.indexFile(layer, h));
-            perHead[h] = FaissIndex.read(f, mmap);
+            try {
+              perHead[h] = FaissIndex.read(f, mmap);
+            } catch (IOException e) {
+              throw new CollectionException(e.getMessage());
+            }
             if (perHead[h].size() != entry.rows() || perHead[h].dim() != layout.headDim()) {
               throw new CollectionException(f + " indexes " + perHead[h].size() + " vectors of dimension "
                   + perHead[h].dim() + ", the shard has " + entry.rows() + " of " + layout.headDim());
+            }
+            String why = perHead[h].validate(entry.rows());
+            if (why != null) {
+              throw new CollectionException(f + " does not fit its shard: " + why);
             }
           }
         }
@@ -233,11 +251,27 @@ public final class MemoryCollection implements AutoCloseable {
      * {@link #address}. Fails once the shard is closed.
      */
     public MappedFile.Pin pin() {
+      String why = damage.get();
+      if (why != null) {
+        throw new MappedFile.FileChangedException("the collection is refused since a file changed under it: " + why);
+      }
       MappedFile[] files = new MappedFile[layout.layers().size()];
       for (int i = 0; i < files.length; i++) {
         files[i] = layer(layout.layers().get(i)).mapped();
       }
-      return MappedFile.pin(files);
+      MappedFile.Pin pin = MappedFile.pin(files);
+      try {
+        // a file truncated under its mappings would fault on the first read of a lost page: one
+        // fstat per file per search finds it first
+        for (MappedFile f : files) {
+          f.checkIntact();
+        }
+      } catch (MappedFile.FileChangedException e) {
+        pin.close();
+        damage.compareAndSet(null, e.getMessage());
+        throw e;
+      }
+      return pin;
     }
 
     /** Whether keys and values are stored as float16 (else float32). */
