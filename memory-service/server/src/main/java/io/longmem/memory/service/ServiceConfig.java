@@ -63,8 +63,12 @@ public final class ServiceConfig {
    */
   public long maxInflightMb = 0;
   public long inflightWaitMs = 2000;
-  /** Most bytes one session may hold (keys, values, positions and its indexes), in MiB. */
-  public long maxSessionMb = 256;
+  /**
+   * Most bytes one session may hold (keys, values, positions and its indexes), in MiB; 0: as much
+   * as all sessions together (a worker reading a book holds one session per document, and the
+   * 3B model's memory is 77 KB a token).
+   */
+  public long maxSessionMb = 0;
   /** Most bytes all sessions together may hold, in MiB; 0: half the JVM's heap. */
   public long maxSessionsTotalMb = 0;
   /** A session not used for this long is dropped (a background sweep); 0: never. */
@@ -142,9 +146,9 @@ public final class ServiceConfig {
     if (maxInflightMb > mb || maxSessionMb > mb || maxSessionsTotalMb > mb || preloadLimitMb > mb) {
       throw new InputException(where + ": a limit in MiB must be at most " + mb);
     }
-    if (maxInflightMb < 0 || inflightWaitMs < 0 || maxSessionMb < 1 || maxSessionsTotalMb < 0 || sessionIdleMs < 0) {
-      throw new InputException(where + ": max_session_mb must be positive; max_inflight_mb, inflight_wait_ms, "
-          + "max_sessions_total_mb and session_idle_ms >= 0 (0: the default share of the heap, or no expiry)");
+    if (maxInflightMb < 0 || inflightWaitMs < 0 || maxSessionMb < 0 || maxSessionsTotalMb < 0 || sessionIdleMs < 0) {
+      throw new InputException(where + ": max_session_mb, max_inflight_mb, inflight_wait_ms, "
+          + "max_sessions_total_mb and session_idle_ms must be >= 0 (0: the default share of the heap, or no expiry)");
     }
     if (preloadLimitMb < 0) {
       throw new InputException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "

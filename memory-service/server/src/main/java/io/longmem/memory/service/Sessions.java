@@ -26,7 +26,8 @@ final class Sessions implements AutoCloseable {
    */
   record Limits(int maxSessions, long maxTokens, long maxSessionBytes, long maxTotalBytes, long idleMs) {
     static Limits of(ServiceConfig c) {
-      return new Limits(c.maxSessions, c.maxSessionTokens, c.maxSessionMb << 20, c.sessionsTotalBytes(),
+      return new Limits(c.maxSessions, c.maxSessionTokens,
+          c.maxSessionMb > 0 ? c.maxSessionMb << 20 : c.sessionsTotalBytes(), c.sessionsTotalBytes(),
           c.sessionIdleMs);
     }
   }
