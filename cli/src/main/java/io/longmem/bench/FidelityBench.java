@@ -9,7 +9,6 @@ import io.longmem.encode.DocumentEncoder;
 import io.longmem.memory.grpc.HeadResult;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;
-import io.longmem.memory.service.Protos;
 import io.longmem.jobs.encode.ShardEncoder;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;

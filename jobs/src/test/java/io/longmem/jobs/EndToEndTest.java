@@ -2,7 +2,6 @@ package io.longmem.jobs;
 
 import io.longmem.memory.api.MemoryUnavailableException;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 

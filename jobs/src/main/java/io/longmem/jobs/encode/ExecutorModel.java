@@ -8,7 +8,6 @@ import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;

@@ -2,7 +2,6 @@ package io.longmem.memory.service;
 
 import io.longmem.memory.api.Wire;
 import io.longmem.memory.api.WireFormatException;
-import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
 import io.longmem.memory.faiss.MappedReads;
 import io.longmem.memory.grpc.HeadResult;

@@ -1,7 +1,6 @@
 package io.longmem.memory.shard;
 
 import io.longmem.io.InputException;
-import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.api.MemoryBlock.Storage;
 import java.util.List;
 

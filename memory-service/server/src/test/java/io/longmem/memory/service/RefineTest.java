@@ -4,7 +4,6 @@ import io.longmem.memory.api.MemoryBlock;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.grpc.ManagedChannel;
-import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.shard.CollectionWriter;

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
-import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchRequest;
 import io.longmem.memory.grpc.SearchResponse;

@@ -4,7 +4,6 @@ import io.longmem.memory.api.MemoryBlock;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
 import io.longmem.io.Npy;
 import java.io.IOException;
