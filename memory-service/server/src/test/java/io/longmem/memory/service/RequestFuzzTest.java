@@ -93,7 +93,9 @@ class RequestFuzzTest {
       assertEquals(HealthCheckResponse.ServingStatus.SERVING, HealthGrpc.newBlockingStub(open.get(0))
           .check(HealthCheckRequest.newBuilder().setService(MemoryGrpc.SERVICE_NAME).build()).getStatus());
       float[] q = TestBooks.randomQuery(3, 17);
-      books.assertExact(client.search(TestBooks.request(q, 3, 10).build()), q, 3, 10, TestBooks.allDocs());
+      // a deadline from now: the client's own was set before the fuzz, which may take longer than it
+      books.assertExact(client.withDeadlineAfter(30, TimeUnit.SECONDS).search(TestBooks.request(q, 3, 10).build()), q,
+          3, 10, TestBooks.allDocs());
     } finally {
       open.forEach(ManagedChannel::shutdownNow);
     }
