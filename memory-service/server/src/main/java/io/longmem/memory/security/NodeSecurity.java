@@ -45,9 +45,9 @@ public final class NodeSecurity {
     ServerCredentials server = null;
     if (f.certChain() != null) {
       try {
+        KeyPairCheck.check(certificates(f.certChain(), "tls.cert_chain"), readable(f.privateKey(), "tls.private_key"));
         TlsServerCredentials.Builder b = TlsServerCredentials.newBuilder()
-            .keyManager(certificates(f.certChain(), "tls.cert_chain").toFile(),
-                readable(f.privateKey(), "tls.private_key").toFile());
+            .keyManager(f.certChain().toFile(), f.privateKey().toFile());
         if (f.clientCa() != null) {
           b.trustManager(certificates(f.clientCa(), "tls.client_ca").toFile())
               .clientAuth(TlsServerCredentials.ClientAuth.REQUIRE);
