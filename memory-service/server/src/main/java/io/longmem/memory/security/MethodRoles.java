@@ -29,6 +29,11 @@ public final class MethodRoles {
 
   private MethodRoles() {}
 
+  /** Fails (at class load) if a Memory method has no role; the server calls it at every start. */
+  public static void verify() {
+    // the check is the static initializer's
+  }
+
   /** The role a method needs; a method of another service (none is intercepted) needs admin. */
   public static Role required(String fullMethodName) {
     return ROLES.getOrDefault(fullMethodName, Role.ADMIN);

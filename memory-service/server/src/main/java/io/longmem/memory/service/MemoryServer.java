@@ -9,6 +9,7 @@ import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.io.InputException;
 import io.longmem.memory.security.AuthInterceptor;
+import io.longmem.memory.security.MethodRoles;
 import io.longmem.memory.security.NodeSecurity;
 import io.longmem.memory.security.TokenStore;
 import java.io.IOException;
@@ -86,6 +87,7 @@ public final class MemoryServer implements AutoCloseable {
   }
 
   private static MemoryServer start(ServiceConfig config, io.grpc.ServerBuilder<?> builder) throws IOException {
+    MethodRoles.verify();
     MemoryNode node = new MemoryNode(config);
     int max = (int) Math.min(Integer.MAX_VALUE, config.maxMessageBytes());
     MemoryServer s = null;
