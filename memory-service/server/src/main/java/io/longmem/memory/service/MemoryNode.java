@@ -1,9 +1,9 @@
 package io.longmem.memory.service;
 
-import io.longmem.memory.security.Caller;
 import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
+import io.longmem.memory.security.Caller;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
 import java.io.IOException;
