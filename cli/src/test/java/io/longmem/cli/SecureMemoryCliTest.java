@@ -91,6 +91,14 @@ class SecureMemoryCliTest {
       assertFalse(r.err().contains("not-" + TOKEN), "the token printed: " + r.err());
       r = run(common, "--memory-token-file", tmp.resolve("missing").toString());
       oneLine(r, "--memory-token-file");
+      List<String> noKey = new ArrayList<>(common.subList(0, common.size() - 2));
+      r = run(noKey, "--memory-token-file", token.toString());
+      oneLine(r, "--memory-tls-cert and --memory-tls-key go together");
+      Path garbage = Files.writeString(tmp.resolve("garbage.pem"), "not a certificate\n");
+      List<String> badCa = new ArrayList<>(common);
+      badCa.set(badCa.indexOf("--memory-tls-ca") + 1, garbage.toString());
+      r = run(badCa, "--memory-token-file", token.toString());
+      oneLine(r, "--memory-tls-ca " + garbage);
     }
   }
 

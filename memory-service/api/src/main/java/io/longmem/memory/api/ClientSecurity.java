@@ -4,8 +4,11 @@ import io.grpc.ChannelCredentials;
 import io.grpc.TlsChannelCredentials;
 import io.longmem.io.InputException;
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.cert.CertificateException;
+import java.security.cert.CertificateFactory;
 
 /**
  * How a client reaches a secured node: the CA it trusts for {@code grpcs://} (null: the JVM's
@@ -38,10 +41,10 @@ public record ClientSecurity(Path ca, Path cert, Path key, BearerToken token, St
     try {
       TlsChannelCredentials.Builder b = TlsChannelCredentials.newBuilder();
       if (ca != null) {
-        b.trustManager(readable(ca, name(names, 0, "CA")).toFile());
+        b.trustManager(certificates(ca, name(names, 0, "CA")).toFile());
       }
       if (cert != null) {
-        b.keyManager(readable(cert, name(names, 1, "client certificate")).toFile(),
+        b.keyManager(certificates(cert, name(names, 1, "client certificate")).toFile(),
             readable(key, name(names, 2, "client key")).toFile());
       }
       return b.build();
@@ -57,6 +60,19 @@ public record ClientSecurity(Path ca, Path cert, Path key, BearerToken token, St
     }
     if (!Files.isReadable(p)) {
       throw new InputException(what + " " + p + ": not readable");
+    }
+    return p;
+  }
+
+  /** A readable file holding at least one PEM certificate, or a one-line error naming {@code what}. */
+  public static Path certificates(Path p, String what) {
+    readable(p, what);
+    try (InputStream in = Files.newInputStream(p)) {
+      if (CertificateFactory.getInstance("X.509").generateCertificates(in).isEmpty()) {
+        throw new InputException(what + " " + p + ": no PEM certificate in it");
+      }
+    } catch (IOException | CertificateException e) {
+      throw new InputException(what + " " + p + ": not PEM certificates (" + e.getMessage() + ")");
     }
     return p;
   }

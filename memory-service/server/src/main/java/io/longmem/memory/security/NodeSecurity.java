@@ -9,11 +9,7 @@ import io.longmem.io.InputException;
 import io.longmem.memory.api.BearerToken;
 import io.longmem.memory.api.ClientSecurity;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.cert.CertificateException;
-import java.security.cert.CertificateFactory;
 
 /**
  * A node's TLS and tokens, read from the files its configuration names: what it serves with
@@ -82,15 +78,7 @@ public final class NodeSecurity {
 
   /** A file that is there, readable, and holds at least one PEM certificate. */
   private static Path certificates(Path p, String key) {
-    readable(p, key);
-    try (InputStream in = Files.newInputStream(p)) {
-      if (CertificateFactory.getInstance("X.509").generateCertificates(in).isEmpty()) {
-        throw new InputException(key + " " + p + ": no PEM certificate in it");
-      }
-    } catch (IOException | CertificateException e) {
-      throw new InputException(key + " " + p + ": not PEM certificates (" + e.getMessage() + ")");
-    }
-    return p;
+    return ClientSecurity.certificates(p, key);
   }
 
   private static Path readable(Path p, String key) {
