@@ -3,10 +3,12 @@ package io.longmem.jobs.encode;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.longmem.io.InputException;
 import io.longmem.memory.api.Wire;
 import io.longmem.memory.fs.CollectionCache;
 import io.longmem.memory.grpc.MemoryGrpc;
@@ -163,6 +165,26 @@ class HdfsEncodeTest {
 
   static String file(Manifest.ShardEntry s, String suffix) {
     return s.files().stream().map(Manifest.FileEntry::path).filter(p -> p.endsWith(suffix)).findFirst().orElseThrow();
+  }
+
+  @Test
+  void badOutputsAndCollectionsAreClearErrors() throws Exception {
+    Configuration conf = new Configuration();
+    var e = assertThrows(InputException.class, () -> HadoopOutput.of(uri("x"), "sometimes", conf));
+    assertTrue(e.getMessage().contains("--commit must be auto, rename or manifest"), e.getMessage());
+    e = assertThrows(InputException.class, () -> HadoopOutput.of("nofs://host/x", "auto", conf).exists("job.json"));
+    assertTrue(e.getMessage().contains("no Hadoop filesystem for scheme 'nofs'"), e.getMessage());
+    e = assertThrows(InputException.class, () -> EncodeJob.run(spark, spec, tmp.resolve("o").toString(), "manifest",
+        false, 1));
+    assertTrue(e.getMessage().contains("--commit manifest is for Hadoop filesystem URIs"), e.getMessage());
+    // a node refuses a URI collection that is not there (naming it) and serves the others
+    ServiceConfig c = new ServiceConfig();
+    c.port = 0;
+    c.collections = new java.util.LinkedHashMap<>(Map.of("gone", uri("nothing-here"), "books", local.toString()));
+    c.cacheDir = tmp.resolve("cache-bad").toString();
+    try (MemoryServer s = MemoryServer.start(c)) {
+      assertEquals(Set.of("books"), s.node().collections().keySet());
+    }
   }
 
   /** A search of every head of the first memory layer, 3 random queries, k 5, over collection "books". */
