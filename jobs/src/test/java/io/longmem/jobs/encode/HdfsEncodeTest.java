@@ -113,6 +113,11 @@ class HdfsEncodeTest {
     Files.delete(copy.dir().resolve(file(shards.get(0), ".faiss")));
     assertTrue(c.localize(uri("books")).fetched(), "a partial copy was used");
     assertFalse(c.localize(uri("books")).fetched());
+    // a node of a cluster copies only its shards
+    CollectionCache.Local one = c.localize(uri("books"), Set.of(shards.get(1).id()));
+    assertTrue(one.fetched());
+    assertEquals(new TreeSet<>(shards.get(1).files().stream().map(Manifest.FileEntry::path).toList()),
+        new TreeSet<>(localFiles(one.dir().resolve("shards")).keySet().stream().map(p -> "shards/" + p).toList()));
   }
 
   @Test

@@ -15,6 +15,7 @@ import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
+import java.util.List;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.slf4j.Logger;
@@ -22,8 +23,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Local copies of collections that live on a Hadoop filesystem: a node maps files, so a
- * collection given by URI is copied once into {@code cache_dir/<name>-<hash of the URI>/} and
- * served from there. A copy is made in a temporary directory beside it, each file's size and
+ * collection given by URI is copied once into {@code cache_dir/<name>-<hash>/} (the hash of the
+ * URI and of the shards copied: a node of a cluster copies only the shards it serves) and served
+ * from there. A copy is made in a temporary directory beside it, each file's size and
  * SHA-256 checked against the manifest while it streams, and renamed into place whole. A cached
  * copy is used again when its manifest is the remote one byte for byte and every file it lists
  * has its size and checksum; anything else (a damaged or partial copy, a collection rewritten at
@@ -31,6 +33,8 @@ import org.slf4j.LoggerFactory;
  */
 public final class CollectionCache {
   private static final Logger LOG = LoggerFactory.getLogger(CollectionCache.class);
+  /** A manifest is read into memory whole: at most this much (millions of documents fit). */
+  static final int MAX_MANIFEST_BYTES = 1 << 30;
 
   /** A collection's local copy and whether this call fetched it. */
   public record Local(Path dir, boolean fetched) {}
@@ -48,19 +52,34 @@ public final class CollectionCache {
 
   /** The local copy of the collection at {@code location}, fetched if there is no sound one. */
   public Local localize(String location) throws IOException {
+    return localize(location, null);
+  }
+
+  /**
+   * The same with only some shards copied (the manifest is copied whole).
+   *
+   * @param shards ids of the shards to copy; null: all
+   */
+  public Local localize(String location, java.util.Set<String> shards) throws IOException {
     URI uri = HadoopConf.uri(location, "collection");
     FileSystem fs = HadoopConf.fileSystem(uri, conf, "collection");
     org.apache.hadoop.fs.Path root = new org.apache.hadoop.fs.Path(uri);
     org.apache.hadoop.fs.Path manifestFile = new org.apache.hadoop.fs.Path(root, Manifest.FILE);
     byte[] manifestBytes;
     try (InputStream in = fs.open(manifestFile)) {
-      manifestBytes = in.readAllBytes(); // a manifest is small: its shards' entries
+      manifestBytes = in.readNBytes(MAX_MANIFEST_BYTES + 1);
     } catch (java.io.FileNotFoundException e) {
       throw new CollectionException(location + " is not a committed collection: no " + Manifest.FILE);
     }
+    if (manifestBytes.length > MAX_MANIFEST_BYTES) {
+      throw new CollectionException(location + "/" + Manifest.FILE + " is larger than " + (MAX_MANIFEST_BYTES >> 20)
+          + " MiB: not a manifest this node reads");
+    }
     Manifest manifest = Manifest.parse(new String(manifestBytes, StandardCharsets.UTF_8), location + "/" + Manifest.FILE);
-    Path entry = cacheDir.resolve(entryName(uri));
-    String stale = soundness(entry, manifestBytes, manifest, verify);
+    List<Manifest.ShardEntry> wanted = manifest.shards().stream()
+        .filter(s -> shards == null || shards.contains(s.id())).toList();
+    Path entry = cacheDir.resolve(entryName(uri, shards));
+    String stale = soundness(entry, manifestBytes, wanted, verify);
     if (stale == null) {
       LOG.info("collection {}: using the cached copy at {}", location, entry);
       return new Local(entry, false);
@@ -71,7 +90,7 @@ public final class CollectionCache {
     try {
       long bytes = 0;
       long t0 = System.nanoTime();
-      for (Manifest.ShardEntry s : manifest.shards()) {
+      for (Manifest.ShardEntry s : wanted) {
         for (Manifest.FileEntry f : s.files()) {
           Path local = tmp.resolve(f.path()).normalize();
           if (!local.startsWith(tmp)) {
@@ -90,17 +109,18 @@ public final class CollectionCache {
     }
   }
 
-  /** The cache entry of a URI: readable, and distinct for distinct URIs. */
-  static String entryName(URI uri) {
+  /** The cache entry of a URI and a set of shards: readable, and distinct for distinct ones. */
+  static String entryName(URI uri, java.util.Set<String> shards) {
     String path = uri.getPath().replaceAll("/+$", "");
     String last = path.substring(path.lastIndexOf('/') + 1).replaceAll("[^A-Za-z0-9._-]", "_");
-    String hash = sha256Hex(uri.toString().getBytes(StandardCharsets.UTF_8)).substring(0, 16);
+    String key = uri + "\n" + (shards == null ? "*" : String.join("\n", new java.util.TreeSet<>(shards)));
+    String hash = sha256Hex(key.getBytes(StandardCharsets.UTF_8)).substring(0, 16);
     return (last.isEmpty() || last.startsWith(".") ? "collection" : last) + "-" + hash;
   }
 
   /** Null when the entry is a sound copy of this manifest, else why not. */
-  private static String soundness(Path entry, byte[] manifestBytes, Manifest manifest, boolean verify)
-      throws IOException {
+  private static String soundness(Path entry, byte[] manifestBytes, List<Manifest.ShardEntry> wanted,
+      boolean verify) throws IOException {
     Path m = entry.resolve(Manifest.FILE);
     if (!Files.isRegularFile(m)) {
       return "not cached";
@@ -108,7 +128,7 @@ public final class CollectionCache {
     if (!java.util.Arrays.equals(Files.readAllBytes(m), manifestBytes)) {
       return "the collection at the URI changed";
     }
-    for (Manifest.ShardEntry s : manifest.shards()) {
+    for (Manifest.ShardEntry s : wanted) {
       for (Manifest.FileEntry f : s.files()) {
         Path p = entry.resolve(f.path()).normalize();
         if (!p.startsWith(entry) || !Files.isRegularFile(p) || Files.size(p) != f.bytes()) {

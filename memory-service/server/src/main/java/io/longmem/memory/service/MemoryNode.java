@@ -87,7 +87,7 @@ public final class MemoryNode implements AutoCloseable {
       try {
         boolean verify = config.verifyChecksums;
         if (remote) {
-          dir = fetched.localize(e.getKey(), e.getValue());
+          dir = fetched.localize(e.getKey(), e.getValue(), mine); // only this node's shards
           verify = false; // the cache checked every file's size and checksum against the manifest
         }
         Manifest m = Manifest.read(dir);

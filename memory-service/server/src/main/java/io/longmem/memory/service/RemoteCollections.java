@@ -20,13 +20,13 @@ final class RemoteCollections {
     this.config = config;
   }
 
-  /** The local, verified copy of collection {@code name} at {@code uri}. */
-  Path localize(String name, String uri) throws IOException {
+  /** The local, verified copy of collection {@code name} at {@code uri} ({@code shards}: this node's; null: all). */
+  Path localize(String name, String uri, java.util.Set<String> shards) throws IOException {
     try {
       if (cache == null) {
         cache = new CollectionCache(config.cacheDirectory(), HadoopConf.of(Map.of()), config.verifyChecksums);
       }
-      return ((CollectionCache) cache).localize(uri).dir();
+      return ((CollectionCache) cache).localize(uri, shards).dir();
     } catch (NoClassDefFoundError e) {
       throw new InputException("collection " + name + " is a Hadoop URI (" + uri + "), and Hadoop's client is not "
           + "on this node's classpath (bin/longmem serve has it)");
