@@ -173,6 +173,10 @@ public final class EncodeJob implements Callable<Integer> {
           "--output")) : Path.of(output)).toAbsolutePath();
     }
     String shown = remote != null ? output : out.toString();
+    if (remote != null && remote.exists(Manifest.FILE)) { // the filesystem reachable, before any work
+      throw new InputException("output " + output + " already holds a committed collection; "
+          + "choose another directory or delete it first");
+    }
     // 1. Fail fast: model, tokenizer, input, output, before any work.
     Path modelDir = Path.of(spec.model());
     if (!Files.isDirectory(modelDir)) {
