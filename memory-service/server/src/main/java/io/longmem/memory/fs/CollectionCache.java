@@ -102,7 +102,7 @@ public final class CollectionCache {
       }
       Files.write(tmp.resolve(Manifest.FILE), manifestBytes);
       replace(tmp, entry);
-      LOG.info("collection {}: fetched {} MiB in {} ms", location, bytes >> 20, (System.nanoTime() - t0) / 1_000_000);
+      LOG.info("collection {}: fetched {} bytes in {} ms", location, bytes, (System.nanoTime() - t0) / 1_000_000);
       return new Local(entry, true);
     } finally {
       FileTrees.deleteRecursively(tmp);
