@@ -76,18 +76,25 @@ public final class MemoryNode implements AutoCloseable {
     this.sessions = new Sessions(Sessions.Limits.of(config), limits);
     this.remote = new RemoteNodes(config);
     PreloadBudget budget = new PreloadBudget(config.preload, config.preloadLimitBytes());
+    RemoteCollections fetched = new RemoteCollections(config);
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
-      Path dir = config.resolve(e.getValue());
+      boolean remote = io.longmem.memory.fs.Locations.isRemote(e.getValue());
+      Path dir = remote ? config.cacheDirectory() : config.localCollection(e.getValue());
       Set<String> mine = null;
       if (cluster != null) {
         mine = new HashSet<>(cluster.node(config.nodeId).shards.getOrDefault(e.getKey(), List.of()));
       }
       long t0 = System.nanoTime();
       try {
+        boolean verify = config.verifyChecksums;
+        if (remote) {
+          dir = fetched.localize(e.getKey(), e.getValue(), mine); // only this node's shards
+          verify = false; // the cache checked every file's size and checksum against the manifest
+        }
         Manifest m = Manifest.read(dir);
         MemoryCollection.Preload preload = budget.take(e.getKey(), m, mine);
         MemoryCollection c = MemoryCollection.open(dir, m, config.expectedFingerprint, new MemoryCollection.Loading(
-            config.verifyChecksums, config.mmapIndexes, preload, mine));
+            verify, config.mmapIndexes, preload, mine));
         collections.put(e.getKey(), c);
         LOG.info("collection {}: {} tokens in {} shards ({} loaded here) from {} in {} ms", e.getKey(),
             c.manifest().rows(), c.manifest().shards().size(), c.shards().size(), dir,

@@ -28,8 +28,13 @@ public final class ServiceConfig {
   public int port = 7070;
   /** This node's id in the cluster file. */
   public String nodeId = "local";
-  /** Collections by name: their directories (every node has every manifest). */
+  /**
+   * Collections by name: their directories, or Hadoop URIs ({@code hdfs://...}, {@code s3a://...};
+   * every node has every manifest). A URI's collection is copied once into {@code cache_dir}.
+   */
   public Map<String, String> collections = new LinkedHashMap<>();
+  /** Where collections given by URI are copied (verified against their manifests) before mapping. */
+  public String cacheDir = "~/.cache/longmem/collections";
   /** A cluster file (nodes, their shards, replication); null: this node serves everything alone. */
   public String cluster;
   public int maxK = 4096;
@@ -199,6 +204,14 @@ public final class ServiceConfig {
     if (tls.clientCa != null && tls.certChain == null) {
       throw new InputException(where + ": tls.client_ca (mutual TLS) needs tls.cert_chain and tls.private_key");
     }
+    for (Map.Entry<String, String> e : collections.entrySet()) {
+      if (e.getValue() == null || e.getValue().isBlank()) {
+        throw new InputException(where + ": collection " + e.getKey() + " has no directory or URI");
+      }
+    }
+    if (cacheDir == null || cacheDir.isBlank()) {
+      throw new InputException(where + ": cache_dir must name a directory (where collections given by URI are copied)");
+    }
   }
 
   /**
@@ -221,6 +234,26 @@ public final class ServiceConfig {
 
   Path resolve(String path) {
     return baseDir.resolve(path).normalize();
+  }
+
+  /** A collection's local directory: a path (relative to the file) or a {@code file:} URI. */
+  Path localCollection(String location) {
+    if (io.longmem.memory.fs.Locations.isFileUri(location)) {
+      try {
+        return Path.of(java.net.URI.create(location)).normalize();
+      } catch (IllegalArgumentException e) {
+        throw new InputException("collection " + location + " is not a valid file: URI (file:///absolute/path): "
+            + e.getMessage());
+      }
+    }
+    return resolve(location);
+  }
+
+  /** The cache directory: {@code ~} is the user's home, relative paths are the file's. */
+  Path cacheDirectory() {
+    String home = System.getProperty("user.home");
+    String d = cacheDir.equals("~") ? home : cacheDir.startsWith("~/") ? home + cacheDir.substring(1) : cacheDir;
+    return resolve(d);
   }
 
   long maxMessageBytes() {
