@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
@@ -55,12 +56,18 @@ final class RemoteNodes implements AutoCloseable {
     Map<String, Integer> attempt = new LinkedHashMap<>();
     shards.forEach(s -> attempt.put(s, 0));
     List<Hits> parts = new ArrayList<>();
-    return round(cluster, self, collection, q, pool, attempt, missing, parts).thenApplyAsync(v -> {
-      if (!missing.isEmpty()) {
-        throw new MissingShardsException(missing);
-      }
-      return parts.size() == 1 ? parts.get(0) : Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
-    }, pool);
+    // every call of this search runs in one child of the caller's context: cancelled when the
+    // caller goes (in every round, also those planned on the pool) and once the search is done
+    Context.CancellableContext calls = (pool instanceof Work w ? w.context() : Context.current()).withCancellation();
+    CompletableFuture<Hits> out = round(cluster, self, collection, q, pool, attempt, missing, parts, calls)
+        .thenApplyAsync(v -> {
+          if (!missing.isEmpty()) {
+            throw new MissingShardsException(missing);
+          }
+          return parts.size() == 1 ? parts.get(0) : Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
+        }, pool);
+    out.whenComplete((h, e) -> calls.cancel(null));
+    return out;
   }
 
   /** One outcome of a call: the answer, or why not. */
@@ -68,7 +75,7 @@ final class RemoteNodes implements AutoCloseable {
 
   /** Sends the pending shards of {@code attempt} to their next replicas, then the failed ones again. */
   private CompletableFuture<Void> round(ClusterConfig cluster, String self, String collection, SearchQuery q,
-      Executor pool, Map<String, Integer> attempt, List<String> missing, List<Hits> parts) {
+      Executor pool, Map<String, Integer> attempt, List<String> missing, List<Hits> parts, Context calls) {
     Map<ClusterConfig.Node, List<String>> byNode = new LinkedHashMap<>();
     for (Map.Entry<String, Integer> e : new ArrayList<>(attempt.entrySet())) {
       List<ClusterConfig.Node> replicas = cluster.replicas(collection, e.getKey());
@@ -84,18 +91,18 @@ final class RemoteNodes implements AutoCloseable {
       return CompletableFuture.completedFuture(null);
     }
     List<Map.Entry<ClusterConfig.Node, List<String>>> groups = new ArrayList<>(byNode.entrySet());
-    List<CompletableFuture<Outcome>> calls = new ArrayList<>();
+    List<CompletableFuture<Outcome>> sent = new ArrayList<>();
     for (Map.Entry<ClusterConfig.Node, List<String>> g : groups) {
-      calls.add(call(g.getKey(), collection, g.getValue(), q, pool)
+      sent.add(call(g.getKey(), collection, g.getValue(), q, pool, calls)
           .handle((h, e) -> new Outcome(h, e instanceof CompletionException && e.getCause() != null ? e.getCause() : e)));
     }
     // the next round is planned on the node's pool, not on the gRPC thread that saw the last answer
-    return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenComposeAsync(v -> {
+    return CompletableFuture.allOf(sent.toArray(new CompletableFuture<?>[0])).thenComposeAsync(v -> {
       RuntimeException refused = null;
       for (int i = 0; i < groups.size(); i++) {
         ClusterConfig.Node node = groups.get(i).getKey();
         List<String> group = groups.get(i).getValue();
-        Outcome o = calls.get(i).join();
+        Outcome o = sent.get(i).join();
         if (o.error() == null) {
           parts.add(o.hits());
           group.forEach(attempt::remove);
@@ -110,13 +117,13 @@ final class RemoteNodes implements AutoCloseable {
       if (refused != null) {
         return CompletableFuture.failedFuture(refused);
       }
-      return round(cluster, self, collection, q, pool, attempt, missing, parts);
+      return round(cluster, self, collection, q, pool, attempt, missing, parts, calls);
     }, pool);
   }
 
   /** One call of searchShards on a replica; its answer is decoded on the node's pool. */
   private CompletableFuture<Hits> call(ClusterConfig.Node node, String collection, List<String> shards,
-      SearchQuery q, Executor pool) {
+      SearchQuery q, Executor pool, Context calls) {
     CompletableFuture<SearchResponse> answer = new CompletableFuture<>();
     MemoryGrpc.MemoryStub stub;
     SearchShardsRequest request;
@@ -127,22 +134,27 @@ final class RemoteNodes implements AutoCloseable {
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(e);
     }
-    stub.searchShards(request, new StreamObserver<>() {
-      @Override
-      public void onNext(SearchResponse r) {
-        answer.complete(r);
-      }
+    Context previous = calls.attach(); // the call is a child of the search: cancelled with it
+    try {
+        stub.searchShards(request, new StreamObserver<>() {
+        @Override
+        public void onNext(SearchResponse r) {
+          answer.complete(r);
+        }
 
-      @Override
-      public void onError(Throwable t) {
-        answer.completeExceptionally(failure(node, t));
-      }
+        @Override
+        public void onError(Throwable t) {
+          answer.completeExceptionally(failure(node, t));
+        }
 
-      @Override
-      public void onCompleted() {
-        answer.completeExceptionally(new ReplicaUnavailableException(node.id, "no answer", null)); // no-op if answered
-      }
-    });
+        @Override
+        public void onCompleted() {
+          answer.completeExceptionally(new ReplicaUnavailableException(node.id, "no answer", null)); // no-op if answered
+        }
+      });
+    } finally {
+      calls.detach(previous);
+    }
     return answer.thenApplyAsync(r -> {
       try {
         return Protos.fromResponse(r, q.heads(), q.queries(), q.k(), q.headDim());
