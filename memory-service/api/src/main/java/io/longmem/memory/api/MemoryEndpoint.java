@@ -5,7 +5,8 @@ import io.grpc.ManagedChannel;
 import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.longmem.memory.grpc.MemoryGrpc;
-import java.net.URI;
+import java.net.InetSocketAddress;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -27,23 +28,71 @@ public final class MemoryEndpoint implements AutoCloseable {
     this.inProcess = inProcess;
   }
 
-  /** A memory service on the network, {@code grpc://HOST:PORT}. */
+  /**
+   * A memory service on the network: {@code grpc://HOST:PORT}, or several nodes of one cluster,
+   * {@code grpc://H1:P1,H2:P2,...[?lb=pick_first|round_robin][&hedge_ms=N]}. With several, Search
+   * and ListCollections that fail UNAVAILABLE are sent again to another node; {@code lb} picks the
+   * node of each call (pick_first, the default: one node at a time, so a session stays on its node;
+   * round_robin: spread over all) and {@code hedge_ms} sends a Search not answered after that long
+   * to the next node as well (the first answer wins).
+   */
   public static MemoryEndpoint remote(String uri) {
     if ("local".equals(uri)) {
       throw new InputException("--memory local is a node in this process: the command line starts it");
     }
-    URI u;
-    try {
-      u = URI.create(uri);
-    } catch (IllegalArgumentException e) {
-      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT");
+    if (uri == null || !uri.startsWith("grpc://")) {
+      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT[,HOST:PORT...] (or 'local')");
     }
-    if (!"grpc".equals(u.getScheme()) || u.getHost() == null || u.getPort() <= 0) {
-      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT (or 'local')");
+    String rest = uri.substring("grpc://".length());
+    String options = "";
+    int question = rest.indexOf('?');
+    if (question >= 0) {
+      options = rest.substring(question + 1);
+      rest = rest.substring(0, question);
     }
-    ManagedChannel ch = NettyChannelBuilder.forAddress(u.getHost(), u.getPort()).usePlaintext()
-        .maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
-    return new MemoryEndpoint("memory service at " + u.getHost() + ":" + u.getPort(), ch, null);
+    List<InetSocketAddress> addresses = new ArrayList<>();
+    for (String a : rest.split(",", -1)) {
+      addresses.add(address(uri, a));
+    }
+    if (addresses.size() == 1 && options.isEmpty()) {
+      InetSocketAddress a = addresses.get(0);
+      ManagedChannel ch = NettyChannelBuilder.forAddress(a.getHostString(), a.getPort()).usePlaintext()
+          .maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
+      return new MemoryEndpoint("memory service at " + a.getHostString() + ":" + a.getPort(), ch, null);
+    }
+    String lb = "pick_first";
+    long hedgeMs = 0;
+    for (String o : options.isEmpty() ? new String[0] : options.split("&")) {
+      String[] kv = o.split("=", 2);
+      if (kv.length == 2 && kv[0].equals("lb") && (kv[1].equals("pick_first") || kv[1].equals("round_robin"))) {
+        lb = kv[1];
+      } else if (kv.length == 2 && kv[0].equals("hedge_ms") && kv[1].matches("[0-9]{1,7}")) {
+        hedgeMs = Long.parseLong(kv[1]);
+      } else {
+        throw new InputException("--memory " + uri + ": unknown option '" + o
+            + "' (lb=pick_first|round_robin, hedge_ms=MILLISECONDS)");
+      }
+    }
+    ManagedChannel ch = NettyChannelBuilder.forTarget(StaticAddresses.SCHEME + ":///nodes")
+        .nameResolverFactory(new StaticAddresses(addresses).factory())
+        .defaultServiceConfig(ClientRetries.serviceConfig(lb, addresses.size(), hedgeMs)).enableRetry()
+        .perRpcBufferLimit(ClientRetries.BUFFER_BYTES).retryBufferSize(4 * ClientRetries.BUFFER_BYTES)
+        .usePlaintext().maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
+    return new MemoryEndpoint("memory service at " + rest + " (" + lb + ")", ch, null);
+  }
+
+  private static InetSocketAddress address(String uri, String a) {
+    int colon = a.lastIndexOf(':');
+    String host = colon > 0 ? a.substring(0, colon) : "";
+    String port = colon > 0 ? a.substring(colon + 1) : "";
+    if (host.isEmpty() || !port.matches("[0-9]{1,5}") || Integer.parseInt(port) < 1
+        || Integer.parseInt(port) > 65535) {
+      throw new InputException("--memory " + uri + ": '" + a + "' is not HOST:PORT (port 1..65535)");
+    }
+    if (host.startsWith("[") && host.endsWith("]")) {
+      host = host.substring(1, host.length() - 1);
+    }
+    return InetSocketAddress.createUnresolved(host, Integer.parseInt(port));
   }
 
   /**

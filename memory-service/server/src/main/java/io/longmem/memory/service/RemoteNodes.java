@@ -298,7 +298,8 @@ final class RemoteNodes implements AutoCloseable {
       case CANCELLED:
       case INTERNAL:
       case UNKNOWN:
-        return new ReplicaUnavailableException(node.id, s.toString(), t);
+        return new ReplicaUnavailableException(node.id, s.getCode() + (s.getDescription() != null ? ": "
+            + s.getDescription() : "") + (s.getCause() != null ? " (" + s.getCause().getMessage() + ")" : ""), t);
       default:
         return new RequestException(RequestException.Kind.INVALID_ARGUMENT, s.getDescription());
     }
