@@ -6,7 +6,15 @@ import static io.longmem.memory.service.TestBooks.request;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.grpc.Context;
 import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.stub.StreamObserver;
+import io.longmem.memory.grpc.SearchResponse;
+import io.longmem.memory.grpc.SearchShardsRequest;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import io.longmem.memory.grpc.MemoryGrpc;
 import java.io.IOException;
 import java.net.ServerSocket;
@@ -163,6 +171,55 @@ class RemoteReplicasTest {
     } finally {
       Arrays.stream(nodes).filter(n -> n != null).forEach(MemoryServer::close);
       open.forEach(ManagedChannel::shutdownNow);
+    }
+  }
+
+  /** Answers searchShards only after 3 s, noting when the caller cancels the call. */
+  private static final class Slow extends MemoryGrpc.MemoryImplBase {
+    final MemoryGrpcService node;
+    final CountDownLatch cancelled = new CountDownLatch(1);
+
+    Slow(MemoryGrpcService node) {
+      this.node = node;
+    }
+
+    @Override
+    public void searchShards(SearchShardsRequest request, StreamObserver<SearchResponse> out) {
+      Context.current().addListener(c -> cancelled.countDown(), Runnable::run);
+      try {
+        cancelled.await(3, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      node.searchShards(request, out);
+    }
+  }
+
+  @Test
+  void aSlowReplicaIsOvertakenAndItsCallCancelled() throws Exception {
+    List<ManagedChannel> open = new ArrayList<>();
+    int[] ports = {ClusterTest.freePort(), ClusterTest.freePort(), ClusterTest.freePort()};
+    Path cluster = clusterFile("slow", ports);
+    List<MemoryServer> nodes = new ArrayList<>();
+    MemoryNode slowNode = new MemoryNode(books.config("n1", cluster.toString()));
+    Slow slow = new Slow(new MemoryGrpcService(slowNode));
+    Server n1 = NettyServerBuilder.forPort(ports[1]).addService(slow).build().start();
+    try {
+      nodes.add(node(0, ports, cluster, c -> {}));
+      nodes.add(node(2, ports, cluster, c -> {}));
+      MemoryGrpc.MemoryBlockingStub stub = TestBooks.client(nodes.get(0), open);
+      long t0 = System.nanoTime();
+      searches(stub, 1, 700); // shard-2 goes to n1 first: slow, but up
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      boolean cancelled = slow.cancelled.await(1, TimeUnit.SECONDS);
+      System.out.printf("slow n1: answered in %d ms by n2; n1's call cancelled: %s%n", ms, cancelled);
+      assertTrue(ms < 2000, "the search waited " + ms + " ms for the slow replica");
+      assertTrue(cancelled, "the slow replica's call was not cancelled once n2 answered");
+    } finally {
+      nodes.forEach(MemoryServer::close);
+      open.forEach(ManagedChannel::shutdownNow);
+      n1.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      slowNode.close();
     }
   }
 }
