@@ -327,7 +327,13 @@ class NetnsClusterTest {
     }
 
     private void add(String ns) throws Exception {
-      Process p = new ProcessBuilder("ip", "netns", "add", ns).redirectErrorStream(true).start();
+      Process p;
+      try {
+        p = new ProcessBuilder("ip", "netns", "add", ns).redirectErrorStream(true).start();
+      } catch (IOException noIp) {
+        assumeTrue(false, "no ip command (iproute2): " + noIp.getMessage());
+        throw noIp;
+      }
       String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
       if (p.waitFor() != 0) {
         assumeTrue(made.isEmpty(), "ip netns add failed: " + out.trim());
