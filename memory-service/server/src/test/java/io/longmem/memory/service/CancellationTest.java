@@ -44,7 +44,7 @@ class CancellationTest {
   static final int SHARDS = 4;
   static final int TOKENS = 20_000;
   static final int QUERIES = 1024;
-  static final int K = 64;
+  static final int K = 16;
 
   @TempDir
   static Path tmp;
