@@ -5,7 +5,8 @@ import io.grpc.ManagedChannel;
 import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.longmem.memory.grpc.MemoryGrpc;
-import java.net.URI;
+import java.net.InetSocketAddress;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -30,7 +31,14 @@ public final class MemoryEndpoint implements AutoCloseable {
     this.token = token;
   }
 
-  /** A memory service on the network, {@code grpc://HOST:PORT}, plaintext and without a token. */
+  /**
+   * A memory service on the network: {@code grpc://HOST:PORT}, or several nodes of one cluster,
+   * {@code grpc://H1:P1,H2:P2,...[?lb=pick_first|round_robin][&hedge_ms=N]}. With several, Search
+   * and ListCollections that fail UNAVAILABLE are sent again to another node; {@code lb} picks the
+   * node of each call (pick_first, the default: one node at a time, so a session stays on its node;
+   * round_robin: spread over all) and {@code hedge_ms} sends a Search not answered after that long
+   * to the next node as well (the first answer wins). Plaintext, without a token.
+   */
   public static MemoryEndpoint remote(String uri) {
     return remote(uri, ClientSecurity.NONE);
   }
@@ -45,29 +53,73 @@ public final class MemoryEndpoint implements AutoCloseable {
     if ("local".equals(uri)) {
       throw new InputException("--memory local is a node in this process: the command line starts it");
     }
-    URI u;
-    try {
-      u = URI.create(uri);
-    } catch (IllegalArgumentException e) {
-      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT or grpcs://HOST:PORT");
-    }
-    boolean tls = "grpcs".equals(u.getScheme());
-    if (!(tls || "grpc".equals(u.getScheme())) || u.getHost() == null || u.getPort() <= 0) {
-      throw new InputException("--memory " + uri + " is not grpc://HOST:PORT, grpcs://HOST:PORT (TLS) or 'local'");
+    boolean tls = uri != null && uri.startsWith("grpcs://");
+    if (uri == null || !(tls || uri.startsWith("grpc://"))) {
+      throw new InputException("--memory " + uri
+          + " is not grpc://HOST:PORT[,HOST:PORT...], grpcs://... (TLS) or 'local'");
     }
     if (!tls && security.hasTlsFiles()) {
       throw new InputException("--memory " + uri + ": TLS files given for a plaintext grpc:// address (use grpcs://)");
     }
+    String rest = uri.substring(tls ? "grpcs://".length() : "grpc://".length());
+    String options = "";
+    int question = rest.indexOf('?');
+    if (question >= 0) {
+      options = rest.substring(question + 1);
+      rest = rest.substring(0, question);
+    }
+    List<InetSocketAddress> addresses = new ArrayList<>();
+    for (String a : rest.split(",", -1)) {
+      addresses.add(address(uri, a));
+    }
+    String lb = "pick_first";
+    long hedgeMs = 0;
+    for (String o : options.isEmpty() ? new String[0] : options.split("&")) {
+      String[] kv = o.split("=", 2);
+      if (kv.length == 2 && kv[0].equals("lb") && (kv[1].equals("pick_first") || kv[1].equals("round_robin"))) {
+        lb = kv[1];
+      } else if (kv.length == 2 && kv[0].equals("hedge_ms") && kv[1].matches("[0-9]{1,7}")) {
+        hedgeMs = Long.parseLong(kv[1]);
+      } else {
+        throw new InputException("--memory " + uri + ": unknown option '" + o
+            + "' (lb=pick_first|round_robin, hedge_ms=MILLISECONDS)");
+      }
+    }
+    boolean one = addresses.size() == 1 && options.isEmpty();
     NettyChannelBuilder b;
     try {
-      b = tls ? NettyChannelBuilder.forAddress(u.getHost(), u.getPort(), security.tls())
-          : NettyChannelBuilder.forAddress(u.getHost(), u.getPort()).usePlaintext();
+      if (one) {
+        InetSocketAddress a = addresses.get(0);
+        b = tls ? NettyChannelBuilder.forAddress(a.getHostString(), a.getPort(), security.tls())
+            : NettyChannelBuilder.forAddress(a.getHostString(), a.getPort()).usePlaintext();
+      } else {
+        // each node's certificate is checked against its own host name (StaticAddresses sets it per address)
+        String target = StaticAddresses.SCHEME + ":///nodes";
+        b = tls ? NettyChannelBuilder.forTarget(target, security.tls()) : NettyChannelBuilder.forTarget(target).usePlaintext();
+        b.nameResolverFactory(new StaticAddresses(addresses).factory())
+            .defaultServiceConfig(ClientRetries.serviceConfig(lb, addresses.size(), hedgeMs)).enableRetry()
+            .perRpcBufferLimit(ClientRetries.BUFFER_BYTES).retryBufferSize(4 * ClientRetries.BUFFER_BYTES);
+      }
     } catch (IllegalArgumentException e) { // a CA, certificate or key that is not PEM
       throw new InputException("--memory " + uri + ": unusable TLS files: " + e.getMessage());
     }
     ManagedChannel ch = b.maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
-    return new MemoryEndpoint((tls ? "TLS " : "") + "memory service at " + u.getHost() + ":" + u.getPort(), ch, null,
-        security.token());
+    String where = one ? addresses.get(0).getHostString() + ":" + addresses.get(0).getPort() : rest + " (" + lb + ")";
+    return new MemoryEndpoint((tls ? "TLS " : "") + "memory service at " + where, ch, null, security.token());
+  }
+
+  private static InetSocketAddress address(String uri, String a) {
+    int colon = a.lastIndexOf(':');
+    String host = colon > 0 ? a.substring(0, colon) : "";
+    String port = colon > 0 ? a.substring(colon + 1) : "";
+    if (host.isEmpty() || !port.matches("[0-9]{1,5}") || Integer.parseInt(port) < 1
+        || Integer.parseInt(port) > 65535) {
+      throw new InputException("--memory " + uri + ": '" + a + "' is not HOST:PORT (port 1..65535)");
+    }
+    if (host.startsWith("[") && host.endsWith("]")) {
+      host = host.substring(1, host.length() - 1);
+    }
+    return InetSocketAddress.createUnresolved(host, Integer.parseInt(port));
   }
 
   /**

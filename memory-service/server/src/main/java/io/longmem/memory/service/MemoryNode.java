@@ -74,7 +74,7 @@ public final class MemoryNode implements AutoCloseable {
       return t;
     });
     this.sessions = new Sessions(Sessions.Limits.of(config), limits);
-    this.remote = new RemoteNodes(config);
+    this.remote = new RemoteNodes(config, cluster);
     PreloadBudget budget = new PreloadBudget(config.preload, config.preloadLimitBytes());
     RemoteCollections fetched = new RemoteCollections(config);
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
@@ -111,6 +111,11 @@ public final class MemoryNode implements AutoCloseable {
 
   public Map<String, MemoryCollection> collections() {
     return java.util.Collections.unmodifiableMap(collections);
+  }
+
+  /** Which other nodes are up as this node sees them (tests and logs). */
+  NodeHealth health() {
+    return remote.health();
   }
 
   /** Collections that could not be loaded, with why. */

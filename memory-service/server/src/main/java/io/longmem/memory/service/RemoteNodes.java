@@ -1,8 +1,10 @@
 package io.longmem.memory.service;
 
+import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.stub.StreamObserver;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchResponse;
@@ -16,22 +18,44 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Channels to the other nodes of a cluster, and the failover that sends each remote shard to its
- * first replica that answers. Calls go out through the async stub: the replicas of one round are
- * asked at once, and nothing blocks a thread while they work.
+ * Channels to the other nodes of a cluster, and the failover between replicas. The remote shards
+ * of a search are grouped by their replicas (live ones first, {@link NodeHealth}); each group goes
+ * to its best replica and, when that has not answered after {@code hedge_ms} or failed, to the
+ * next one as well ({@link Hedge}): the first good answer wins and the other calls are cancelled.
+ * Calls go out through the async stub, nothing blocks a thread while they work, and every call runs
+ * in a child of the caller's context: cancelled when the caller goes and once the search is done.
  */
 final class RemoteNodes implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(RemoteNodes.class);
   private final ServiceConfig config;
   private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
+  private final ScheduledExecutorService timer;
+  private final NodeHealth health;
 
-  RemoteNodes(ServiceConfig config) {
+  /** The other nodes of {@code cluster} (null: none), checked as {@link NodeHealth} says. */
+  RemoteNodes(ServiceConfig config, ClusterConfig cluster) {
     this.config = config;
+    this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
+      Thread t = new Thread(r, "memory-remote-timer");
+      t.setDaemon(true);
+      return t;
+    });
+    this.health = new NodeHealth(config.healthIntervalMs, this::channel);
+    if (cluster != null) {
+      health.watch(cluster.nodes.stream().filter(n -> !n.id.equals(config.nodeId)).toList(), timer);
+    }
+  }
+
+  NodeHealth health() {
+    return health;
   }
 
   /** The shards of a collection held elsewhere, as one source (see {@link #search}). */
@@ -40,11 +64,10 @@ final class RemoteNodes implements AutoCloseable {
   }
 
   /**
-   * Searches shards held elsewhere: each goes to its first replica (other than this node) that
-   * answers. In rounds: the pending shards are grouped by the replica each is to try next and
-   * every group is sent at once; the shards of groups that failed try their next replica in the
-   * next round. Fails with a {@link MissingShardsException} naming the shards whose replicas all
-   * failed, or with the {@link RequestException} of a replica that refused the request itself.
+   * Searches shards held elsewhere, each group of shards with the same replicas (other than this
+   * node) hedged over them. Fails with a {@link MissingShardsException} naming the shards no
+   * replica answered for, or with the {@link RequestException} of a replica that refused the
+   * request itself.
    */
   CompletableFuture<Hits> search(ClusterConfig cluster, String self, String collection, List<String> shards,
       SearchQuery q, Executor pool) {
@@ -53,71 +76,171 @@ final class RemoteNodes implements AutoCloseable {
       shards.forEach(s -> missing.add(collection + "/" + s));
       return CompletableFuture.failedFuture(new MissingShardsException(missing));
     }
-    Map<String, Integer> attempt = new LinkedHashMap<>();
-    shards.forEach(s -> attempt.put(s, 0));
-    List<Hits> parts = new ArrayList<>();
-    return round(cluster, self, collection, q, pool, attempt, missing, parts).thenApplyAsync(v -> {
-      if (!missing.isEmpty()) {
-        throw new MissingShardsException(missing);
-      }
-      return parts.size() == 1 ? parts.get(0) : Hits.merge(parts, q.heads(), q.queries(), q.k(), q.headDim());
-    }, pool);
+    Map<List<ClusterConfig.Node>, List<String>> groups = new LinkedHashMap<>();
+    for (String shard : shards) {
+      List<ClusterConfig.Node> replicas = cluster.replicas(collection, shard);
+      replicas.removeIf(n -> n.id.equals(self));
+      groups.computeIfAbsent(health.order(replicas), r -> new ArrayList<>()).add(shard);
+    }
+    Context.CancellableContext calls = (pool instanceof Work w ? w.context() : Context.current()).withCancellation();
+    List<CompletableFuture<Hits>> parts = new ArrayList<>();
+    for (Map.Entry<List<ClusterConfig.Node>, List<String>> g : groups.entrySet()) {
+      parts.add(new Hedge(collection, g.getValue(), g.getKey(), q, pool, calls).start());
+    }
+    CompletableFuture<Hits> out = CompletableFuture.allOf(parts.toArray(new CompletableFuture<?>[0]))
+        .handleAsync((v, ignored) -> {
+          List<Hits> done = new ArrayList<>();
+          RuntimeException refused = null;
+          for (CompletableFuture<Hits> f : parts) {
+            if (!f.isCompletedExceptionally()) {
+              done.add(f.join());
+              continue;
+            }
+            Throwable t = unwrap(f.handle((h, e) -> e).join());
+            if (t instanceof MissingShardsException m) {
+              missing.addAll(m.shards());
+            } else if (refused == null) {
+              refused = t instanceof RuntimeException re ? re : new IllegalStateException(t);
+            }
+          }
+          if (refused != null || !missing.isEmpty()) {
+            Hits.closeAll(done);
+            throw refused != null ? refused : new MissingShardsException(missing);
+          }
+          return done.size() == 1 ? done.get(0) : Hits.merge(done, q.heads(), q.queries(), q.k(), q.headDim());
+        }, pool);
+    out.whenComplete((h, e) -> calls.cancel(null));
+    return out;
   }
 
-  /** One outcome of a call: the answer, or why not. */
-  private record Outcome(Hits hits, Throwable error) {}
+  private static Throwable unwrap(Throwable e) {
+    return e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+  }
 
-  /** Sends the pending shards of {@code attempt} to their next replicas, then the failed ones again. */
-  private CompletableFuture<Void> round(ClusterConfig cluster, String self, String collection, SearchQuery q,
-      Executor pool, Map<String, Integer> attempt, List<String> missing, List<Hits> parts) {
-    Map<ClusterConfig.Node, List<String>> byNode = new LinkedHashMap<>();
-    for (Map.Entry<String, Integer> e : new ArrayList<>(attempt.entrySet())) {
-      List<ClusterConfig.Node> replicas = cluster.replicas(collection, e.getKey());
-      replicas.removeIf(n -> n.id.equals(self));
-      if (e.getValue() >= replicas.size()) {
-        missing.add(collection + "/" + e.getKey());
-        attempt.remove(e.getKey());
-        continue;
-      }
-      byNode.computeIfAbsent(replicas.get(e.getValue()), n -> new ArrayList<>()).add(e.getKey());
+  /**
+   * One group of shards over its replicas, best first: the next replica is asked when the last one
+   * asked has not answered after {@code hedge_ms} or has failed; the first answer wins and the
+   * calls still out are cancelled (their late answers released). A refusal of the request itself
+   * ends the group; when every replica failed the shards are missing.
+   */
+  private final class Hedge {
+    private final String collection;
+    private final List<String> shards;
+    private final List<ClusterConfig.Node> replicas;
+    private final SearchQuery q;
+    private final Executor pool;
+    private final Context.CancellableContext calls;
+    private final CompletableFuture<Hits> result = new CompletableFuture<>();
+    private final List<Context.CancellableContext> out = new ArrayList<>();
+    private int next;
+    private int pending;
+    private boolean finished;
+    private ScheduledFuture<?> hedge;
+
+    Hedge(String collection, List<String> shards, List<ClusterConfig.Node> replicas, SearchQuery q, Executor pool,
+        Context.CancellableContext calls) {
+      this.collection = collection;
+      this.shards = shards;
+      this.replicas = replicas;
+      this.q = q;
+      this.pool = pool;
+      this.calls = calls;
     }
-    if (byNode.isEmpty()) {
-      return CompletableFuture.completedFuture(null);
-    }
-    List<Map.Entry<ClusterConfig.Node, List<String>>> groups = new ArrayList<>(byNode.entrySet());
-    List<CompletableFuture<Outcome>> calls = new ArrayList<>();
-    for (Map.Entry<ClusterConfig.Node, List<String>> g : groups) {
-      calls.add(call(g.getKey(), collection, g.getValue(), q, pool)
-          .handle((h, e) -> new Outcome(h, e instanceof CompletionException && e.getCause() != null ? e.getCause() : e)));
-    }
-    // the next round is planned on the node's pool, not on the gRPC thread that saw the last answer
-    return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenComposeAsync(v -> {
-      RuntimeException refused = null;
-      for (int i = 0; i < groups.size(); i++) {
-        ClusterConfig.Node node = groups.get(i).getKey();
-        List<String> group = groups.get(i).getValue();
-        Outcome o = calls.get(i).join();
-        if (o.error() == null) {
-          parts.add(o.hits());
-          group.forEach(attempt::remove);
-        } else if (o.error() instanceof ReplicaUnavailableException r) {
-          LOG.warn("{} ({}) failed for {} shards {}; trying other replicas", r.getMessage(), node.address, collection,
-              group);
-          group.forEach(s -> attempt.merge(s, 1, Integer::sum));
-        } else if (refused == null) {
-          refused = o.error() instanceof RuntimeException re ? re : new IllegalStateException(o.error());
+
+    CompletableFuture<Hits> start() {
+      synchronized (this) {
+        if (replicas.isEmpty()) {
+          finish();
+          result.completeExceptionally(missing());
+        } else {
+          send();
         }
       }
-      if (refused != null) {
-        return CompletableFuture.failedFuture(refused);
+      return result;
+    }
+
+    /** Sends the group to its next replica (under the lock). */
+    private void send() {
+      if (finished || next >= replicas.size() || calls.isCancelled()) {
+        return;
       }
-      return round(cluster, self, collection, q, pool, attempt, missing, parts);
-    }, pool);
+      if (hedge != null) {
+        hedge.cancel(false);
+        hedge = null;
+      }
+      ClusterConfig.Node node = replicas.get(next++);
+      pending++;
+      Context.CancellableContext attempt = calls.withCancellation();
+      out.add(attempt);
+      call(node, collection, shards, q, pool, attempt).whenComplete((h, e) -> done(node, h, e));
+      if (hedge == null && !finished && next < replicas.size()) { // (a call that failed at once sent the next)
+        try {
+          hedge = timer.schedule(this::hedge, config.hedgeMs, TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException closing) {
+          // the node is closing: no more replicas are tried
+        }
+      }
+    }
+
+    private synchronized void hedge() {
+      if (!finished) {
+        LOG.debug("{} shards {}: no answer after {} ms, asking the next replica too", collection, shards,
+            config.hedgeMs);
+        send();
+      }
+    }
+
+    private synchronized void done(ClusterConfig.Node node, Hits hits, Throwable error) {
+      pending--;
+      if (finished) {
+        if (hits != null) {
+          hits.close(); // a slower replica's answer: not needed
+        }
+        return;
+      }
+      if (error == null) {
+        health.answered(node);
+        finish();
+        result.complete(hits);
+        return;
+      }
+      Throwable cause = unwrap(error);
+      if (cause instanceof ReplicaUnavailableException r) {
+        health.failed(node, Status.fromThrowable(r.getCause() != null ? r.getCause() : r), calls.isCancelled());
+        if (!calls.isCancelled()) {
+          LOG.warn("{} ({}) failed for {} shards {}; trying other replicas", r.getMessage(), node.address,
+              collection, shards);
+        }
+        send();
+        if (pending == 0) {
+          finish();
+          result.completeExceptionally(missing());
+        }
+        return;
+      }
+      finish();
+      result.completeExceptionally(cause);
+    }
+
+    /** Stops the group: no more replicas, the calls still out are cancelled (under the lock). */
+    private void finish() {
+      finished = true;
+      if (hedge != null) {
+        hedge.cancel(false);
+      }
+      out.forEach(c -> c.cancel(null));
+    }
+
+    private MissingShardsException missing() {
+      List<String> names = new ArrayList<>();
+      shards.forEach(s -> names.add(collection + "/" + s));
+      return new MissingShardsException(names);
+    }
   }
 
   /** One call of searchShards on a replica; its answer is decoded on the node's pool. */
   private CompletableFuture<Hits> call(ClusterConfig.Node node, String collection, List<String> shards,
-      SearchQuery q, Executor pool) {
+      SearchQuery q, Executor pool, Context calls) {
     CompletableFuture<SearchResponse> answer = new CompletableFuture<>();
     MemoryGrpc.MemoryStub stub;
     SearchShardsRequest request;
@@ -128,22 +251,27 @@ final class RemoteNodes implements AutoCloseable {
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(e);
     }
-    stub.searchShards(request, new StreamObserver<>() {
-      @Override
-      public void onNext(SearchResponse r) {
-        answer.complete(r);
-      }
+    Context previous = calls.attach(); // the call is a child of the search: cancelled with it
+    try {
+        stub.searchShards(request, new StreamObserver<>() {
+        @Override
+        public void onNext(SearchResponse r) {
+          answer.complete(r);
+        }
 
-      @Override
-      public void onError(Throwable t) {
-        answer.completeExceptionally(failure(node, t));
-      }
+        @Override
+        public void onError(Throwable t) {
+          answer.completeExceptionally(failure(node, t));
+        }
 
-      @Override
-      public void onCompleted() {
-        answer.completeExceptionally(new ReplicaUnavailableException(node.id, "no answer", null)); // no-op if answered
-      }
-    });
+        @Override
+        public void onCompleted() {
+          answer.completeExceptionally(new ReplicaUnavailableException(node.id, "no answer", null)); // no-op if answered
+        }
+      });
+    } finally {
+      calls.detach(previous);
+    }
     return answer.thenApplyAsync(r -> {
       try {
         return Protos.fromResponse(r, q.heads(), q.queries(), q.k(), q.headDim());
@@ -177,24 +305,34 @@ final class RemoteNodes implements AutoCloseable {
       case CANCELLED:
       case INTERNAL:
       case UNKNOWN:
-        return new ReplicaUnavailableException(node.id, s.toString(), t);
+        return new ReplicaUnavailableException(node.id, s.getCode() + (s.getDescription() != null ? ": "
+            + s.getDescription() : "") + (s.getCause() != null ? " (" + s.getCause().getMessage() + ")" : ""), t);
       default:
         return new RequestException(RequestException.Kind.INVALID_ARGUMENT, s.getDescription());
     }
   }
 
+  /**
+   * The channel to a node, made on first use: TLS with {@code peer_ca} where configured (connect
+   * timeout: {@code remote_connect_ms}).
+   */
+  private ManagedChannel channel(ClusterConfig.Node node) {
+    NodeSecurity security = config.security();
+    return channels.computeIfAbsent(node.address, a -> NettyChannelBuilder.forTarget(a, security.peerCredentials())
+        .withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS, config.remoteConnectMs)
+        .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.maxMessageBytes())).build());
+  }
+
   private MemoryGrpc.MemoryStub stub(ClusterConfig.Node node) {
     NodeSecurity security = config.security();
-    ManagedChannel ch = channels.computeIfAbsent(node.address, a -> NettyChannelBuilder
-        .forTarget(a, security.peerCredentials())
-        .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.maxMessageBytes())).build());
-    MemoryGrpc.MemoryStub stub = MemoryGrpc.newStub(ch).withDeadlineAfter(config.remoteDeadlineMs, TimeUnit.MILLISECONDS)
+    MemoryGrpc.MemoryStub stub = MemoryGrpc.newStub(channel(node)).withDeadlineAfter(config.remoteDeadlineMs, TimeUnit.MILLISECONDS)
         .withMaxOutboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.maxMessageBytes()));
     return security.nodeToken() == null ? stub : stub.withCallCredentials(security.nodeToken());
   }
 
   @Override
   public void close() {
+    timer.shutdownNow();
     for (ManagedChannel ch : channels.values()) {
       ch.shutdownNow();
     }

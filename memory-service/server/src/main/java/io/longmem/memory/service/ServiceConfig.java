@@ -112,6 +112,16 @@ public final class ServiceConfig {
   public int refine = 16;
   /** Deadline of a node-to-node call. */
   public long remoteDeadlineMs = 10_000;
+  /**
+   * How often other nodes' grpc.health.v1 is asked (deadline: half of it); a node that fails a
+   * call or a check is down until a check answers SERVING. 0: no health tracking (replicas in file
+   * order, every search finds a dead node again).
+   */
+  public long healthIntervalMs = 1000;
+  /** A remote shard group not answered after this long goes to its next replica too (first answer wins). */
+  public long hedgeMs = 100;
+  /** Connect timeout of node-to-node channels. */
+  public int remoteConnectMs = 1000;
   /** TLS of the node and of its calls to other nodes (files in PEM). */
   public Tls tls = new Tls();
   /** Bearer-token authentication. */
@@ -184,6 +194,11 @@ public final class ServiceConfig {
     if (maxInflightMb < 0 || inflightWaitMs < 0 || maxSessionMb < 0 || maxSessionsTotalMb < 0 || sessionIdleMs < 0) {
       throw new InputException(where + ": max_session_mb, max_inflight_mb, inflight_wait_ms, "
           + "max_sessions_total_mb and session_idle_ms must be >= 0 (0: the default share of the heap, or no expiry)");
+    }
+    if (remoteDeadlineMs < 1 || healthIntervalMs < 0 || hedgeMs < 0 || remoteConnectMs < 1) {
+      throw new InputException(where + ": remote_deadline_ms and remote_connect_ms must be positive, "
+          + "health_interval_ms (0: off) and hedge_ms >= 0; got " + remoteDeadlineMs + ", " + remoteConnectMs
+          + ", " + healthIntervalMs + ", " + hedgeMs);
     }
     if (preloadLimitMb < 0) {
       throw new InputException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "

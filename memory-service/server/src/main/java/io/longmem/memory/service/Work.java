@@ -3,6 +3,7 @@ package io.longmem.memory.service;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * One search's work on the node's pool, stopped when its caller goes: the gRPC call was cancelled
@@ -12,6 +13,8 @@ import java.util.concurrent.Executor;
  * admitted.
  */
 final class Work implements Executor {
+  /** Steps (a head or a shard) that passed {@link #check} and ran, all searches together: tests read it. */
+  static final AtomicLong STEPS = new AtomicLong();
   private final Executor pool;
   private final Context context;
 
@@ -23,6 +26,11 @@ final class Work implements Executor {
   /** The work of a search of the calling thread's context (ROOT outside a call: never cancelled). */
   static Work of(Executor pool) {
     return new Work(pool, Context.current());
+  }
+
+  /** The caller's context: calls to other nodes run in children of it, cancelled with it. */
+  Context context() {
+    return context;
   }
 
   @Override
@@ -39,12 +47,15 @@ final class Work implements Executor {
       }
       throw new RequestException(RequestException.Kind.CANCELLED, "the search was cancelled: stopped");
     }
+    STEPS.incrementAndGet();
   }
 
   /** {@link #check} where the executor is a search's work (sources also run on plain executors in tests). */
   static void check(Executor e) {
     if (e instanceof Work w) {
       w.check();
+    } else {
+      STEPS.incrementAndGet();
     }
   }
 }

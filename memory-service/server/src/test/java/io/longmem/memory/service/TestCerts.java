@@ -23,11 +23,17 @@ final class TestCerts {
 
   /** Makes everything in {@code dir} (about a second). */
   static TestCerts make(Path dir) throws IOException, InterruptedException {
+    return make(dir, List.of());
+  }
+
+  /** The same, the server certificate also valid for {@code ips} (nodes on other addresses). */
+  static TestCerts make(Path dir, List<String> ips) throws IOException, InterruptedException {
     Files.createDirectories(dir);
     TestCerts c = new TestCerts(dir);
     c.ca("ca");
     c.ca("other-ca");
-    Files.writeString(dir.resolve("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    Files.writeString(dir.resolve("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost"
+        + ips.stream().map(ip -> ",IP:" + ip).reduce("", String::concat) + "\n"
         + "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n");
     Files.writeString(dir.resolve("client.ext"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
         + "extendedKeyUsage=clientAuth\n");
