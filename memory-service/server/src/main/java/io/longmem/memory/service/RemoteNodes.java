@@ -28,9 +28,11 @@ final class RemoteNodes implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(RemoteNodes.class);
   private final ServiceConfig config;
   private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
+  private final NodeMetrics metrics;
 
-  RemoteNodes(ServiceConfig config) {
+  RemoteNodes(ServiceConfig config, NodeMetrics metrics) {
     this.config = config;
+    this.metrics = metrics;
   }
 
   /** The shards of a collection held elsewhere, as one source (see {@link #search}). */
@@ -96,10 +98,13 @@ final class RemoteNodes implements AutoCloseable {
         ClusterConfig.Node node = groups.get(i).getKey();
         List<String> group = groups.get(i).getValue();
         Outcome o = calls.get(i).join();
+        metrics.remoteCall(node.id, o.error() == null ? "ok"
+            : o.error() instanceof ReplicaUnavailableException ? "unavailable" : "refused");
         if (o.error() == null) {
           parts.add(o.hits());
           group.forEach(attempt::remove);
         } else if (o.error() instanceof ReplicaUnavailableException r) {
+          metrics.failovers(group.size());
           LOG.warn("{} ({}) failed for {} shards {}; trying other replicas", r.getMessage(), node.address, collection,
               group);
           group.forEach(s -> attempt.merge(s, 1, Integer::sum));

@@ -106,6 +106,18 @@ public final class ServiceConfig {
   public int refine = 16;
   /** Deadline of a node-to-node call. */
   public long remoteDeadlineMs = 10_000;
+  /**
+   * Port of the node's Prometheus endpoint ({@code http://metrics_bind:metrics_port/metrics});
+   * null or 0: no endpoint (the default), -1: any free port (tests).
+   */
+  public Integer metricsPort;
+  /** Address of the metrics endpoint; null: the node's {@code bind}. */
+  public String metricsBind;
+  /**
+   * On shutdown (SIGTERM) the node stops accepting calls and waits this long for those in flight
+   * before cancelling them.
+   */
+  public long shutdownGraceMs = 10_000;
 
   transient Path baseDir = Path.of(".");
 
@@ -154,6 +166,13 @@ public final class ServiceConfig {
       throw new InputException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "
           + preloadLimitMb);
     }
+    if (metricsPort != null && (metricsPort < -1 || metricsPort > 65535)) {
+      throw new InputException(where + ": metrics_port " + metricsPort
+          + " is outside -1..65535 (null or 0: no metrics endpoint, -1: any free port)");
+    }
+    if (shutdownGraceMs < 0) {
+      throw new InputException(where + ": shutdown_grace_ms must be >= 0, got " + shutdownGraceMs);
+    }
     if (collections == null) {
       collections = new LinkedHashMap<>();
     }
@@ -184,6 +203,11 @@ public final class ServiceConfig {
     }
     return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
         .getOperatingSystemMXBean()).getTotalMemorySize() / 2;
+  }
+
+  /** Whether the node serves /metrics. */
+  boolean metricsOn() {
+    return metricsPort != null && metricsPort != 0;
   }
 
   int threads() {
