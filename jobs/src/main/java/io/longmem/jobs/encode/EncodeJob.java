@@ -239,6 +239,11 @@ public final class EncodeJob implements Callable<Integer> {
       w.commit(entries);
     }
     Report report = new Report(out, entries.size(), resumed, counts, (System.nanoTime() - start) / 1e9);
+    try {
+      EncodeOutput.recordResult(out, report);
+    } catch (IOException | RuntimeException e) { // the collection is committed and whole: say so, do not fail
+      LOG.warn("could not add the final counts to {}: {}", out.resolve(EncodeOutput.PLAN), e.toString());
+    }
     LOG.info("{}", report.summary());
     return report;
   }
