@@ -28,7 +28,7 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--port", description = "override the configured port (0: any free port)")
   Integer port;
 
-  @Option(names = "--bind", description = "override the configured address")
+  @Option(names = "--bind", description = "override the configured address (other than loopback: the conf needs tls and auth)")
   String bind;
 
   @Override

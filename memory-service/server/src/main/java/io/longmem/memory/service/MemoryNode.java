@@ -3,6 +3,7 @@ package io.longmem.memory.service;
 import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
+import io.longmem.memory.security.Caller;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
 import java.io.IOException;
@@ -147,7 +148,7 @@ public final class MemoryNode implements AutoCloseable {
    * in flight is given back on return; the gRPC service holds it until the answer is sent.)
    */
   public Hits search(SearchQuery q) {
-    try (Admitted a = admit(q, false)) {
+    try (Admitted a = admit(q, false, Caller.ANONYMOUS.name())) {
       return search(a);
     }
   }
@@ -194,11 +195,14 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** Admits a coordinator's search; {@code float16} is the answer's type (it sizes the answer). */
-  Admitted admit(SearchQuery q, boolean float16) {
+  /**
+   * Admits a coordinator's search; {@code float16} is the answer's type (it sizes the answer), the
+   * sessions it names must be {@code owner}'s.
+   */
+  Admitted admit(SearchQuery q, boolean float16, String owner) {
     limits.check(q);
     Work work = Work.of(pool);
-    SearchPlan plan = SearchPlan.of(q, this::collection, sessions);
+    SearchPlan plan = SearchPlan.of(q, this::collection, id -> sessions.get(id, owner));
     List<MemorySource> sources = new ArrayList<>();
     long remoteRows = 0;
     for (Map.Entry<String, List<String>> e : plan.remote().entrySet()) {
@@ -368,8 +372,14 @@ public final class MemoryNode implements AutoCloseable {
   // ---------------------------------------------------------------------------------------------
   // Sessions
 
-  public String createSession(List<Integer> layers, int heads, int headDim) {
-    return sessions.create(layers, heads, headDim);
+  /*
+   * A session belongs to the caller that created it ({@code owner}: its token's name, or the
+   * anonymous caller's without authentication); a call naming it with another owner is answered
+   * as for an unknown handle.
+   */
+
+  public String createSession(String owner, List<Integer> layers, int heads, int headDim) {
+    return sessions.create(owner, layers, heads, headDim);
   }
 
   /** The node's sessions (what they hold, for tests and logs). */
@@ -378,17 +388,17 @@ public final class MemoryNode implements AutoCloseable {
   }
 
   /** The session of that id (NOT_FOUND if none): its heads and head_dim are what an append carries. */
-  Session session(String id) {
-    return sessions.get(id);
+  Session session(String id, String owner) {
+    return sessions.get(id, owner);
   }
 
   /** See {@link Sessions#append}. */
-  public long appendSession(String id, MemoryBlock block, boolean positioned) {
-    return sessions.append(id, block, positioned);
+  public long appendSession(String id, String owner, MemoryBlock block, boolean positioned) {
+    return sessions.append(id, owner, block, positioned);
   }
 
-  public void dropSession(String id) {
-    sessions.drop(id);
+  public void dropSession(String id, String owner) {
+    sessions.drop(id, owner);
   }
 
   @Override

@@ -1,6 +1,7 @@
 package io.longmem.memory.service;
 
 import io.longmem.io.InputException;
+import io.longmem.memory.security.NodeSecurity;
 import com.google.gson.FieldNamingPolicy;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
@@ -118,6 +119,35 @@ public final class ServiceConfig {
    * before cancelling them.
    */
   public long shutdownGraceMs = 10_000;
+  /** TLS of the node and of its calls to other nodes (files in PEM). */
+  public Tls tls = new Tls();
+  /** Bearer-token authentication. */
+  public Auth auth = new Auth();
+
+  /**
+   * TLS: {@code cert_chain} and {@code private_key} (PKCS#8) make the node serve TLS only;
+   * {@code client_ca} set: clients must present a certificate it signed (mutual TLS);
+   * {@code peer_ca}: the CA this node trusts when it calls other nodes (then over TLS, presenting
+   * its own certificate where it has one).
+   */
+  public static final class Tls {
+    public String certChain;
+    public String privateKey;
+    public String clientCa;
+    public String peerCa;
+  }
+
+  /**
+   * {@code tokens_file}: the tokens the node accepts (JSON of names, roles and SHA-256s; unset:
+   * authentication off, allowed on loopback only); {@code node_token_file}: the token this node
+   * sends other nodes (needs the admin role there), else the environment's LONGMEM_NODE_TOKEN.
+   */
+  public static final class Auth {
+    public String tokensFile;
+    public String nodeTokenFile;
+  }
+
+  private transient NodeSecurity security;
 
   transient Path baseDir = Path.of(".");
 
@@ -176,6 +206,36 @@ public final class ServiceConfig {
     if (collections == null) {
       collections = new LinkedHashMap<>();
     }
+    if (tls == null) {
+      tls = new Tls();
+    }
+    if (auth == null) {
+      auth = new Auth();
+    }
+    if ((tls.certChain == null) != (tls.privateKey == null)) {
+      throw new InputException(where + ": tls.cert_chain and tls.private_key go together");
+    }
+    if (tls.clientCa != null && tls.certChain == null) {
+      throw new InputException(where + ": tls.client_ca (mutual TLS) needs tls.cert_chain and tls.private_key");
+    }
+  }
+
+  /**
+   * The node's TLS and tokens, their files read and checked once (a bad one: an {@link
+   * InputException} naming its key and path).
+   */
+  public synchronized NodeSecurity security() {
+    if (security == null) {
+      validate("the configuration");
+      security = NodeSecurity.of(new NodeSecurity.Sources(path(tls.certChain), path(tls.privateKey),
+          path(tls.clientCa), path(tls.peerCa), path(auth.tokensFile), path(auth.nodeTokenFile),
+          System.getenv(NodeSecurity.NODE_TOKEN_ENV)));
+    }
+    return security;
+  }
+
+  private Path path(String p) {
+    return p == null || p.isEmpty() ? null : resolve(p);
   }
 
   Path resolve(String path) {
