@@ -67,11 +67,15 @@ final class ServeCommand implements Callable<Integer> {
    */
   private static void onSignals(MemoryServer server, long graceMs) {
     for (String name : new String[] {"TERM", "INT"}) {
-      Signal.handle(new Signal(name), sig -> {
-        LOG.info("SIG{}: refusing new calls, finishing those in flight (up to {} ms)", sig.getName(), graceMs);
-        Thread t = new Thread(server::close, "memory-node-shutdown");
-        t.start();
-      });
+      try {
+        Signal.handle(new Signal(name), sig -> {
+          LOG.info("SIG{}: refusing new calls, finishing those in flight (up to {} ms)", sig.getName(), graceMs);
+          Thread t = new Thread(server::close, "memory-node-shutdown");
+          t.start();
+        });
+      } catch (IllegalArgumentException e) { // the JVM keeps this signal (-Xrs): it ends the process as it would
+        LOG.warn("SIG{} cannot be handled here ({}): it stops the node without draining", name, e.getMessage());
+      }
     }
   }
 
