@@ -9,12 +9,16 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
+import sun.misc.Signal;
 import picocli.CommandLine.Option;
 
 @Command(name = "serve", mixinStandardHelpOptions = true,
     description = "Run a memory node: the gRPC Memory service over collections (binds 127.0.0.1 by default).")
 final class ServeCommand implements Callable<Integer> {
+  private static final Logger LOG = LoggerFactory.getLogger(ServeCommand.class);
   @Option(names = "--conf", paramLabel = "FILE", description = "node configuration (default: conf/memory-service.json)")
   Path conf;
 
@@ -54,10 +58,29 @@ final class ServeCommand implements Callable<Integer> {
       System.err.println("memory node " + config.nodeId + " listening on " + config.bind + ":" + server.port()
           + " with collections " + server.node().collections().keySet()
           + (server.node().refused().isEmpty() ? "" : ", refused " + server.node().refused().keySet()));
-      Runtime.getRuntime().addShutdownHook(new Thread(server::close));
+      onSignals(server, config.shutdownGraceMs);
       server.awaitTermination();
     }
+    LOG.info("memory node {} stopped", config.nodeId);
     return 0;
+  }
+
+  /**
+   * SIGTERM and SIGINT drain the node (see {@link MemoryServer#close}) instead of ending the JVM at
+   * once: the handler replaces the JVM's, so the command returns and exits 0 once the node stopped.
+   */
+  private static void onSignals(MemoryServer server, long graceMs) {
+    for (String name : new String[] {"TERM", "INT"}) {
+      try {
+        Signal.handle(new Signal(name), sig -> {
+          LOG.info("SIG{}: refusing new calls, finishing those in flight (up to {} ms)", sig.getName(), graceMs);
+          Thread t = new Thread(server::close, "memory-node-shutdown");
+          t.start();
+        });
+      } catch (IllegalArgumentException e) { // the JVM keeps this signal (-Xrs): it ends the process as it would
+        LOG.warn("SIG{} cannot be handled here ({}): it stops the node without draining", name, e.getMessage());
+      }
+    }
   }
 
   private static Path defaultConf() {

@@ -279,6 +279,12 @@ public final class EncodeJob implements Callable<Integer> {
       }
     }
     Report report = new Report(shown, entries.size(), resumed, counts, (System.nanoTime() - start) / 1e9);
+    OutputDir dir = remote != null ? remote : OutputDir.local(out);
+    try {
+      EncodeOutput.recordResult(dir, report);
+    } catch (IOException | RuntimeException e) { // the collection is committed and whole: say so, do not fail
+      LOG.warn("could not add the final counts to {}'s {}: {}", shown, EncodeOutput.PLAN, e.toString());
+    }
     LOG.info("{}", report.summary());
     return report;
   }

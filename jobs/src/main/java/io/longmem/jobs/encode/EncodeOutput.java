@@ -3,6 +3,9 @@ package io.longmem.jobs.encode;
 import io.longmem.io.InputException;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -12,7 +15,8 @@ import java.util.List;
  * The output directory's life: a run records its plan in {@code job.json} first; tasks finish
  * shards into {@code shards/} one by one; the driver writes {@code manifest.json} last. A directory
  * with a plan and no manifest is an unfinished run: it is refused unless the run resumes it, and
- * only a run of the same plan may resume it (shards already finished are kept, not redone).
+ * only a run of the same plan may resume it (shards already finished are kept, not redone). Once
+ * the manifest is committed, {@code job.json} gains the run's {@code result} (its final counts).
  */
 final class EncodeOutput {
   static final String PLAN = "job.json";
@@ -52,6 +56,34 @@ final class EncodeOutput {
     out.create();
     out.writeWhole(PLAN, GSON.toJson(plan));
     return 0;
+  }
+
+  /**
+   * Adds what the run did to {@code job.json} (once the manifest is committed), as its {@code
+   * result}: an operator reads there how many documents and tokens went in, what was skipped and
+   * why, and when it finished. The plan's fields stay as they were (a resume compares only them).
+   */
+  static void recordResult(OutputDir out, EncodeJob.Report r) throws IOException {
+    JsonObject job = JsonParser.parseString(out.read(PLAN)).getAsJsonObject();
+    ShardEncoder.Counts c = r.counts();
+    JsonObject skipped = new JsonObject();
+    skipped.addProperty("empty", c.empty());
+    skipped.addProperty("duplicate", c.duplicates());
+    skipped.addProperty("noId", c.missingId());
+    skipped.addProperty("malformed", c.malformed());
+    skipped.addProperty("outOfVocabulary", c.rejected());
+    skipped.addProperty("undecodableIds", c.badId());
+    JsonObject result = new JsonObject();
+    result.addProperty("documents", c.documents());
+    result.addProperty("tokens", c.tokens());
+    result.add("skipped", skipped);
+    result.addProperty("undecodableBytes", c.badUtf8()); // encoded, their bad bytes read as U+FFFD
+    result.addProperty("shards", r.shards());
+    result.addProperty("resumedShards", r.resumedShards());
+    result.addProperty("seconds", Math.round(r.seconds() * 1000) / 1000.0);
+    result.addProperty("finishedAt", java.time.Instant.now().toString());
+    job.add("result", result);
+    out.writeWhole(PLAN, GSON.toJson(job));
   }
 
   private static String differences(EncodeSpec.Plan a, EncodeSpec.Plan b) {

@@ -14,6 +14,8 @@ import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
 import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -81,6 +83,14 @@ class EncodeJobTest {
       assertEquals(1, r.counts().empty());
       assertEquals(1, r.counts().malformed());
       assertFalse(Files.exists(out.resolve(".staging")), "staging left behind");
+      checkJobResult(out, docs, 0);
+      if (tag.equals("f32")) {
+        // a resume of a run whose job.json holds a result: only the plan is compared
+        Files.delete(out.resolve(Manifest.FILE));
+        EncodeJob.Report again = EncodeJob.run(spark, spec(model, null, dtype, 3, input, "AUTO"), out, true, 1);
+        assertEquals(3, again.resumedShards());
+        checkJobResult(out, docs, 3);
+      }
       for (int layer : new int[] {1, 2}) {
         float[][][] got = JobFixtures.documentMemory(out, "book", layer);
         float[][] wantKeys = JobFixtures.reference(tag + "_book_mem_keys_layer" + layer + ".npy");
@@ -103,6 +113,27 @@ class EncodeJobTest {
         }
       }
     }
+  }
+
+  /** job.json holds the plan as it was and the run's final counts: what the corpus of writeCorpus holds. */
+  private static void checkJobResult(Path out, Map<String, long[]> docs, int resumed) throws IOException {
+    JsonObject job = JsonParser.parseString(Files.readString(out.resolve("job.json"))).getAsJsonObject();
+    assertEquals(Manifest.read(out).modelFingerprint(), job.get("modelFingerprint").getAsString());
+    assertEquals(3, job.get("shards").getAsInt());
+    JsonObject r = job.getAsJsonObject("result");
+    assertEquals(docs.size(), r.get("documents").getAsLong());
+    assertEquals(docs.values().stream().mapToLong(a -> a.length).sum(), r.get("tokens").getAsLong());
+    JsonObject skipped = r.getAsJsonObject("skipped");
+    assertEquals(1, skipped.get("empty").getAsLong());
+    assertEquals(1, skipped.get("duplicate").getAsLong());
+    assertEquals(1, skipped.get("malformed").getAsLong());
+    for (String none : new String[] {"noId", "outOfVocabulary", "undecodableIds"}) {
+      assertEquals(0, skipped.get(none).getAsLong(), none);
+    }
+    assertEquals(Manifest.read(out).shards().size(), r.get("shards").getAsInt());
+    assertEquals(resumed, r.get("resumedShards").getAsInt());
+    assertTrue(r.get("seconds").getAsDouble() > 0);
+    assertFalse(java.time.Instant.parse(r.get("finishedAt").getAsString()).isAfter(java.time.Instant.now()));
   }
 
   /** float32 within 1e-5; bfloat16 identically rounded but for values at a rounding midpoint (see model-worker's ConformanceTest). */

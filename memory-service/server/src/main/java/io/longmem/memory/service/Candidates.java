@@ -61,8 +61,14 @@ final class Candidates {
     return out;
   }
 
-  /** Merges head h's candidates (one list per shard, in the order of the shards), re-scores, keeps the k best. */
-  void rescoreHead(int h, FaissIndex.Result[] byShard) {
+  /**
+   * Merges head h's candidates (one list per shard, in the order of the shards), re-scores, keeps
+   * the k best.
+   *
+   * @return how many candidates were re-scored (over every query)
+   */
+  long rescoreHead(int h, FaissIndex.Result[] byShard) {
+    long rescored = 0;
     int n = q.queries();
     int k = q.k();
     int dim = q.headDim();
@@ -78,6 +84,7 @@ final class Candidates {
     RowSlots chosen = new RowSlots(n * k);
     for (int i = 0; i < n; i++) {
       int c = pool(byShard, i, valid, candShard, candRow);
+      rescored += c;
       // exact q.k of the pool, best k kept
       score(h, queries, i * dim, candShard, candRow, c, addresses, exact);
       for (int j = 0; j < c; j++) {
@@ -99,6 +106,7 @@ final class Candidates {
         head.slots[i * k + r] = slot;
       }
     }
+    return rescored;
   }
 
   /** exact[j] = the query . the key of candidate j (head h), read where it lies, in native code. */

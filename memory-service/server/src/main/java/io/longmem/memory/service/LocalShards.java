@@ -24,11 +24,13 @@ final class LocalShards implements MemorySource {
 
   private final List<Task> tasks;
   private final int refine;
+  private final NodeMetrics metrics;
 
   /** @param refine the pool is refine x k candidates per query (1: no re-scoring) */
-  LocalShards(List<Task> tasks, int refine) {
+  LocalShards(List<Task> tasks, int refine, NodeMetrics metrics) {
     this.tasks = List.copyOf(tasks);
     this.refine = refine;
+    this.metrics = metrics;
   }
 
   /**
@@ -76,9 +78,11 @@ final class LocalShards implements MemorySource {
       for (int h = 0; h < q.heads(); h++) {
         int head = h;
         heads.add(CompletableFuture.runAsync(() -> {
-          FaissIndex.Result[] proposed = propose(tasks, q, head, perShard, pool);
+          FaissIndex.Result[] proposed = propose(tasks, q, head, perShard, pool, metrics);
           Work.check(pool);
-          c.rescoreHead(head, proposed);
+          long t0 = System.nanoTime();
+          long rescored = c.rescoreHead(head, proposed);
+          metrics.rescored(rescored, System.nanoTime() - t0);
         }, pool));
       }
     } catch (RuntimeException e) { // the pool refused (the node is closing)
@@ -98,7 +102,7 @@ final class LocalShards implements MemorySource {
     List<CompletableFuture<Hits>> parts = new ArrayList<>(tasks.size());
     try {
       for (Task t : tasks) {
-        parts.add(CompletableFuture.supplyAsync(() -> searchShard(t.shard(), t.layout(), q, t.ranges(), pool), pool));
+        parts.add(CompletableFuture.supplyAsync(() -> searchShard(t.shard(), t.layout(), q, t.ranges(), pool, metrics), pool));
       }
     } catch (RuntimeException e) { // the pool refused (the node is closing)
       return failAfter(parts, e);
@@ -119,14 +123,17 @@ final class LocalShards implements MemorySource {
   }
 
   /** Head h's candidates in every shard by the index's estimated scores: raw ids and scores, no pairs yet. */
-  private static FaissIndex.Result[] propose(List<Task> tasks, SearchQuery q, int h, int k, Executor work) {
+  private static FaissIndex.Result[] propose(List<Task> tasks, SearchQuery q, int h, int k, Executor work,
+      NodeMetrics metrics) {
     FaissIndex.Result[] out = new FaissIndex.Result[tasks.size()];
     for (int s = 0; s < out.length; s++) {
       Work.check(work); // between shards: a search nobody waits for stops here
       Task t = tasks.get(s);
       FaissIndex.SearchParams params = new FaissIndex.SearchParams(q.nprobe(), q.efSearch(), t.ranges());
       int kk = (int) Math.min(k, Math.max(1, t.shard().rows()));
+      long t0 = System.nanoTime();
       out[s] = t.shard().index(q.layer(), h).search(q.head(h), kk, params);
+      metrics.faiss(System.nanoTime() - t0);
     }
     return out;
   }
@@ -138,7 +145,7 @@ final class LocalShards implements MemorySource {
    * work}'s caller has gone.
    */
   static Hits searchShard(MemoryCollection.Shard shard, ShardLayout layout, SearchQuery q, long[] ranges,
-      Executor work) {
+      Executor work, NodeMetrics metrics) {
     int heads = layout.heads();
     int layer = q.layer();
     Hits out = new Hits(q.heads(), q.queries(), q.k(), layout.headDim());
@@ -151,7 +158,9 @@ final class LocalShards implements MemorySource {
     RowSlots slotOfRow = new RowSlots(q.queries() * k); // rows chosen in this head -> their pair slot
     for (int h = 0; h < heads; h++) {
       Work.check(work);
+      long t0 = System.nanoTime();
       FaissIndex.Result r = shard.index(layer, h).search(q.head(h), k, params);
+      metrics.faiss(System.nanoTime() - t0);
       Hits.Head head = out.perHead[h];
       for (int i = 0; i < q.queries(); i++) {
         for (int j = 0; j < k; j++) {

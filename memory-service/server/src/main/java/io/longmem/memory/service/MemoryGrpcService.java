@@ -49,7 +49,7 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
       answer(out, () -> {
         admitted[0] = node.admit(Protos.toQuery(request), request.getFloat16Pairs(), owner());
         return node.write(node.search(admitted[0]),
-            (hits, pool) -> Protos.toResponse(hits, request.getFloat16Pairs(), pool));
+            (hits, pool) -> measured(() -> Protos.toResponse(hits, request.getFloat16Pairs(), pool)));
       });
     } finally {
       if (admitted[0] != null) {
@@ -65,13 +65,22 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
       answer(out, () -> {
         admitted[0] = node.admitShards(request.getCollection(), request.getShardsList(),
             Protos.toQuery(request.getSearch()));
-        return node.write(node.search(admitted[0]), (hits, pool) -> Protos.toResponse(hits, false, pool));
+        return node.write(node.search(admitted[0]),
+            (hits, pool) -> measured(() -> Protos.toResponse(hits, false, pool)));
       });
     } finally {
       if (admitted[0] != null) {
         admitted[0].close();
       }
     }
+  }
+
+  /** Writes an answer, counting its time and bytes in the node's metrics. */
+  private SearchResponse measured(Supplier<SearchResponse> write) {
+    long t0 = System.nanoTime();
+    SearchResponse r = write.get();
+    node.metrics().answer(r.getSerializedSize(), System.nanoTime() - t0);
+    return r;
   }
 
   @Override

@@ -51,6 +51,9 @@ public final class MemoryNode implements AutoCloseable {
   private final Sessions sessions;
   private final ExecutorService pool;
   private final RemoteNodes remote;
+  private final NodeMetrics metrics = new NodeMetrics();
+  /** bytes read into memory at load (preload) */
+  private final long preloaded;
 
   public MemoryNode(ServiceConfig config) throws IOException {
     config.validate("memory-service configuration");
@@ -74,7 +77,7 @@ public final class MemoryNode implements AutoCloseable {
       return t;
     });
     this.sessions = new Sessions(Sessions.Limits.of(config), limits);
-    this.remote = new RemoteNodes(config, cluster);
+    this.remote = new RemoteNodes(config, cluster, metrics);
     PreloadBudget budget = new PreloadBudget(config.preload, config.preloadLimitBytes());
     RemoteCollections fetched = new RemoteCollections(config);
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
@@ -107,6 +110,31 @@ public final class MemoryNode implements AutoCloseable {
         LOG.error("collection {} refused: {}", e.getKey(), ex.getMessage());
       }
     }
+    this.preloaded = budget.used();
+    gauges();
+  }
+
+  /** The gauges an operator watches, read from this node at each scrape. */
+  private void gauges() {
+    metrics.gauge("longmem_sessions", "Sessions held", () -> sessions.count());
+    metrics.gauge("longmem_session_bytes", "Bytes all sessions hold (keys, values, positions, indexes)",
+        () -> sessions.bytes());
+    metrics.gauge("longmem_collections", "Collections loaded", () -> collections.size());
+    metrics.gauge("longmem_collections_refused", "Collections refused at load", () -> refused.size());
+    metrics.gauge("longmem_shards", "Shards loaded on this node",
+        () -> collections.values().stream().mapToInt(c -> c.shards().size()).sum());
+    metrics.gauge("longmem_preload_bytes", "Bytes of collections read into memory at load", () -> preloaded);
+    metrics.gauge("longmem_shard_mapped_bytes", "Bytes of shard files memory-mapped (outside the heap)",
+        () -> collections.values().stream().flatMap(c -> c.shards().stream())
+            .mapToLong(MemoryCollection.Shard::mappedBytes).sum());
+    metrics.gauge("longmem_inflight_bytes", "Bytes the searches in flight hold (worst case, see max_inflight_mb)",
+        inflight::used);
+    metrics.gauge("longmem_inflight_limit_bytes", "The limit of longmem_inflight_bytes", inflight::limit);
+  }
+
+  /** This node's metrics. */
+  public NodeMetrics metrics() {
+    return metrics;
   }
 
   public Map<String, MemoryCollection> collections() {
@@ -199,7 +227,7 @@ public final class MemoryNode implements AutoCloseable {
     int remoteSources = sources.size();
     boolean approximate = false;
     if (!plan.local().isEmpty()) {
-      LocalShards local = new LocalShards(plan.local(), refine(q));
+      LocalShards local = new LocalShards(plan.local(), refine(q), metrics);
       approximate = local.approximate(q);
       sources.add(local);
     }
@@ -216,7 +244,7 @@ public final class MemoryNode implements AutoCloseable {
     if (plan.local().isEmpty()) {
       return new Admitted(q, work, List.of(), 0, SearchCost.of(q, List.of(), false, 1, 0, 0, List.of(), false));
     }
-    LocalShards local = new LocalShards(plan.local(), refine(q));
+    LocalShards local = new LocalShards(plan.local(), refine(q), metrics);
     return new Admitted(q, work, List.of(local), 0, SearchCost.of(q, plan.local(), local.approximate(q), refine(q),
         0, 0, List.of(), false));
   }

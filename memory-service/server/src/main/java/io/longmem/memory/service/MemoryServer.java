@@ -23,18 +23,23 @@ import org.slf4j.LoggerFactory;
 /**
  * A memory node on the network: the Memory service (behind TLS and bearer tokens where
  * configured), grpc.health.v1 and server reflection (v1 and v1alpha, open to all), bound to
- * loopback unless configured otherwise.
+ * loopback unless configured otherwise, and its Prometheus endpoint where configured. Closing it
+ * drains: calls in flight finish (up to {@code shutdown_grace_ms}), new ones are refused.
  */
 public final class MemoryServer implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(MemoryServer.class);
   private final MemoryNode node;
   private final Server server;
   private final HealthStatusManager health;
+  private final long graceMs;
+  private int metricsPort = -1;
+  private boolean closed;
 
-  private MemoryServer(MemoryNode node, Server server, HealthStatusManager health) {
+  private MemoryServer(MemoryNode node, Server server, HealthStatusManager health, long graceMs) {
     this.node = node;
     this.server = server;
     this.health = health;
+    this.graceMs = graceMs;
   }
 
   /**
@@ -101,10 +106,16 @@ public final class MemoryServer implements AutoCloseable {
           .addService(health.getHealthService())
           .addService(ProtoReflectionServiceV1.newInstance())
           .addService(reflectionV1Alpha())
+          .intercept(new MetricsInterceptor(node.metrics())) // every call, also those auth refuses
           .maxInboundMessageSize(max)
           .build();
-      s = new MemoryServer(node, server, health);
+      s = new MemoryServer(node, server, health, config.shutdownGraceMs);
       server.start();
+      if (config.metricsOn()) {
+        String bind = config.metricsBind != null ? config.metricsBind : config.bind;
+        s.metricsPort = node.metrics().serve(bind, config.metricsPort);
+        LOG.info("memory node {} metrics on http://{}:{}/metrics", config.nodeId, bind, s.metricsPort);
+      }
       health.setStatus("", ServingStatus.SERVING);
       health.setStatus(MemoryGrpc.SERVICE_NAME, ServingStatus.SERVING);
       LOG.info("memory node {} serving {} collection(s) on {} ({}, {})", config.nodeId, node.collections().size(),
@@ -113,6 +124,10 @@ public final class MemoryServer implements AutoCloseable {
               : "") : "plaintext", tokens != null ? tokens.size() + " token(s)" : "no authentication");
       return s;
     } catch (IOException | RuntimeException e) {
+      if (s != null) {
+        s.server.shutdownNow();
+      }
+      node.metrics().close();
       node.close();
       throw e;
     }
@@ -128,6 +143,11 @@ public final class MemoryServer implements AutoCloseable {
     return server.getPort();
   }
 
+  /** The port of the metrics endpoint, -1 if none. */
+  public int metricsPort() {
+    return metricsPort;
+  }
+
   public MemoryNode node() {
     return node;
   }
@@ -136,18 +156,32 @@ public final class MemoryServer implements AutoCloseable {
     server.awaitTermination();
   }
 
+  /**
+   * Drains and stops the node: health says NOT_SERVING, the port closes (new calls are refused
+   * UNAVAILABLE), calls in flight get up to {@code shutdown_grace_ms} to finish and are then
+   * cancelled. Returns as soon as the last call is done. Calling it again waits for the first.
+   */
   @Override
-  public void close() {
+  public synchronized void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
     health.enterTerminalState();
     server.shutdown();
+    long t0 = System.nanoTime();
     try {
-      if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
+      if (!server.awaitTermination(graceMs, TimeUnit.MILLISECONDS)) {
+        LOG.warn("calls still in flight after shutdown_grace_ms ({} ms): cancelling them", graceMs);
         server.shutdownNow();
+        server.awaitTermination(1, TimeUnit.SECONDS);
       }
     } catch (InterruptedException e) {
       server.shutdownNow();
       Thread.currentThread().interrupt();
     }
+    LOG.debug("drained in {} ms", (System.nanoTime() - t0) / 1_000_000);
+    node.metrics().close();
     node.close();
   }
 }

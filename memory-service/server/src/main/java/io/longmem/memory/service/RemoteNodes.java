@@ -39,10 +39,12 @@ final class RemoteNodes implements AutoCloseable {
   private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
   private final ScheduledExecutorService timer;
   private final NodeHealth health;
+  private final NodeMetrics metrics;
 
   /** The other nodes of {@code cluster} (null: none), checked as {@link NodeHealth} says. */
-  RemoteNodes(ServiceConfig config, ClusterConfig cluster) {
+  RemoteNodes(ServiceConfig config, ClusterConfig cluster, NodeMetrics metrics) {
     this.config = config;
+    this.metrics = metrics;
     this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "memory-remote-timer");
       t.setDaemon(true);
@@ -192,6 +194,8 @@ final class RemoteNodes implements AutoCloseable {
 
     private synchronized void done(ClusterConfig.Node node, Hits hits, Throwable error) {
       pending--;
+      metrics.remoteCall(node.id, error == null ? "ok" : finished ? "cancelled"
+          : unwrap(error) instanceof ReplicaUnavailableException ? "unavailable" : "refused");
       if (finished) {
         if (hits != null) {
           hits.close(); // a slower replica's answer: not needed
@@ -208,6 +212,7 @@ final class RemoteNodes implements AutoCloseable {
       if (cause instanceof ReplicaUnavailableException r) {
         health.failed(node, Status.fromThrowable(r.getCause() != null ? r.getCause() : r), calls.isCancelled());
         if (!calls.isCancelled()) {
+          metrics.failovers(shards.size());
           LOG.warn("{} ({}) failed for {} shards {}; trying other replicas", r.getMessage(), node.address,
               collection, shards);
         }

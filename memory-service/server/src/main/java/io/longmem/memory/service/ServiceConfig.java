@@ -122,6 +122,18 @@ public final class ServiceConfig {
   public long hedgeMs = 100;
   /** Connect timeout of node-to-node channels. */
   public int remoteConnectMs = 1000;
+  /**
+   * Port of the node's Prometheus endpoint ({@code http://metrics_bind:metrics_port/metrics});
+   * null or 0: no endpoint (the default), -1: any free port (tests).
+   */
+  public Integer metricsPort;
+  /** Address of the metrics endpoint; null: the node's {@code bind}. */
+  public String metricsBind;
+  /**
+   * On shutdown (SIGTERM) the node stops accepting calls and waits this long for those in flight
+   * before cancelling them.
+   */
+  public long shutdownGraceMs = 10_000;
   /** TLS of the node and of its calls to other nodes (files in PEM). */
   public Tls tls = new Tls();
   /** Bearer-token authentication. */
@@ -203,6 +215,13 @@ public final class ServiceConfig {
     if (preloadLimitMb < 0) {
       throw new InputException(where + ": preload_limit_mb must be >= 0 (0: half the RAM), got "
           + preloadLimitMb);
+    }
+    if (metricsPort != null && (metricsPort < -1 || metricsPort > 65535)) {
+      throw new InputException(where + ": metrics_port " + metricsPort
+          + " is outside -1..65535 (null or 0: no metrics endpoint, -1: any free port)");
+    }
+    if (shutdownGraceMs < 0) {
+      throw new InputException(where + ": shutdown_grace_ms must be >= 0, got " + shutdownGraceMs);
     }
     if (collections == null) {
       collections = new LinkedHashMap<>();
@@ -292,6 +311,11 @@ public final class ServiceConfig {
     }
     return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
         .getOperatingSystemMXBean()).getTotalMemorySize() / 2;
+  }
+
+  /** Whether the node serves /metrics. */
+  boolean metricsOn() {
+    return metricsPort != null && metricsPort != 0;
   }
 
   int threads() {

@@ -52,6 +52,11 @@ public final class MappedFile {
     this.extent = extent;
   }
 
+  /** How many bytes of the file are mapped. */
+  public long mappedBytes() {
+    return extent;
+  }
+
   /** Pins the files for reads by address; close the pin when done. */
   public static Pin pin(MappedFile... files) {
     int i = 0;

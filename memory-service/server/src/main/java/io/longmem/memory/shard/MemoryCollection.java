@@ -274,6 +274,15 @@ public final class MemoryCollection implements AutoCloseable {
       return pin;
     }
 
+    /** Bytes of this shard's layer files mapped into memory (the node's metrics report them). */
+    public long mappedBytes() {
+      long n = 0;
+      for (int layer : layout.layers()) {
+        n += layer(layer).mapped().mappedBytes();
+      }
+      return n;
+    }
+
     /** Whether keys and values are stored as float16 (else float32). */
     public boolean isFloat16() {
       return layout.storage() == MemoryBlock.Storage.FLOAT16;

@@ -17,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -58,6 +59,7 @@ class ClusterTest {
     for (int i = 0; i < shards.length; i++) {
       ServiceConfig c = books.config("n" + i, file.toString());
       c.port = ports[i];
+      c.metricsPort = -1; // every node its own registry and endpoint, in one JVM
       servers.add(MemoryServer.start(c));
       assertEquals(shards[i].length, servers.get(i).node().collections().get("books").shards().size());
     }
@@ -83,6 +85,12 @@ class ClusterTest {
       assertTrue(e.getStatus().getDescription().contains("books/shard-2"), e.getStatus().getDescription());
       // a search that does not need the lost shard still works
       books.assertExact(first.search(request(q, 2, 5).addDocuments("doc-1").build()), q, 2, 5, List.of("doc-1"));
+      // n0 asked n1 for shard-2 twice, then once more when n1 was gone (no other replica)
+      Map<String, Double> m = MetricsTest.scrape(nodes.get(0).metricsPort());
+      assertEquals(2, MetricsTest.value(m, "longmem_remote_calls_total", "node=\"n1\"", "outcome=\"ok\""));
+      assertEquals(1, MetricsTest.value(m, "longmem_remote_calls_total", "node=\"n1\"", "outcome=\"unavailable\""));
+      assertEquals(1, MetricsTest.value(m, "longmem_remote_failovers_total"));
+      assertEquals(2, MetricsTest.value(m, "longmem_shards"));
     } finally {
       nodes.forEach(MemoryServer::close);
       open.forEach(ManagedChannel::shutdownNow);
