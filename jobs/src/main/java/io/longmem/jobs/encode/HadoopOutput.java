@@ -152,9 +152,9 @@ final class HadoopOutput implements OutputDir, Serializable {
       try (OutputStream out = fs().create(tmp, false)) {
         out.write(bytes);
       }
-      if (!fs().rename(tmp, target)) {
-        throw new IOException("could not rename " + tmp + " to " + target);
-      }
+      // replaces a file written before (job.json gets its result once the manifest is committed):
+      // FileSystem.rename would refuse, FileContext's OVERWRITE is one atomic rename on HDFS
+      FileContext.getFileContext(fs().getUri(), conf).rename(tmp, target, Options.Rename.OVERWRITE);
     } finally {
       fs().delete(tmp, false);
     }
