@@ -5,6 +5,8 @@ import io.longmem.memory.service.InProcessNode;
 import io.longmem.model.LongLlama;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.Memory;
+import io.longmem.memory.api.BearerToken;
+import io.longmem.memory.api.ClientSecurity;
 import io.longmem.memory.api.MemoryEndpoint;
 import io.longmem.retrieve.ServiceMemory;
 import java.io.IOException;
@@ -17,10 +19,26 @@ import picocli.CommandLine.Option;
 
 /** Where the memory layers' memory lives, for the commands that run the model. */
 final class MemoryOptions {
-  @Option(names = "--memory", defaultValue = "dense", paramLabel = "dense|local|grpc://HOST:PORT",
+  @Option(names = "--memory", defaultValue = "dense", paramLabel = "dense|local|grpc[s]://HOST:PORT",
       description = "dense: in this process, every pair (the reference); local: kNN over --collection directories "
-          + "with FAISS in this process; grpc://HOST:PORT: kNN through a memory service. Default: ${DEFAULT-VALUE}")
+          + "with FAISS in this process; grpc://HOST:PORT: kNN through a memory service (grpcs://: over TLS). "
+          + "Default: ${DEFAULT-VALUE}")
   String memory;
+
+  @Option(names = "--memory-token-file", paramLabel = "FILE",
+      description = "bearer token for the memory service (a file holding it; the service needs search and sessions)")
+  Path tokenFile;
+
+  @Option(names = "--memory-tls-ca", paramLabel = "PEM", description = "CA that signed the service's certificate "
+      + "(grpcs://; default: the JVM's roots)")
+  Path tlsCa;
+
+  @Option(names = "--memory-tls-cert", paramLabel = "PEM", description = "client certificate, for a service that "
+      + "wants mutual TLS (with --memory-tls-key)")
+  Path tlsCert;
+
+  @Option(names = "--memory-tls-key", paramLabel = "PEM", description = "the client certificate's key (PKCS#8)")
+  Path tlsKey;
 
   @Option(names = "--collection", paramLabel = "C", description = "collection searched (repeatable): its name on the "
       + "service, or with --memory local its directory (or NAME=DIR)")
@@ -54,6 +72,17 @@ final class MemoryOptions {
 
     @Override
     void close();
+  }
+
+  /** The TLS files and token given for a remote memory service. */
+  ClientSecurity security() {
+    boolean any = tokenFile != null || tlsCa != null || tlsCert != null || tlsKey != null;
+    if (any && !memory.startsWith("grpc")) {
+      throw new InputException("--memory-token-file and --memory-tls-* are for --memory grpc(s)://HOST:PORT");
+    }
+    return new ClientSecurity(tlsCa, tlsCert, tlsKey,
+        tokenFile == null ? null : BearerToken.read(tokenFile, "--memory-token-file"),
+        new String[] {"--memory-tls-ca", "--memory-tls-cert", "--memory-tls-key"});
   }
 
   Backend open(String modelFingerprint) throws IOException {
@@ -91,7 +120,7 @@ final class MemoryOptions {
     if ("local".equals(memory) && names.isEmpty()) {
       throw new InputException("--memory local needs at least one --collection DIR");
     }
-    MemoryEndpoint endpoint = InProcessNode.open(memory, dirs, modelFingerprint);
+    MemoryEndpoint endpoint = InProcessNode.open(memory, dirs, modelFingerprint, security());
     ServiceMemory.Options options = new ServiceMemory.Options(names, documents, topK, nprobe, refine, deadlineMs, attempts);
     return new Backend() {
       @Override

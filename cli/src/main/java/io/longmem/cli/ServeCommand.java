@@ -18,13 +18,15 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--conf", paramLabel = "FILE", description = "node configuration (default: conf/memory-service.json)")
   Path conf;
 
-  @Option(names = "--collection", paramLabel = "NAME=DIR", description = "serve a collection (repeatable; adds to the conf)")
+  @Option(names = "--collection", paramLabel = "NAME=DIR|URI",
+      description = "serve a collection: a directory or a Hadoop URI (hdfs://..., copied into cache_dir first); "
+          + "repeatable, adds to the conf")
   List<String> collections = List.of();
 
   @Option(names = "--port", description = "override the configured port (0: any free port)")
   Integer port;
 
-  @Option(names = "--bind", description = "override the configured address")
+  @Option(names = "--bind", description = "override the configured address (other than loopback: the conf needs tls and auth)")
   String bind;
 
   @Override
@@ -37,7 +39,9 @@ final class ServeCommand implements Callable<Integer> {
       if (eq <= 0) {
         throw new InputException("--collection takes NAME=DIR, got " + c);
       }
-      all.put(c.substring(0, eq), Path.of(c.substring(eq + 1)).toAbsolutePath().toString());
+      String where = c.substring(eq + 1);
+      all.put(c.substring(0, eq), io.longmem.memory.fs.Locations.isRemote(where) || io.longmem.memory.fs.Locations
+          .isFileUri(where) ? where : Path.of(where).toAbsolutePath().toString());
     }
     config.collections = all;
     if (port != null) {

@@ -291,7 +291,8 @@ public final class ServiceMemory implements Memory {
         Status.Code code = e.getStatus().getCode();
         boolean transientFailure = code == Status.Code.UNAVAILABLE || (idempotent && code == Status.Code.DEADLINE_EXCEEDED);
         if (!transientFailure) {
-          if (code == Status.Code.INVALID_ARGUMENT || code == Status.Code.NOT_FOUND) {
+          if (code == Status.Code.INVALID_ARGUMENT || code == Status.Code.NOT_FOUND
+              || code == Status.Code.UNAUTHENTICATED || code == Status.Code.PERMISSION_DENIED) {
             throw new MemoryRequestException("the " + endpoint + " refused to " + what + ": " + e.getStatus().getDescription());
           }
           throw new MemoryUnavailableException("memory " + what + " failed on the " + endpoint + ": "

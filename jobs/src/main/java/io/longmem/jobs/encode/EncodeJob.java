@@ -65,9 +65,14 @@ public final class EncodeJob implements Callable<Integer> {
   Path tokenizer;
   @Option(names = "--mem-dtype", paramLabel = "float32|bfloat16|float16", description = "default: the checkpoint's mem_dtype")
   String memDType;
-  @Option(names = {"--output", "--out"}, required = true, paramLabel = "DIR",
-      description = "collection directory to create (on a cluster: a filesystem every executor sees at this path)")
-  Path output;
+  @Option(names = {"--output", "--out"}, required = true, paramLabel = "DIR|URI",
+      description = "collection to create: a local directory (on a cluster: one every executor sees at this path) "
+          + "or a Hadoop filesystem URI (hdfs://, s3a://, ...)")
+  String output;
+  @Option(names = "--commit", defaultValue = "auto", paramLabel = "auto|rename|manifest",
+      description = "how shards on a Hadoop filesystem are committed: by directory rename (hdfs, viewfs) or by the "
+          + "manifest naming each shard's attempt (object stores, where a rename copies); auto picks by the scheme")
+  String commit;
   @Option(names = "--index", defaultValue = "Flat", paramLabel = "FACTORY",
       description = "FAISS factory string per (shard, layer, head) index, e.g. Flat, IVF1024,PQ25, HNSW32 (default: ${DEFAULT-VALUE})")
   String index;
@@ -104,7 +109,7 @@ public final class EncodeJob implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     try (SparkSession spark = io.longmem.jobs.JobSessions.start(master, "longmem encode")) {
-      Report r = run(spark, spec(spark), output, resume, progressSeconds);
+      Report r = run(spark, spec(spark), output, commit, resume, progressSeconds);
       System.out.println(r.summary());
     }
     return 0;
@@ -125,7 +130,7 @@ public final class EncodeJob implements Callable<Integer> {
   }
 
   /** What a run did. */
-  public record Report(Path collection, int shards, int resumedShards, ShardEncoder.Counts counts, double seconds) {
+  public record Report(String collection, int shards, int resumedShards, ShardEncoder.Counts counts, double seconds) {
     public double tokensPerSecond() {
       return counts.tokens() / Math.max(seconds, 1e-9);
     }
@@ -140,11 +145,38 @@ public final class EncodeJob implements Callable<Integer> {
     }
   }
 
-  /** Runs the job on an existing session. */
+  /** Runs the job on an existing session, into a local directory. */
   public static Report run(SparkSession spark, EncodeSpec spec, Path output, boolean resume, int progressSeconds)
       throws IOException {
+    return run(spark, spec, output.toString(), "auto", resume, progressSeconds);
+  }
+
+  /**
+   * Runs the job on an existing session.
+   *
+   * @param output a local directory, a {@code file:} URI or a Hadoop filesystem URI
+   * @param commit auto, rename or manifest: how shards on a Hadoop filesystem are committed
+   */
+  public static Report run(SparkSession spark, EncodeSpec spec, String output, String commit, boolean resume,
+      int progressSeconds) throws IOException {
     long start = System.nanoTime();
-    Path out = output.toAbsolutePath();
+    HadoopOutput remote = null;
+    Path out = null;
+    if (io.longmem.memory.fs.Locations.isRemote(output)) {
+      remote = HadoopOutput.of(output, commit, spark.sparkContext().hadoopConfiguration());
+    } else {
+      if (!"auto".equalsIgnoreCase(commit) && !"rename".equalsIgnoreCase(commit)) {
+        throw new InputException("--commit " + commit + " is for Hadoop filesystem URIs; a local --output "
+            + output + " commits by rename");
+      }
+      out = (io.longmem.memory.fs.Locations.isFileUri(output) ? Path.of(io.longmem.memory.fs.HadoopConf.uri(output,
+          "--output")) : Path.of(output)).toAbsolutePath();
+    }
+    String shown = remote != null ? output : out.toString();
+    if (remote != null && remote.exists(Manifest.FILE)) { // the filesystem reachable, before any work
+      throw new InputException("output " + output + " already holds a committed collection; "
+          + "choose another directory or delete it first");
+    }
     // 1. Fail fast: model, tokenizer, input, output, before any work.
     Path modelDir = Path.of(spec.model());
     if (!Files.isDirectory(modelDir)) {
@@ -184,11 +216,12 @@ public final class EncodeJob implements Callable<Integer> {
     }
     String tokFingerprint = tok == null ? null : "sha256:" + io.longmem.io.FileTrees.sha256(
         ckpt.tokenizerModel(spec.tokenizer() == null ? null : Path.of(spec.tokenizer())));
-    int earlier = EncodeOutput.prepare(out, resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint),
+    int earlier = EncodeOutput.prepare(remote != null ? remote : OutputDir.local(out), resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint),
         resume);
     LOG.info("encode: {} documents ({} {}) from {} ({}) into {} shards at {}{}", rows, units,
         in.format() == Corpus.Format.TEXT ? "characters" : "characters/tokens", in.path(),
-        in.format().name().toLowerCase(Locale.ROOT), spec.shards(), out,
+        in.format().name().toLowerCase(Locale.ROOT), spec.shards(), shown
+            + (remote != null ? " (commit by " + remote.commit().name().toLowerCase(Locale.ROOT) + ")" : ""),
         earlier > 0 ? " (resuming: " + earlier + " shards finished earlier)" : "");
 
     // 3. Encode: documents to shards by id hash, id order within a shard; one task per shard.
@@ -200,7 +233,8 @@ public final class EncodeJob implements Callable<Integer> {
       tokensDone.add(t);
       unitsDone.add(u);
     };
-    String outString = out.toString();
+    String outString = remote != null ? null : out.toString();
+    HadoopOutput target = remote;
     JavaRDD<ShardEncoder.Result> results = docs.withColumn("ord", monotonically_increasing_id())
         .repartition(spec.shards(), col(Corpus.ID))
         .sortWithinPartitions(col(Corpus.ID), col("ord"))
@@ -208,10 +242,11 @@ public final class EncodeJob implements Callable<Integer> {
         .mapPartitionsWithIndex((index, it) -> {
           TaskContext task = TaskContext.get();
           String attempt = task == null ? "local" : "attempt-" + task.taskAttemptId();
-          ShardEncoder encoder = new ShardEncoder(resolved, Path.of(outString), fingerprint);
+          ShardEncoder encoder = target != null ? new ShardEncoder(resolved, target, fingerprint)
+              : new ShardEncoder(resolved, Path.of(outString), fingerprint);
           return List.of(encoder.encode(index, documents(it), attempt, progress)).iterator();
         }, true);
-    spark.sparkContext().setJobDescription("longmem encode -> " + out);
+    spark.sparkContext().setJobDescription("longmem encode -> " + shown);
     List<ShardEncoder.Result> done;
     try (ProgressLog log = new ProgressLog(rows, units, docsDone, tokensDone, unitsDone, progressSeconds)) {
       done = new ArrayList<>(results.collect());
@@ -234,11 +269,16 @@ public final class EncodeJob implements Callable<Integer> {
     if (entries.isEmpty()) {
       throw new InputException("no document of " + in.path() + " had any tokens: nothing to commit");
     }
-    try (CollectionWriter w = CollectionWriter.create(out, fingerprint, ShardEncoder.layout(config),
-        config.memDType().pythonName(), spec.indexFactory())) {
-      w.commit(entries);
+    if (remote != null) {
+      remote.commitManifest(Manifest.json(fingerprint, ShardEncoder.layout(config), config.memDType().pythonName(),
+          spec.indexFactory(), entries), entries);
+    } else {
+      try (CollectionWriter w = CollectionWriter.create(out, fingerprint, ShardEncoder.layout(config),
+          config.memDType().pythonName(), spec.indexFactory())) {
+        w.commit(entries);
+      }
     }
-    Report report = new Report(out, entries.size(), resumed, counts, (System.nanoTime() - start) / 1e9);
+    Report report = new Report(shown, entries.size(), resumed, counts, (System.nanoTime() - start) / 1e9);
     LOG.info("{}", report.summary());
     return report;
   }

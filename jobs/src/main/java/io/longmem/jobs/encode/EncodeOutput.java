@@ -3,11 +3,8 @@ package io.longmem.jobs.encode;
 import io.longmem.io.InputException;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
-import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -25,36 +22,35 @@ final class EncodeOutput {
 
   /** Checks the directory and records the plan; returns how many shards an earlier run finished. */
   static int prepare(Path out, EncodeSpec.Plan plan, boolean resume) throws IOException {
-    if (Files.exists(out.resolve(Manifest.FILE))) {
-      throw new InputException("output " + out + " already holds a committed collection; "
+    return prepare(OutputDir.local(out), plan, resume);
+  }
+
+  /** The same for any output directory (local or on a Hadoop filesystem). */
+  static int prepare(OutputDir out, EncodeSpec.Plan plan, boolean resume) throws IOException {
+    if (out.exists(Manifest.FILE)) {
+      throw new InputException("output " + out.describe() + " already holds a committed collection; "
           + "choose another directory or delete it first");
     }
-    Path planFile = out.resolve(PLAN);
-    if (Files.exists(planFile)) {
-      EncodeSpec.Plan earlier = GSON.fromJson(Files.readString(planFile, StandardCharsets.UTF_8), EncodeSpec.Plan.class);
-      List<String> finished = CollectionWriter.finishedShardIds(out);
+    if (out.exists(PLAN)) {
+      EncodeSpec.Plan earlier = GSON.fromJson(out.read(PLAN), EncodeSpec.Plan.class);
+      List<String> finished = out.finishedShardIds();
       if (!resume) {
-        throw new InputException("output " + out + " holds an unfinished encode (" + finished.size() + " of "
+        throw new InputException("output " + out.describe() + " holds an unfinished encode (" + finished.size() + " of "
             + earlier.shards() + " shards finished, no manifest): rerun with --resume to finish it, "
             + "or delete the directory to start over");
       }
       if (!plan.equals(earlier)) {
-        throw new InputException("output " + out + " holds an unfinished encode of another plan: "
+        throw new InputException("output " + out.describe() + " holds an unfinished encode of another plan: "
             + differences(earlier, plan) + "; resume with the same model, input and options, or delete the directory");
       }
       return finished.size();
     }
-    if (Files.isDirectory(out)) {
-      try (var entries = Files.list(out)) {
-        if (entries.findAny().isPresent()) {
-          throw new InputException("output " + out + " is not empty and holds no longmem encode: "
-              + "choose an empty or new directory");
-        }
-      }
+    if (out.nonEmpty()) {
+      throw new InputException("output " + out.describe() + " is not empty and holds no longmem encode: "
+          + "choose an empty or new directory");
     }
-    Files.createDirectories(out);
-    String json = GSON.toJson(plan);
-    io.longmem.io.AtomicFiles.write(planFile, tmp -> Files.writeString(tmp, json, StandardCharsets.UTF_8));
+    out.create();
+    out.writeWhole(PLAN, GSON.toJson(plan));
     return 0;
   }
 

@@ -65,11 +65,22 @@ public final class ShardEncoder {
 
   private final EncodeSpec spec;
   private final Path output;
+  private final HadoopOutput remote;
   private final String fingerprint;
 
   public ShardEncoder(EncodeSpec spec, Path output, String fingerprint) {
+    this(spec, output, null, fingerprint);
+  }
+
+  /** An encoder into a Hadoop filesystem: shards are written locally, then uploaded and committed. */
+  ShardEncoder(EncodeSpec spec, HadoopOutput output, String fingerprint) {
+    this(spec, null, output, fingerprint);
+  }
+
+  private ShardEncoder(EncodeSpec spec, Path output, HadoopOutput remote, String fingerprint) {
     this.spec = spec;
     this.output = output;
+    this.remote = remote;
     this.fingerprint = fingerprint;
   }
 
@@ -85,13 +96,33 @@ public final class ShardEncoder {
    */
   public Result encode(int index, Iterator<Document> docs, String attempt, Progress progress) throws IOException {
     String id = shardId(index);
-    Optional<Manifest.ShardEntry> done = CollectionWriter.finishedShard(output, id);
+    Optional<Manifest.ShardEntry> done = remote != null ? remote.finishedShard(id) : CollectionWriter.finishedShard(output, id);
     if (done.isPresent()) {
       Counts c = skim(docs, progress);
       LOG.info("{}: finished by an earlier run ({} documents, {} tokens), not encoded again", id,
           done.get().documents().size(), done.get().rows());
       return new Result(id, done.get(), c, true);
     }
+    if (remote == null) {
+      return encode(id, output, docs, attempt, progress);
+    }
+    // A Hadoop filesystem: the shard is written to a local directory of its own, then uploaded.
+    Path local = java.nio.file.Files.createTempDirectory("longmem-" + id + "-");
+    try {
+      Result r = encode(id, local, docs, attempt, progress);
+      if (r.entry() == null) {
+        return r;
+      }
+      Manifest.ShardEntry committed = remote.commitShard(id, attempt,
+          local.resolve(r.entry().dir()), r.entry());
+      return new Result(id, committed, r.counts(), false);
+    } finally {
+      io.longmem.io.FileTrees.deleteRecursively(local);
+    }
+  }
+
+  private Result encode(String id, Path output, Iterator<Document> docs, String attempt, Progress progress)
+      throws IOException {
     ExecutorModel m = ExecutorModel.get(spec);
     DocumentEncoder encoder = m.encoder();
     ShardLayout layout = layout(m.config());

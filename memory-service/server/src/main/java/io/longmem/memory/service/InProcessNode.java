@@ -1,5 +1,6 @@
 package io.longmem.memory.service;
 
+import io.longmem.memory.api.ClientSecurity;
 import io.longmem.memory.api.MemoryEndpoint;
 import io.longmem.memory.api.MemoryRequestException;
 import java.io.IOException;
@@ -35,6 +36,12 @@ public final class InProcessNode {
   /** {@code grpc://HOST:PORT}, or {@code local} (then {@code collections} are directories). */
   public static MemoryEndpoint open(String memory, Map<String, Path> collections, String modelFingerprint)
       throws IOException {
-    return "local".equals(memory) ? open(collections, modelFingerprint) : MemoryEndpoint.remote(memory);
+    return open(memory, collections, modelFingerprint, ClientSecurity.NONE);
+  }
+
+  /** As {@link #open(String, Map, String)}; a remote service is reached with {@code security}. */
+  public static MemoryEndpoint open(String memory, Map<String, Path> collections, String modelFingerprint,
+      ClientSecurity security) throws IOException {
+    return "local".equals(memory) ? open(collections, modelFingerprint) : MemoryEndpoint.remote(memory, security);
   }
 }

@@ -1,6 +1,7 @@
 package io.longmem.memory.service;
 
 import io.grpc.Status;
+import io.longmem.memory.security.Caller;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.api.SessionBlocks;
 import io.longmem.memory.api.WireFormatException;
@@ -46,7 +47,7 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
     MemoryNode.Admitted[] admitted = new MemoryNode.Admitted[1];
     try {
       answer(out, () -> {
-        admitted[0] = node.admit(Protos.toQuery(request), request.getFloat16Pairs());
+        admitted[0] = node.admit(Protos.toQuery(request), request.getFloat16Pairs(), owner());
         return node.write(node.search(admitted[0]),
             (hits, pool) -> Protos.toResponse(hits, request.getFloat16Pairs(), pool));
       });
@@ -93,25 +94,32 @@ final class MemoryGrpcService extends MemoryGrpc.MemoryImplBase {
   @Override
   public void createSession(CreateSessionRequest request, StreamObserver<CreateSessionResponse> out) {
     answer(out, () -> CreateSessionResponse.newBuilder()
-        .setSession(node.createSession(request.getLayersList(), request.getHeads(), request.getHeadDim())).build());
+        .setSession(node.createSession(owner(), request.getLayersList(), request.getHeads(), request.getHeadDim()))
+        .build());
   }
 
   @Override
   public void appendSession(AppendSessionRequest request, StreamObserver<AppendSessionResponse> out) {
     answer(out, () -> {
-      Session s = node.session(request.getSession());
+      Session s = node.session(request.getSession(), owner());
       MemoryBlock block = SessionBlocks.fromRequest(request, s.heads(), s.headDim());
       return AppendSessionResponse.newBuilder()
-          .setTokens(node.appendSession(request.getSession(), block, SessionBlocks.positioned(request))).build();
+          .setTokens(node.appendSession(request.getSession(), owner(), block, SessionBlocks.positioned(request)))
+          .build();
     });
   }
 
   @Override
   public void dropSession(DropSessionRequest request, StreamObserver<DropSessionResponse> out) {
     answer(out, () -> {
-      node.dropSession(request.getSession());
+      node.dropSession(request.getSession(), owner());
       return DropSessionResponse.getDefaultInstance();
     });
+  }
+
+  /** Who makes this call: its sessions are the ones it may name. */
+  private static String owner() {
+    return Caller.current().name();
   }
 
   /**

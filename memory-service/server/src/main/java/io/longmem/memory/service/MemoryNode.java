@@ -3,6 +3,7 @@ package io.longmem.memory.service;
 import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.faiss.FaissIndex;
+import io.longmem.memory.security.Caller;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.memory.shard.MemoryCollection;
 import java.io.IOException;
@@ -75,18 +76,25 @@ public final class MemoryNode implements AutoCloseable {
     this.sessions = new Sessions(Sessions.Limits.of(config), limits);
     this.remote = new RemoteNodes(config);
     PreloadBudget budget = new PreloadBudget(config.preload, config.preloadLimitBytes());
+    RemoteCollections fetched = new RemoteCollections(config);
     for (Map.Entry<String, String> e : config.collections.entrySet()) {
-      Path dir = config.resolve(e.getValue());
+      boolean remote = io.longmem.memory.fs.Locations.isRemote(e.getValue());
+      Path dir = remote ? config.cacheDirectory() : config.localCollection(e.getValue());
       Set<String> mine = null;
       if (cluster != null) {
         mine = new HashSet<>(cluster.node(config.nodeId).shards.getOrDefault(e.getKey(), List.of()));
       }
       long t0 = System.nanoTime();
       try {
+        boolean verify = config.verifyChecksums;
+        if (remote) {
+          dir = fetched.localize(e.getKey(), e.getValue(), mine); // only this node's shards
+          verify = false; // the cache checked every file's size and checksum against the manifest
+        }
         Manifest m = Manifest.read(dir);
         MemoryCollection.Preload preload = budget.take(e.getKey(), m, mine);
         MemoryCollection c = MemoryCollection.open(dir, m, config.expectedFingerprint, new MemoryCollection.Loading(
-            config.verifyChecksums, config.mmapIndexes, preload, mine));
+            verify, config.mmapIndexes, preload, mine));
         collections.put(e.getKey(), c);
         LOG.info("collection {}: {} tokens in {} shards ({} loaded here) from {} in {} ms", e.getKey(),
             c.manifest().rows(), c.manifest().shards().size(), c.shards().size(), dir,
@@ -119,7 +127,7 @@ public final class MemoryNode implements AutoCloseable {
    * in flight is given back on return; the gRPC service holds it until the answer is sent.)
    */
   public Hits search(SearchQuery q) {
-    try (Admitted a = admit(q, false)) {
+    try (Admitted a = admit(q, false, Caller.ANONYMOUS.name())) {
       return search(a);
     }
   }
@@ -166,11 +174,14 @@ public final class MemoryNode implements AutoCloseable {
     }
   }
 
-  /** Admits a coordinator's search; {@code float16} is the answer's type (it sizes the answer). */
-  Admitted admit(SearchQuery q, boolean float16) {
+  /**
+   * Admits a coordinator's search; {@code float16} is the answer's type (it sizes the answer), the
+   * sessions it names must be {@code owner}'s.
+   */
+  Admitted admit(SearchQuery q, boolean float16, String owner) {
     limits.check(q);
     Work work = Work.of(pool);
-    SearchPlan plan = SearchPlan.of(q, this::collection, sessions);
+    SearchPlan plan = SearchPlan.of(q, this::collection, id -> sessions.get(id, owner));
     List<MemorySource> sources = new ArrayList<>();
     long remoteRows = 0;
     for (Map.Entry<String, List<String>> e : plan.remote().entrySet()) {
@@ -340,8 +351,14 @@ public final class MemoryNode implements AutoCloseable {
   // ---------------------------------------------------------------------------------------------
   // Sessions
 
-  public String createSession(List<Integer> layers, int heads, int headDim) {
-    return sessions.create(layers, heads, headDim);
+  /*
+   * A session belongs to the caller that created it ({@code owner}: its token's name, or the
+   * anonymous caller's without authentication); a call naming it with another owner is answered
+   * as for an unknown handle.
+   */
+
+  public String createSession(String owner, List<Integer> layers, int heads, int headDim) {
+    return sessions.create(owner, layers, heads, headDim);
   }
 
   /** The node's sessions (what they hold, for tests and logs). */
@@ -350,17 +367,17 @@ public final class MemoryNode implements AutoCloseable {
   }
 
   /** The session of that id (NOT_FOUND if none): its heads and head_dim are what an append carries. */
-  Session session(String id) {
-    return sessions.get(id);
+  Session session(String id, String owner) {
+    return sessions.get(id, owner);
   }
 
   /** See {@link Sessions#append}. */
-  public long appendSession(String id, MemoryBlock block, boolean positioned) {
-    return sessions.append(id, block, positioned);
+  public long appendSession(String id, String owner, MemoryBlock block, boolean positioned) {
+    return sessions.append(id, owner, block, positioned);
   }
 
-  public void dropSession(String id) {
-    sessions.drop(id);
+  public void dropSession(String id, String owner) {
+    sessions.drop(id, owner);
   }
 
   @Override

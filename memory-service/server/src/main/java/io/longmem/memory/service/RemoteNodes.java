@@ -7,6 +7,7 @@ import io.grpc.stub.StreamObserver;
 import io.longmem.memory.grpc.MemoryGrpc;
 import io.longmem.memory.grpc.SearchResponse;
 import io.longmem.memory.grpc.SearchShardsRequest;
+import io.longmem.memory.security.NodeSecurity;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -165,6 +166,12 @@ final class RemoteNodes implements AutoCloseable {
         return new RequestException(RequestException.Kind.RESOURCE_EXHAUSTED, s.getDescription());
       case FAILED_PRECONDITION:
         return new RequestException(RequestException.Kind.FAILED_PRECONDITION, s.getDescription());
+      case UNAUTHENTICATED:
+      case PERMISSION_DENIED: // this node's configuration, not the request: the caller cannot fix it
+        return new RequestException(RequestException.Kind.UNAVAILABLE, "node " + Shown.name(node.id)
+            + " refused this node's call (" + s.getCode() + ": " + Shown.name(s.getDescription())
+            + "): give this node a token with the admin role there (auth.node_token_file or "
+            + NodeSecurity.NODE_TOKEN_ENV + ")");
       case UNAVAILABLE:
       case DEADLINE_EXCEEDED:
       case CANCELLED:
@@ -177,10 +184,13 @@ final class RemoteNodes implements AutoCloseable {
   }
 
   private MemoryGrpc.MemoryStub stub(ClusterConfig.Node node) {
-    ManagedChannel ch = channels.computeIfAbsent(node.address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
+    NodeSecurity security = config.security();
+    ManagedChannel ch = channels.computeIfAbsent(node.address, a -> NettyChannelBuilder
+        .forTarget(a, security.peerCredentials())
         .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.maxMessageBytes())).build());
-    return MemoryGrpc.newStub(ch).withDeadlineAfter(config.remoteDeadlineMs, TimeUnit.MILLISECONDS)
+    MemoryGrpc.MemoryStub stub = MemoryGrpc.newStub(ch).withDeadlineAfter(config.remoteDeadlineMs, TimeUnit.MILLISECONDS)
         .withMaxOutboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.maxMessageBytes()));
+    return security.nodeToken() == null ? stub : stub.withCallCredentials(security.nodeToken());
   }
 
   @Override

@@ -24,7 +24,8 @@ import java.util.function.Function;
 record SearchPlan(List<LocalShards.Task> local, Map<String, List<String>> remote, List<Session> sessions) {
 
   /** A coordinator's plan: every shard of the query's collections, and its sessions. */
-  static SearchPlan of(SearchQuery q, Function<String, MemoryCollection> collections, Sessions sessions) {
+  static SearchPlan of(SearchQuery q, Function<String, MemoryCollection> collections,
+      Function<String, Session> sessions) {
     List<LocalShards.Task> local = new ArrayList<>();
     Map<String, List<String>> remote = new LinkedHashMap<>();
     for (Map.Entry<String, Map<String, long[]>> c : ranges(q, collections).entrySet()) {
@@ -40,7 +41,7 @@ record SearchPlan(List<LocalShards.Task> local, Map<String, List<String>> remote
     }
     List<Session> named = new ArrayList<>();
     for (String id : q.sessions()) {
-      Session s = sessions.get(id);
+      Session s = sessions.apply(id);
       checkSession(s, q);
       named.add(s);
     }

@@ -1,6 +1,7 @@
 package io.longmem.memory.service;
 
 import io.longmem.io.InputException;
+import io.longmem.memory.security.NodeSecurity;
 import com.google.gson.FieldNamingPolicy;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
@@ -27,8 +28,13 @@ public final class ServiceConfig {
   public int port = 7070;
   /** This node's id in the cluster file. */
   public String nodeId = "local";
-  /** Collections by name: their directories (every node has every manifest). */
+  /**
+   * Collections by name: their directories, or Hadoop URIs ({@code hdfs://...}, {@code s3a://...};
+   * every node has every manifest). A URI's collection is copied once into {@code cache_dir}.
+   */
   public Map<String, String> collections = new LinkedHashMap<>();
+  /** Where collections given by URI are copied (verified against their manifests) before mapping. */
+  public String cacheDir = "~/.cache/longmem/collections";
   /** A cluster file (nodes, their shards, replication); null: this node serves everything alone. */
   public String cluster;
   public int maxK = 4096;
@@ -106,6 +112,35 @@ public final class ServiceConfig {
   public int refine = 16;
   /** Deadline of a node-to-node call. */
   public long remoteDeadlineMs = 10_000;
+  /** TLS of the node and of its calls to other nodes (files in PEM). */
+  public Tls tls = new Tls();
+  /** Bearer-token authentication. */
+  public Auth auth = new Auth();
+
+  /**
+   * TLS: {@code cert_chain} and {@code private_key} (PKCS#8) make the node serve TLS only;
+   * {@code client_ca} set: clients must present a certificate it signed (mutual TLS);
+   * {@code peer_ca}: the CA this node trusts when it calls other nodes (then over TLS, presenting
+   * its own certificate where it has one).
+   */
+  public static final class Tls {
+    public String certChain;
+    public String privateKey;
+    public String clientCa;
+    public String peerCa;
+  }
+
+  /**
+   * {@code tokens_file}: the tokens the node accepts (JSON of names, roles and SHA-256s; unset:
+   * authentication off, allowed on loopback only); {@code node_token_file}: the token this node
+   * sends other nodes (needs the admin role there), else the environment's LONGMEM_NODE_TOKEN.
+   */
+  public static final class Auth {
+    public String tokensFile;
+    public String nodeTokenFile;
+  }
+
+  private transient NodeSecurity security;
 
   transient Path baseDir = Path.of(".");
 
@@ -157,10 +192,68 @@ public final class ServiceConfig {
     if (collections == null) {
       collections = new LinkedHashMap<>();
     }
+    if (tls == null) {
+      tls = new Tls();
+    }
+    if (auth == null) {
+      auth = new Auth();
+    }
+    if ((tls.certChain == null) != (tls.privateKey == null)) {
+      throw new InputException(where + ": tls.cert_chain and tls.private_key go together");
+    }
+    if (tls.clientCa != null && tls.certChain == null) {
+      throw new InputException(where + ": tls.client_ca (mutual TLS) needs tls.cert_chain and tls.private_key");
+    }
+    for (Map.Entry<String, String> e : collections.entrySet()) {
+      if (e.getValue() == null || e.getValue().isBlank()) {
+        throw new InputException(where + ": collection " + e.getKey() + " has no directory or URI");
+      }
+    }
+    if (cacheDir == null || cacheDir.isBlank()) {
+      throw new InputException(where + ": cache_dir must name a directory (where collections given by URI are copied)");
+    }
+  }
+
+  /**
+   * The node's TLS and tokens, their files read and checked once (a bad one: an {@link
+   * InputException} naming its key and path).
+   */
+  public synchronized NodeSecurity security() {
+    if (security == null) {
+      validate("the configuration");
+      security = NodeSecurity.of(new NodeSecurity.Sources(path(tls.certChain), path(tls.privateKey),
+          path(tls.clientCa), path(tls.peerCa), path(auth.tokensFile), path(auth.nodeTokenFile),
+          System.getenv(NodeSecurity.NODE_TOKEN_ENV)));
+    }
+    return security;
+  }
+
+  private Path path(String p) {
+    return p == null || p.isEmpty() ? null : resolve(p);
   }
 
   Path resolve(String path) {
     return baseDir.resolve(path).normalize();
+  }
+
+  /** A collection's local directory: a path (relative to the file) or a {@code file:} URI. */
+  Path localCollection(String location) {
+    if (io.longmem.memory.fs.Locations.isFileUri(location)) {
+      try {
+        return Path.of(java.net.URI.create(location)).normalize();
+      } catch (IllegalArgumentException e) {
+        throw new InputException("collection " + location + " is not a valid file: URI (file:///absolute/path): "
+            + e.getMessage());
+      }
+    }
+    return resolve(location);
+  }
+
+  /** The cache directory: {@code ~} is the user's home, relative paths are the file's. */
+  Path cacheDirectory() {
+    String home = System.getProperty("user.home");
+    String d = cacheDir.equals("~") ? home : cacheDir.startsWith("~/") ? home + cacheDir.substring(1) : cacheDir;
+    return resolve(d);
   }
 
   long maxMessageBytes() {

@@ -2,7 +2,8 @@ package io.longmem.memory.service;
 
 import io.longmem.memory.api.MemoryBlock;
 import java.util.List;
-import java.util.UUID;
+import java.security.SecureRandom;
+import java.util.Base64;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -32,7 +33,13 @@ final class Sessions implements AutoCloseable {
     }
   }
 
-  private final ConcurrentHashMap<String, Session> byId = new ConcurrentHashMap<>();
+  /** A session and the name of the caller that created it (the only one that may use it). */
+  private record Held(String owner, Session session) {}
+
+  /** 192 random bits per handle: not guessable, so a handle names one caller's session. */
+  static final int HANDLE_BYTES = 24;
+  private static final SecureRandom RANDOM = new SecureRandom();
+  private final ConcurrentHashMap<String, Held> byId = new ConcurrentHashMap<>();
   private final Limits limits;
   private final RequestLimits shapes;
   private final ByteBudget total;
@@ -66,7 +73,8 @@ final class Sessions implements AutoCloseable {
     }
   }
 
-  String create(List<Integer> layers, int heads, int headDim) {
+  /** A new session owned by {@code owner}; its handle is 192 random bits, base64url. */
+  String create(String owner, List<Integer> layers, int heads, int headDim) {
     shapes.checkSession(layers, heads, headDim);
     synchronized (this) { // the count is checked and the session added at once
       if (byId.size() >= limits.maxSessions()) {
@@ -77,8 +85,14 @@ final class Sessions implements AutoCloseable {
             + " sessions, its limit; drop some first (unused ones are dropped after "
             + (limits.idleMs() > 0 ? limits.idleMs() + " ms" : "never") + ")");
       }
-      String id = "session-" + UUID.randomUUID();
-      byId.put(id, new Session(id, layers, heads, headDim, limits.maxTokens(), limits.maxSessionBytes(), total));
+      String id;
+      do {
+        byte[] b = new byte[HANDLE_BYTES];
+        RANDOM.nextBytes(b);
+        id = Base64.getUrlEncoder().withoutPadding().encodeToString(b);
+      } while (byId.containsKey(id));
+      byId.put(id, new Held(owner, new Session(id, layers, heads, headDim, limits.maxTokens(),
+          limits.maxSessionBytes(), total)));
       return id;
     }
   }
@@ -90,8 +104,8 @@ final class Sessions implements AutoCloseable {
    *     session layer's tokens (see {@link Session#append(MemoryBlock, boolean)})
    * @return tokens now in the block's layer
    */
-  long append(String id, MemoryBlock block, boolean positioned) {
-    Session s = get(id);
+  long append(String id, String owner, MemoryBlock block, boolean positioned) {
+    Session s = get(id, owner);
     int n = block.tokens();
     if (n <= 0) {
       throw RequestException.invalid("tokens must be positive, got " + n);
@@ -113,20 +127,24 @@ final class Sessions implements AutoCloseable {
     return s.append(block, positioned);
   }
 
-  void drop(String id) {
-    Session s = byId.remove(id);
-    if (s == null) {
+  void drop(String id, String owner) {
+    Held h = byId.get(id);
+    if (h == null || !h.owner().equals(owner) || !byId.remove(id, h)) {
       throw unknown(id);
     }
-    s.close();
+    h.session().close();
   }
 
-  Session get(String id) {
-    Session s = byId.get(id);
-    if (s == null) {
+  /**
+   * The session of that handle if {@code owner} created it; NOT_FOUND otherwise, the same answer
+   * as for a handle never made (another caller learns nothing of it).
+   */
+  Session get(String id, String owner) {
+    Held h = byId.get(id);
+    if (h == null || !h.owner().equals(owner)) {
       throw unknown(id);
     }
-    return s;
+    return h.session();
   }
 
   /** How many sessions the node holds. */
@@ -150,10 +168,12 @@ final class Sessions implements AutoCloseable {
       return;
     }
     long now = System.nanoTime();
-    for (Session s : byId.values()) {
+    for (Held h : byId.values()) {
+      Session s = h.session();
       long idle = (now - s.lastUsed) / 1_000_000L;
-      if (idle > limits.idleMs() && byId.remove(s.id(), s)) {
-        LOG.info("session {} dropped: unused for {} ms", s.id(), idle);
+      if (idle > limits.idleMs() && byId.remove(s.id(), h)) {
+        LOG.info("session {}... of '{}' dropped: unused for {} ms", s.id().substring(0, Math.min(6, s.id().length())),
+            h.owner(), idle);
         s.close();
       }
     }
@@ -164,7 +184,7 @@ final class Sessions implements AutoCloseable {
     if (sweeper != null) {
       sweeper.shutdownNow();
     }
-    byId.values().forEach(Session::close);
+    byId.values().forEach(h -> h.session().close());
     byId.clear();
   }
 }

@@ -125,17 +125,7 @@ public final class CollectionWriter implements AutoCloseable {
 
   /** Writes the manifest listing these shards: the collection is complete from here on. */
   public void commit(List<Manifest.ShardEntry> shards) throws IOException {
-    if (shards.isEmpty()) {
-      throw new InputException("a collection needs at least one shard");
-    }
-    java.util.Set<String> docs = new java.util.HashSet<>();
-    for (Manifest.ShardEntry s : shards) {
-      for (Manifest.DocumentEntry d : s.documents()) {
-        if (!docs.add(d.id())) {
-          throw new CollectionException("document " + d.id() + " is in more than one shard");
-        }
-      }
-    }
+    checkShards(shards);
     manifest.shards.clear();
     manifest.shards.addAll(shards);
     manifest.write(dir);
@@ -145,6 +135,21 @@ public final class CollectionWriter implements AutoCloseable {
     for (String id : finishedShardIds(dir)) {
       if (!listed.contains(id)) {
         io.longmem.io.FileTrees.deleteRecursively(dir.resolve(SHARDS).resolve(id)); // finished by a run of another plan
+      }
+    }
+  }
+
+  /** What every commit checks: at least one shard, and each document in one shard only. */
+  static void checkShards(List<Manifest.ShardEntry> shards) {
+    if (shards.isEmpty()) {
+      throw new InputException("a collection needs at least one shard");
+    }
+    java.util.Set<String> docs = new java.util.HashSet<>();
+    for (Manifest.ShardEntry s : shards) {
+      for (Manifest.DocumentEntry d : s.documents()) {
+        if (!docs.add(d.id())) {
+          throw new CollectionException("document " + d.id() + " is in more than one shard");
+        }
       }
     }
   }

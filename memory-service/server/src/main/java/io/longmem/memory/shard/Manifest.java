@@ -42,9 +42,40 @@ public final class Manifest {
     long rows;
     List<FileEntry> files = new ArrayList<>();
     List<DocumentEntry> documents = new ArrayList<>();
+    /**
+     * Where the shard's files lie, relative to the collection; absent: {@code shards/<id>}. A
+     * collection committed by manifest (object stores, where a rename is a copy) names the
+     * attempt whose files are the shard: {@code shards/<id>.<attempt>}.
+     */
+    String dir;
 
     public String id() {
       return id;
+    }
+
+    /** The shard's directory relative to the collection. */
+    public String dir() {
+      return dir != null ? dir : CollectionWriter.SHARDS + "/" + id;
+    }
+
+    /**
+     * This entry with its files moved to {@code dir} (relative to the collection), for a shard
+     * committed by manifest from its attempt's own directory.
+     */
+    public ShardEntry movedTo(String newDir) {
+      ShardEntry e = new ShardEntry();
+      e.id = id;
+      e.rows = rows;
+      e.dir = newDir.equals(CollectionWriter.SHARDS + "/" + id) ? null : newDir;
+      String old = dir() + "/";
+      for (FileEntry f : files) {
+        if (!f.path().startsWith(old)) {
+          throw new IllegalStateException("file " + f.path() + " of shard " + id + " is not in " + old);
+        }
+        e.files.add(new FileEntry(newDir + "/" + f.path().substring(old.length()), f.bytes(), f.sha256()));
+      }
+      e.documents.addAll(documents);
+      return e;
     }
 
     public long rows() {
@@ -119,6 +150,10 @@ public final class Manifest {
     } catch (JsonParseException e) {
       throw new CollectionException(file + ": not a valid manifest: " + e.getMessage());
     }
+    return checked(m, file);
+  }
+
+  private static Manifest checked(Manifest m, Path file) {
     if (m == null || m.formatVersion != FORMAT_VERSION) {
       throw new CollectionException(file + ": format_version " + (m == null ? "missing" : m.formatVersion)
           + ", this longmem reads " + FORMAT_VERSION);
@@ -155,6 +190,47 @@ public final class Manifest {
     } catch (JsonParseException e) {
       throw new CollectionException(file + ": not a valid shard record: " + e.getMessage());
     }
+  }
+
+  /** The shard record (shard.json) as it is written. */
+  public static String shardRecordJson(ShardEntry entry) {
+    return GSON.toJson(entry);
+  }
+
+  /** Parses a shard record read from elsewhere (a Hadoop filesystem); {@code where} names it in errors. */
+  public static ShardEntry parseShardRecord(String json, String where) {
+    try {
+      ShardEntry e = GSON.fromJson(json, ShardEntry.class);
+      if (e == null || e.id == null || e.files == null || e.documents == null) {
+        throw new CollectionException(where + ": incomplete shard record");
+      }
+      return e;
+    } catch (JsonParseException e) {
+      throw new CollectionException(where + ": not a valid shard record: " + e.getMessage());
+    }
+  }
+
+  /**
+   * The manifest of a collection of these shards, as {@code manifest.json} holds it: the same
+   * checks as {@link CollectionWriter#commit} (at least one shard, each document in one shard).
+   */
+  public static String json(String modelFingerprint, ShardLayout layout, String memDtype, String indexFactory,
+      List<ShardEntry> shards) {
+    Manifest m = create(modelFingerprint, layout, memDtype, indexFactory);
+    CollectionWriter.checkShards(shards);
+    m.shards.addAll(shards);
+    return GSON.toJson(m);
+  }
+
+  /** Parses a manifest read from elsewhere (a Hadoop filesystem) with every check of {@link #read}. */
+  public static Manifest parse(String json, String where) {
+    Manifest m;
+    try {
+      m = GSON.fromJson(json, Manifest.class);
+    } catch (JsonParseException e) {
+      throw new CollectionException(where + ": not a valid manifest: " + e.getMessage());
+    }
+    return checked(m, Path.of(where));
   }
 
   /** Writes the manifest to a temporary file and renames it into place: the commit point. */

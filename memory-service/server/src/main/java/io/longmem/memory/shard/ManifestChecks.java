@@ -18,6 +18,8 @@ import java.util.regex.Pattern;
 final class ManifestChecks {
   /** Shard ids are file names: what {@link ShardWriter} accepts, and never "." or "..". */
   private static final Pattern SHARD_ID = Pattern.compile("[A-Za-z0-9._-]{1,200}");
+  /** The attempt part of a shard's directory shards/<id>.<attempt> (committed by manifest). */
+  private static final Pattern ATTEMPT = Pattern.compile("[A-Za-z0-9_-]{1,100}");
   /** Layer numbers index arrays; heads and head_dim size every read: bounds far above any model. */
   static final int MAX_LAYER = 1 << 12;
   static final int MAX_HEADS = 1 << 12;
@@ -42,6 +44,7 @@ final class ManifestChecks {
           + ", heads x head_dim <= " + MAX_WIDTH + ")");
     }
     Set<String> ids = new HashSet<>();
+    Set<String> dirs = new HashSet<>();
     for (Manifest.ShardEntry s : m.shards) {
       if (s == null) {
         throw new CollectionException(file + ": a shard entry is null");
@@ -49,6 +52,15 @@ final class ManifestChecks {
       checkShard(s, file);
       if (!ids.add(s.id)) {
         throw new CollectionException(file + ": shard id " + s.id + " appears twice");
+      }
+      String base = CollectionWriter.SHARDS + "/" + s.id;
+      if (s.dir != null && !(s.dir.equals(base)
+          || s.dir.startsWith(base + ".") && ATTEMPT.matcher(s.dir.substring(base.length() + 1)).matches())) {
+        throw new CollectionException(file + ": shard " + s.id + " has dir " + quote(s.dir)
+            + ": it must be shards/<id> or shards/<id>.<attempt> (letters, digits, '_', '-')");
+      }
+      if (!dirs.add(s.dir())) {
+        throw new CollectionException(file + ": two shards share the directory " + quote(s.dir()));
       }
     }
   }
@@ -121,7 +133,7 @@ final class ManifestChecks {
 
   /** The files a shard opens, relative to the collection: per layer its Arrow file and one index per head. */
   static List<String> usedFiles(Manifest.ShardEntry s, ShardLayout layout) {
-    String base = CollectionWriter.SHARDS + "/" + s.id + "/";
+    String base = s.dir() + "/";
     List<String> out = new java.util.ArrayList<>();
     for (int layer : layout.layers()) {
       out.add(base + ShardLayout.layerFile(layer));

@@ -173,7 +173,7 @@ public final class MemoryCollection implements AutoCloseable {
       this.entry = entry;
       this.layout = layout;
       this.damage = damage;
-      Path shardDir = dir.resolve(CollectionWriter.SHARDS).resolve(entry.id());
+      Path shardDir = dir.resolve(entry.dir());
       int maxLayer = layout.layers().stream().mapToInt(Integer::intValue).max().orElse(-1);
       layers = new LayerFile[maxLayer + 1];
       indexes = new FaissIndex[maxLayer + 1][];

@@ -66,18 +66,34 @@ class PythonClientTest {
     c.maxQueries = 4096;
     c.maxMessageMb = 64;
     Path out = Files.createDirectories(tmp.resolve("out"));
+    // a second node over the Flat collection with mutual TLS and tokens, for tests/test_secure.py
+    TestCerts certs = TestCerts.make(tmp.resolve("certs"));
+    ServiceConfig secure = books.config("secure", null);
+    secure.tls.certChain = certs.cert("server").toString();
+    secure.tls.privateKey = certs.key("server").toString();
+    secure.tls.clientCa = certs.ca().toString();
+    secure.auth.tokensFile = SecureNodes.tokensFile(tmp).toString();
     try (MemoryServer server = MemoryServer.start(c);
+        MemoryServer secured = MemoryServer.start(secure);
         MemoryEndpoint endpoint = MemoryEndpoint.remote("grpc://127.0.0.1:" + server.port())) {
+      Map<String, String> env = new java.util.HashMap<>(Map.of("PYTHONPATH", stubs + File.pathSeparator + client,
+          "PYTHONDONTWRITEBYTECODE", "1",
+          "LONGMEM_ADDRESS", "127.0.0.1:" + server.port(),
+          "LONGMEM_OUT", out.toString(),
+          "LONGMEM_SERVER_ROOT", tmp.toAbsolutePath().toString(),
+          "LONGMEM_SECURE_ADDRESS", "127.0.0.1:" + secured.port(),
+          "LONGMEM_TLS_CA", certs.ca().toString()));
+      env.putAll(Map.of("LONGMEM_CLIENT_CERT", certs.cert("client").toString(),
+          "LONGMEM_CLIENT_KEY", certs.key("client").toString(),
+          "LONGMEM_TOKEN", SecureNodes.WORKER, "LONGMEM_OTHER_TOKEN", SecureNodes.OTHER_WORKER));
       Result py = run(List.of(PYTHON, "-m", "unittest", "discover", "-v", "-s", client.resolve("tests").toString()),
-          client, Map.of("PYTHONPATH", stubs + File.pathSeparator + client,
-              "PYTHONDONTWRITEBYTECODE", "1",
-              "LONGMEM_ADDRESS", "127.0.0.1:" + server.port(),
-              "LONGMEM_OUT", out.toString(),
-              "LONGMEM_SERVER_ROOT", tmp.toAbsolutePath().toString()), 600);
+          client, env, 600);
       if (py.exit != 0) {
         fail("the Python client's tests failed (exit " + py.exit + "):\n" + py.output);
       }
       System.out.println("python client tests:\n" + py.output);
+      assertTrue(py.output.contains("test_another_tokens_session_is_not_found") && !py.output.contains("skipped"),
+          "the TLS and token tests ran:\n" + py.output);
       checkCollections(out.resolve("collections/collections.json"));
       SearchRequest.Builder flat = checkAgainstJava(endpoint, out.resolve("flat"), b -> b);
       checkAgainstBruteForce(books, out.resolve("flat"), flat);

@@ -165,7 +165,7 @@ class RequestLimitsTest {
       float[] q = TestBooks.randomQuery(64, 9);
       SearchRequest big = TestBooks.request(q, 64, 64).build();
       // a search admitted and not yet done holds the whole budget (it needs more than 1 MiB)
-      try (MemoryNode.Admitted held = s.node().admit(Protos.toQuery(big), false)) {
+      try (MemoryNode.Admitted held = s.node().admit(Protos.toQuery(big), false, "")) {
         StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> client.search(big));
         assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
         assertTrue(e.getStatus().getDescription().contains("searches in flight"), e.getStatus().getDescription());

@@ -170,7 +170,7 @@ class SessionLimitsTest {
         Thread.sleep(50);
       }
       String fresh = create(stub[0], List.of(1), 2, 4);
-      assertTrue(fresh.startsWith("session-"));
+      assertTrue(fresh.matches("[A-Za-z0-9_-]{32}"), fresh);
       Status gone = assertThrows(StatusRuntimeException.class,
           () -> stub[0].appendSession(append(abandoned, 1, 2, 4, 1, r))).getStatus();
       assertEquals(Status.Code.NOT_FOUND, gone.getCode());

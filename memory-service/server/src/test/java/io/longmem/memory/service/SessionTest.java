@@ -162,37 +162,39 @@ class SessionTest {
     }
   }
 
+  private static final String ME = "worker";
+
   @Test
   void sessionsKeepTheirLimitsAndChecks() {
     Random r = new Random(14);
     try (Sessions sessions = new Sessions(2, 10)) {
-      String id = sessions.create(List.of(LAYER), HEADS, DIM);
+      String id = sessions.create(ME, List.of(LAYER), HEADS, DIM);
       List<Token> truth = new ArrayList<>();
-      assertEquals(8, sessions.append(id, block(r, range(0, 8), truth), true));
+      assertEquals(8, sessions.append(id, ME, block(r, range(0, 8), truth), true));
       RequestException full = assertThrows(RequestException.class,
-          () -> sessions.append(id, block(r, range(8, 3), new ArrayList<>()), true));
+          () -> sessions.append(id, ME, block(r, range(8, 3), new ArrayList<>()), true));
       assertEquals(RequestException.Kind.RESOURCE_EXHAUSTED, full.kind());
-      assertEquals(8, sessions.get(id).tokens(LAYER), "a refused append adds nothing");
-      assertEquals(10, sessions.append(id, block(r, range(8, 2), truth), true), "up to the limit");
+      assertEquals(8, sessions.get(id, ME).tokens(LAYER), "a refused append adds nothing");
+      assertEquals(10, sessions.append(id, ME, block(r, range(8, 2), truth), true), "up to the limit");
 
-      String other = sessions.create(List.of(LAYER), HEADS, DIM);
+      String other = sessions.create(ME, List.of(LAYER), HEADS, DIM);
       MemoryBlock nan = block(r, range(0, 2), new ArrayList<>());
       nan.values()[5] = Float.NaN;
       assertEquals(RequestException.Kind.INVALID_ARGUMENT,
-          assertThrows(RequestException.class, () -> sessions.append(other, nan, true)).kind());
+          assertThrows(RequestException.class, () -> sessions.append(other, ME, nan, true)).kind());
       MemoryBlock narrow = new MemoryBlock(LAYER, "", range(0, 1), HEADS, DIM / 2, new float[HEADS * DIM / 2],
           new float[HEADS * DIM / 2], MemoryBlock.Storage.FLOAT32);
       assertEquals(RequestException.Kind.INVALID_ARGUMENT,
-          assertThrows(RequestException.class, () -> sessions.append(other, narrow, true)).kind());
+          assertThrows(RequestException.class, () -> sessions.append(other, ME, narrow, true)).kind());
       MemoryBlock elsewhere = new MemoryBlock(LAYER + 1, "", range(0, 1), HEADS, DIM, new float[HEADS * DIM],
           new float[HEADS * DIM], MemoryBlock.Storage.FLOAT32);
       assertEquals(RequestException.Kind.INVALID_ARGUMENT,
-          assertThrows(RequestException.class, () -> sessions.append(other, elsewhere, true)).kind());
-      assertEquals(0, sessions.get(other).tokens(LAYER));
+          assertThrows(RequestException.class, () -> sessions.append(other, ME, elsewhere, true)).kind());
+      assertEquals(0, sessions.get(other, ME).tokens(LAYER));
       assertEquals(RequestException.Kind.NOT_FOUND,
-          assertThrows(RequestException.class, () -> sessions.append("nope", nan, true)).kind());
+          assertThrows(RequestException.class, () -> sessions.append("nope", ME, nan, true)).kind());
       assertEquals(RequestException.Kind.RESOURCE_EXHAUSTED,
-          assertThrows(RequestException.class, () -> sessions.create(List.of(LAYER), HEADS, DIM)).kind());
+          assertThrows(RequestException.class, () -> sessions.create(ME, List.of(LAYER), HEADS, DIM)).kind());
     }
   }
 
