@@ -98,7 +98,7 @@ public final class Bf16Matrix implements Projection {
       throw new IllegalArgumentException("bfloat16 matmul of [" + n + ", " + k + "] by " + s + " " + x.getDataType());
     }
     long m = s.size() / k;
-    long[] dims = s.getShape();
+    long[] dims = s.getShape().clone(); // getShape() is the Shape's own array
     dims[dims.length - 1] = n;
     NDArray y = x.getManager().create(new Shape(dims), DataType.FLOAT32);
     if (m > 0) {

@@ -67,6 +67,18 @@ class Bf16MatrixTest {
   }
 
   @Test
+  void leavesItsInputAsItWas() {
+    try (NDManager nd = NDManager.newBaseManager(); Bf16Matrix m = Bf16Matrix.of(random(8 * 4), 8, 4)) {
+      NDArray x = nd.randomUniform(-1f, 1f, new Shape(3, 4));
+      float[] first = m.apply(x).toFloatArray();
+      NDArray y = m.apply(x);
+      y.close();
+      assertEquals(new Shape(3, 4), x.getShape());
+      assertArrayEquals(first, m.apply(x).toFloatArray(), 0f);
+    }
+  }
+
+  @Test
   void refusesWrongShapes() {
     try (NDManager nd = NDManager.newBaseManager(); Bf16Matrix m = Bf16Matrix.of(random(8 * 4), 8, 4)) {
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> m.apply(nd.ones(new Shape(2, 5))));
