@@ -148,6 +148,9 @@ final class BenchCommand implements Runnable {
     @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
         description = "bfloat16: float32 first as the baseline, then bfloat16, the GEMM bound and the decode floor")
     String computeDType;
+    @Option(names = "--float32-baseline", negatable = true, defaultValue = "true", fallbackValue = "true",
+        description = "with --compute-dtype bfloat16, run float32 first in the same process (default: on)")
+    boolean float32Baseline;
 
     @Override
     public Integer call() throws Exception {
@@ -167,8 +170,10 @@ final class BenchCommand implements Runnable {
       System.out.printf("bench model: layers=%d hidden=%d heads=%d intermediate=%d vocab=%d window=%d "
           + "last_context_length=%d tokens=%d device=%s threads=%d%n", layers, hidden, heads, intermediate, vocab,
           window, lastContextLength, tokens, dev, Runtime.getRuntime().availableProcessors());
-      double[] f32 = measure(dir, dev, ComputeDType.FLOAT32, compute == ComputeDType.FLOAT32);
+      double[] f32 = compute == ComputeDType.FLOAT32 || float32Baseline
+          ? measure(dir, dev, ComputeDType.FLOAT32, compute == ComputeDType.FLOAT32) : null;
       if (compute == ComputeDType.BFLOAT16) {
+        System.gc(); // the float32 weights widened from BF16 live in direct buffers until collected
         double[] bf16 = measure(dir, dev, ComputeDType.BFLOAT16, false);
         LongLlamaConfig c = Checkpoint.open(dir).config();
         long windows = (tokens + window - 1) / window;
@@ -176,8 +181,10 @@ final class BenchCommand implements Runnable {
         double gemmBound = io.longmem.bench.ComputeBounds.projectionFlops(c, tokens, windows) / gemmRate;
         double bandwidth = io.longmem.bench.ComputeBounds.copyBandwidth();
         double floor = bf16[4] / bandwidth;
-        System.out.printf("bfloat16/float32 in this run: prefill %.2fx, decode %.2fx (median ms/token %.1f vs %.1f)%n",
-            f32[0] / bf16[0], f32[1] / bf16[1], bf16[1] * 1000, f32[1] * 1000);
+        if (f32 != null) {
+          System.out.printf("bfloat16/float32 in this run: prefill %.2fx, decode %.2fx (median ms/token %.1f vs %.1f)%n",
+              f32[0] / bf16[0], f32[1] / bf16[1], bf16[1] * 1000, f32[1] * 1000);
+        }
         System.out.printf("GEMM bound: projection matmuls %.3g FLOP / measured bf16 GEMM %.0f GFLOP/s = %.2f s "
             + "(%.0f tokens/s); prefill took %.2fx that%n", io.longmem.bench.ComputeBounds.projectionFlops(c, tokens,
             windows), gemmRate / 1e9, gemmBound, tokens / gemmBound, bf16[0] / gemmBound);
@@ -200,8 +207,17 @@ final class BenchCommand implements Runnable {
         }
         // warm-up: one short prompt and a few steps (allocator, kernels)
         run(model, Arrays.copyOf(prompt, Math.min(tokens, 64)), 2, out);
+        if (compute == ComputeDType.BFLOAT16) {
+          io.longmem.model.compute.Bf16Matrix.takeStats(); // not the warm-up's
+        }
         double[] result = run(model, prompt, decodeTokens, out);
         String tag = compute.label();
+        if (compute == ComputeDType.BFLOAT16) {
+          double[] st = io.longmem.model.compute.Bf16Matrix.takeStats();
+          System.out.printf("bfloat16 matmuls (prefill and decode): %.0f calls, %.2f s in all: %.2f s multiplying, "
+              + "%.2f s rounding activations, %.2f s handing DJL tensors over (views, outputs)%n", st[0], st[1], st[3],
+              st[2], st[1] - st[2] - st[3]);
+        }
         System.out.printf("%s load: %.2f s%n", tag, loadSeconds);
         System.out.printf("%s prefill: %d tokens in %.2f s = %.1f tokens/s%n", tag, tokens, result[0], tokens / result[0]);
         if (allLogitsBaseline) {

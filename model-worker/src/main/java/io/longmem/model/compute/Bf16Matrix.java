@@ -72,6 +72,8 @@ public final class Bf16Matrix implements Projection {
   }
 
   private boolean packedFlag;
+  /** Nanoseconds spent in {@link #apply}, all of it (DJL views and output, native call). */
+  private static final java.util.concurrent.atomic.LongAdder APPLY_NS = new java.util.concurrent.atomic.LongAdder();
 
   private Bf16Matrix pack() {
     packedFlag = Bf16Native.pack(handle);
@@ -97,6 +99,7 @@ public final class Bf16Matrix implements Projection {
     if (x.getDataType() != DataType.FLOAT32 || s.dimension() == 0 || s.get(s.dimension() - 1) != k) {
       throw new IllegalArgumentException("bfloat16 matmul of [" + n + ", " + k + "] by " + s + " " + x.getDataType());
     }
+    long t0 = System.nanoTime();
     long m = s.size() / k;
     long[] dims = s.getShape().clone(); // getShape() is the Shape's own array
     dims[dims.length - 1] = n;
@@ -110,7 +113,19 @@ public final class Bf16Matrix implements Projection {
       }
       Bf16Native.matmul(handle, xb, m, yb, threads());
     }
+    APPLY_NS.add(System.nanoTime() - t0);
     return y;
+  }
+
+  /**
+   * Where the bfloat16 matmuls' time went since the last call (then reset): calls, and seconds in
+   * all of {@link #apply}, rounding activations, multiplying; the rest of apply is the cost of
+   * handing DJL tensors to native code (views, output allocation, contiguous copies).
+   */
+  public static double[] takeStats() {
+    long[] s = new long[3];
+    Bf16Native.takeStats(s);
+    return new double[] {s[0], APPLY_NS.sumThenReset() / 1e9, s[1] / 1e9, s[2] / 1e9};
   }
 
   @Override

@@ -89,6 +89,9 @@ final class Bf16Native {
 
   static native void free(long handle);
 
+  /** {calls, ns rounding activations, ns multiplying} since the last call, then reset. */
+  static native void takeStats(long[] out);
+
   /** Seconds to copy {@code bytes} between two direct buffers {@code times} times. */
   static native double copySeconds(ByteBuffer a, ByteBuffer b, long bytes, int times);
 }

@@ -78,6 +78,38 @@ class Bf16MatrixTest {
     }
   }
 
+  /** Two threads on one matrix at once (a shared model in an encode job) get what one thread gets. */
+  @Test
+  void concurrentCallsOnOneMatrix() throws Exception {
+    int n = 256;
+    int k = 512;
+    try (NDManager nd = NDManager.newBaseManager(); Bf16Matrix m = Bf16Matrix.of(random(n * k), n, k)) {
+      NDArray[] x = {nd.create(random(300 * k), new Shape(300, k)), nd.create(random(300 * k), new Shape(300, k))};
+      float[][] alone = {m.apply(x[0]).toFloatArray(), m.apply(x[1]).toFloatArray()};
+      java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+      try {
+        for (int round = 0; round < 20; round++) {
+          java.util.List<java.util.concurrent.Future<float[]>> got = new java.util.ArrayList<>();
+          for (int t = 0; t < 2; t++) {
+            NDArray in = x[t];
+            got.add(pool.submit(() -> {
+              try (NDManager local = nd.newSubManager()) {
+                NDArray y = m.apply(in);
+                y.attach(local);
+                return y.toFloatArray();
+              }
+            }));
+          }
+          for (int t = 0; t < 2; t++) {
+            assertArrayEquals(alone[t], got.get(t).get(), 0f, "round " + round + " thread " + t);
+          }
+        }
+      } finally {
+        pool.shutdown();
+      }
+    }
+  }
+
   @Test
   void refusesWrongShapes() {
     try (NDManager nd = NDManager.newBaseManager(); Bf16Matrix m = Bf16Matrix.of(random(8 * 4), 8, 4)) {
