@@ -12,6 +12,7 @@ import io.longmem.memory.shard.Manifest;
 import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.RandomCheckpoint;
+import io.longmem.model.compute.ComputeDType;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -53,6 +54,10 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
   @Option(names = "--window", defaultValue = "256") int window;
   @Option(names = "--layers-sample", defaultValue = "64", description = "documents timed for the skipped-layers saving")
   int layersSample;
+  @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
+      description = "bfloat16: instead of the Spark comparison, the encoding loop on --layers-sample documents in "
+          + "float32 (the baseline) and in bfloat16 compute, same model, same run")
+  String computeDType;
 
   @Override
   public Integer call() throws Exception {
@@ -70,6 +75,9 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
         java.util.Arrays.toString(memLayers), hidden, window, shards, batchSize, parallelism);
     EncodeSpec spec = new EncodeSpec(model.toAbsolutePath().toString(), null, null, "Flat", 65536, shards, batchSize,
         16384, 1, new Corpus.Spec(corpus.toString(), Corpus.Format.JSONL, "id", "text", "token_ids"));
+    if (ComputeDType.parse(computeDType) == ComputeDType.BFLOAT16) {
+      return computeDTypes(Checkpoint.open(model), docs);
+    }
     ExecutorModel m = ExecutorModel.get(spec); // loaded once, outside every timing, as on a warm executor
     String fingerprint = m.checkpoint().fingerprint();
     // warm-up outside the timings (JIT, libtorch's first calls), so neither run pays for it
@@ -122,6 +130,32 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
           + "all layers = %.2fx faster (%.1f%% saved)%n", layers - 1 - last, layers, t[0], t[1], t[1] / t[0],
           100 * (1 - t[0] / t[1]));
     }
+    return 0;
+  }
+
+  /** The encoding loop ({@link DocumentEncoder}, as a shard task runs it) in float32, then bfloat16 compute. */
+  private int computeDTypes(Checkpoint ckpt, List<ShardEncoder.Document> docs) {
+    List<long[]> sample = new ArrayList<>();
+    for (int i = 0; i < Math.min(layersSample, docs.size()); i++) {
+      sample.add(docs.get(i).tokenIds());
+    }
+    long sampleTokens = sample.stream().mapToLong(d -> d.length).sum();
+    double[] seconds = new double[2];
+    ComputeDType[] dtypes = {ComputeDType.FLOAT32, ComputeDType.BFLOAT16};
+    for (int v = 0; v < 2; v++) {
+      try (LongLlama model = LongLlama.load(ckpt, ckpt.config(), Device.cpu(), dtypes[v])) {
+        DocumentEncoder enc = new DocumentEncoder(model, false);
+        enc.encodeBatch(sample.subList(0, Math.min(batchSize, sample.size()))); // warm-up
+        long s = System.nanoTime();
+        for (int i = 0; i < sample.size(); i += batchSize) {
+          enc.encodeBatch(sample.subList(i, Math.min(sample.size(), i + batchSize)));
+        }
+        seconds[v] = (System.nanoTime() - s) / 1e9;
+      }
+      System.out.printf(Locale.ROOT, "encode loop, %s compute: %d documents, %d tokens in %.2f s = %.0f tokens/s%n",
+          dtypes[v].label(), sample.size(), sampleTokens, seconds[v], sampleTokens / seconds[v]);
+    }
+    System.out.printf(Locale.ROOT, "bfloat16 / float32 encode tokens/s in this run: %.2fx%n", seconds[0] / seconds[1]);
     return 0;
   }
 

@@ -7,7 +7,9 @@ import ai.djl.ndarray.NDManager;
 import io.longmem.model.LongLlama;
 import io.longmem.model.LongLlamaCache;
 import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.RandomCheckpoint;
+import io.longmem.model.compute.ComputeDType;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -143,6 +145,12 @@ final class BenchCommand implements Runnable {
     @Option(names = "--checkpoint-dir", description = "where the random checkpoint is kept (reused if present)")
     Path checkpointDir;
     @Option(names = "--device", defaultValue = "cpu") String device;
+    @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
+        description = "bfloat16: float32 first as the baseline, then bfloat16, the GEMM bound and the decode floor")
+    String computeDType;
+    @Option(names = "--float32-baseline", negatable = true, defaultValue = "true", fallbackValue = "true",
+        description = "with --compute-dtype bfloat16, run float32 first in the same process (default: on)")
+    boolean float32Baseline;
 
     @Override
     public Integer call() throws Exception {
@@ -158,8 +166,39 @@ final class BenchCommand implements Runnable {
         System.err.printf("wrote random checkpoint to %s in %.1f s%n", dir, (System.nanoTime() - t) / 1e9);
       }
       Device dev = "gpu".equals(device) ? Device.gpu() : Device.cpu();
+      ComputeDType compute = ComputeDType.parse(computeDType);
+      System.out.printf("bench model: layers=%d hidden=%d heads=%d intermediate=%d vocab=%d window=%d "
+          + "last_context_length=%d tokens=%d device=%s threads=%d%n", layers, hidden, heads, intermediate, vocab,
+          window, lastContextLength, tokens, dev, Runtime.getRuntime().availableProcessors());
+      double[] f32 = compute == ComputeDType.FLOAT32 || float32Baseline
+          ? measure(dir, dev, ComputeDType.FLOAT32, compute == ComputeDType.FLOAT32) : null;
+      if (compute == ComputeDType.BFLOAT16) {
+        System.gc(); // the float32 weights widened from BF16 live in direct buffers until collected
+        double[] bf16 = measure(dir, dev, ComputeDType.BFLOAT16, false);
+        LongLlamaConfig c = Checkpoint.open(dir).config();
+        long windows = (tokens + window - 1) / window;
+        double gemmRate = io.longmem.bench.ComputeBounds.bf16GemmRate(c, Math.min(window, tokens));
+        double gemmBound = io.longmem.bench.ComputeBounds.projectionFlops(c, tokens, windows) / gemmRate;
+        double bandwidth = io.longmem.bench.ComputeBounds.copyBandwidth();
+        double floor = bf16[4] / bandwidth;
+        if (f32 != null) {
+          System.out.printf("bfloat16/float32 in this run: prefill %.2fx, decode %.2fx (median ms/token %.1f vs %.1f)%n",
+              f32[0] / bf16[0], f32[1] / bf16[1], bf16[1] * 1000, f32[1] * 1000);
+        }
+        System.out.printf("GEMM bound: projection matmuls %.3g FLOP / measured bf16 GEMM %.0f GFLOP/s = %.2f s "
+            + "(%.0f tokens/s); prefill took %.2fx that%n", io.longmem.bench.ComputeBounds.projectionFlops(c, tokens,
+            windows), gemmRate / 1e9, gemmBound, tokens / gemmBound, bf16[0] / gemmBound);
+        System.out.printf("decode floor: bf16 weights %.0f MB / measured copy %.1f GB/s = %.1f ms/token; "
+            + "decode median took %.2fx that%n", bf16[4] / 1e6, bandwidth / 1e9, floor * 1000, bf16[1] / floor);
+      }
+      return 0;
+    }
+
+    /** Loads the model in one compute dtype and prints its numbers: prefill s, median and mean decode s, memory, weight bytes. */
+    private double[] measure(Path dir, Device dev, ComputeDType compute, boolean allLogitsBaseline) throws Exception {
       long t0 = System.nanoTime();
-      try (LongLlama model = LongLlama.load(Checkpoint.open(dir), dev); NDManager out = NDManager.newBaseManager()) {
+      try (LongLlama model = LongLlama.load(Checkpoint.open(dir), Checkpoint.open(dir).config(), dev, compute);
+           NDManager out = NDManager.newBaseManager()) {
         double loadSeconds = (System.nanoTime() - t0) / 1e9;
         SplittableRandom r = new SplittableRandom(7);
         long[] prompt = new long[tokens];
@@ -168,21 +207,30 @@ final class BenchCommand implements Runnable {
         }
         // warm-up: one short prompt and a few steps (allocator, kernels)
         run(model, Arrays.copyOf(prompt, Math.min(tokens, 64)), 2, out);
+        if (compute == ComputeDType.BFLOAT16) {
+          io.longmem.model.compute.Bf16Matrix.takeStats(); // not the warm-up's
+        }
         double[] result = run(model, prompt, decodeTokens, out);
-        // baseline in the same run: the prompt read as the reference's forward reads it, with the
-        // logits of every token computed (generation needs only the last)
-        double allLogits = prefillAllLogits(model, prompt, out);
-        System.out.printf("bench model: layers=%d hidden=%d heads=%d intermediate=%d vocab=%d window=%d "
-            + "last_context_length=%d device=%s threads=%d%n", layers, hidden, heads, intermediate, vocab, window,
-            lastContextLength, dev, Runtime.getRuntime().availableProcessors());
-        System.out.printf("load: %.2f s%n", loadSeconds);
-        System.out.printf("prefill: %d tokens in %.2f s = %.1f tokens/s%n", tokens, result[0], tokens / result[0]);
-        System.out.printf("baseline prefill computing every token's logits (as the reference's forward): "
-            + "%.2f s = %.1f tokens/s; longmem/baseline = %.2fx%n", allLogits, tokens / allLogits, allLogits / result[0]);
-        System.out.printf("decode: %d tokens, median %.1f ms/token, mean %.1f ms/token (memory %d tokens/layer)%n",
-            decodeTokens, result[1] * 1000, result[2] * 1000, (long) result[3]);
+        String tag = compute.label();
+        if (compute == ComputeDType.BFLOAT16) {
+          double[] st = io.longmem.model.compute.Bf16Matrix.takeStats();
+          System.out.printf("bfloat16 matmuls (prefill and decode): %.0f calls, %.2f s in all: %.2f s multiplying, "
+              + "%.2f s rounding activations, %.2f s handing DJL tensors over (views, outputs)%n", st[0], st[1], st[3],
+              st[2], st[1] - st[2] - st[3]);
+        }
+        System.out.printf("%s load: %.2f s%n", tag, loadSeconds);
+        System.out.printf("%s prefill: %d tokens in %.2f s = %.1f tokens/s%n", tag, tokens, result[0], tokens / result[0]);
+        if (allLogitsBaseline) {
+          // baseline in the same run: the prompt read as the reference's forward reads it, with the
+          // logits of every token computed (generation needs only the last)
+          double allLogits = prefillAllLogits(model, prompt, out);
+          System.out.printf("baseline prefill computing every token's logits (as the reference's forward): "
+              + "%.2f s = %.1f tokens/s; longmem/baseline = %.2fx%n", allLogits, tokens / allLogits, allLogits / result[0]);
+        }
+        System.out.printf("%s decode: %d tokens, median %.1f ms/token, mean %.1f ms/token (memory %d tokens/layer)%n",
+            tag, decodeTokens, result[1] * 1000, result[2] * 1000, (long) result[3]);
+        return new double[] {result[0], result[1], result[2], result[3], model.projectionBytes()};
       }
-      return 0;
     }
 
     private static double prefillAllLogits(LongLlama model, long[] prompt, NDManager out) {

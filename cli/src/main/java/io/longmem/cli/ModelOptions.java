@@ -6,6 +6,7 @@ import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.MemDType;
+import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -29,11 +30,17 @@ final class ModelOptions {
       description = "tokens of the input kept out of memory (default: the checkpoint's last_context_length)")
   Integer lastContextLength;
 
+  @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
+      description = "dtype of the large matmuls; bfloat16: weights packed once, oneDNN (AMX where the CPU has it), "
+          + "CPU only. Default: ${DEFAULT-VALUE}")
+  String computeDType;
+
   Checkpoint checkpoint;
 
   LongLlama load() throws IOException {
+    ComputeDType compute = ComputeDType.parse(computeDType);
     checkpoint = Checkpoint.open(model);
-    return LongLlama.load(checkpoint, config(), device());
+    return LongLlama.load(checkpoint, config(), device(), compute);
   }
 
   LongLlamaConfig config() {

@@ -88,6 +88,42 @@ class CliTest {
         "--mem-dtype", "int8");
     assertEquals(2, r.code());
     assertTrue(r.err().contains("mem_dtype must be"), r.err());
+
+    r = run("generate", "--model", model, "--input-ids", ids.toString(), "--max-new-tokens", "3",
+        "--compute-dtype", "bf16");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--compute-dtype must be float32 or bfloat16"), r.err());
+    assertEquals(1, r.err().strip().lines().count(), r.err());
+  }
+
+  @Test
+  void bfloat16ComputeFromTheCommandLine(@TempDir Path tmp) throws Exception {
+    var cases = Fixtures.json(TINY.resolve("cases.json"));
+    Path ids = tmp.resolve("prompt.json");
+    Files.writeString(ids, Json.idList(Fixtures.concat(Fixtures.ids(cases, "book_ids"), Fixtures.ids(cases, "question_ids"))));
+    Path out = tmp.resolve("logits.npy");
+    CliTestSupport.Run r = run("logits", "--model", TINY.resolve("model").toString(), "--input-ids", ids.toString(),
+        "--output", out.toString(), "--mem-dtype", "float32", "--compute-dtype", "bfloat16");
+    assertEquals(0, r.code(), r.err());
+    float[] got = Npy.read(out).data();
+    float[] f32 = Npy.read(TINY.resolve("f32_prompt_logits_nocache.npy")).data();
+    float[] torchBf16 = Npy.read(TINY.resolve("torch_bf16_prompt_logits_nocache.npy")).data();
+    double ours = 0;
+    double reference = 0;
+    for (int i = 0; i < f32.length; i++) {
+      ours = Math.max(ours, Math.abs(got[i] - f32[i]));
+      reference = Math.max(reference, Math.abs(torchBf16[i] - f32[i]));
+    }
+    assertTrue(ours > 1e-3 && ours <= 2 * reference, ours + " from float32, the reference's bfloat16 " + reference);
+
+    r = run("bench", "model", "--layers", "2", "--hidden", "64", "--heads", "4", "--intermediate", "172",
+        "--vocab", "512", "--window", "32", "--last-context-length", "16", "--tokens", "64", "--decode-tokens", "4",
+        "--checkpoint-dir", tmp.resolve("ck").toString(), "--compute-dtype", "bfloat16");
+    assertEquals(0, r.code(), r.err());
+    for (String line : new String[] {"float32 prefill: 64 tokens", "bfloat16 prefill: 64 tokens", "GEMM bound:",
+        "decode floor:", "bfloat16/float32 in this run"}) {
+      assertTrue(r.out().contains(line), r.out());
+    }
   }
 
   @Test

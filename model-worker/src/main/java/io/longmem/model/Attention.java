@@ -90,7 +90,7 @@ final class Attention {
     long length = x.getShape().get(1);
     int heads = config.numHeads();
     int dim = config.headDim();
-    NDArray qkv = Weights.linear(x, weights.layer(l).qkv()).reshape(batch, length, 3, heads, dim)
+    NDArray qkv = weights.layer(l).qkv().apply(x).reshape(batch, length, 3, heads, dim)
         .transpose(2, 0, 3, 1, 4);
     NDArray q = qkv.get(0);
     Context input = new Context(qkv.get(1), qkv.get(2), positions);
@@ -124,7 +124,7 @@ final class Attention {
       out = attend(q, k, local.values(), mask, remembers ? memory.retrieve(l, q) : null, mode.readsMemory());
     }
     out = out.transpose(0, 2, 1, 3).reshape(batch, length, (long) heads * dim);
-    out = Weights.linear(out, weights.layer(l).o());
+    out = weights.layer(l).o().apply(out);
     if (mode == Mode.MEMORY_READ) {
       // the whole window goes to memory after the attention
       remember(l, memory, input, lastRowMask(mask));

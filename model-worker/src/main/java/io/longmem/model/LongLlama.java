@@ -15,6 +15,7 @@ import io.longmem.model.LongLlamaCache.Context;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.CheckpointException;
 import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.Memory;
 import java.util.ArrayList;
@@ -66,6 +67,14 @@ public final class LongLlama implements AutoCloseable {
    * (mem_dtype, last_context_length, mem_layers, mem_attention_grouping); shapes must still agree.
    */
   public static LongLlama load(Checkpoint checkpoint, LongLlamaConfig config, Device device) {
+    return load(checkpoint, config, device, ComputeDType.FLOAT32);
+  }
+
+  /**
+   * As {@link #load(Checkpoint, LongLlamaConfig, Device)}, with the large matmuls in the given
+   * dtype (bfloat16: CPU only, weights packed once for oneDNN).
+   */
+  public static LongLlama load(Checkpoint checkpoint, LongLlamaConfig config, Device device, ComputeDType compute) {
     LongLlamaConfig c = checkpoint.config();
     if (c.hiddenSize() != config.hiddenSize() || c.numLayers() != config.numLayers()
         || c.vocabSize() != config.vocabSize() || c.numHeads() != config.numHeads()
@@ -73,12 +82,12 @@ public final class LongLlama implements AutoCloseable {
       throw new CheckpointException("config does not match the checkpoint's shapes in " + checkpoint.dir());
     }
     long t0 = System.nanoTime();
-    Weights weights = new Weights(checkpoint, config, device);
+    Weights weights = new Weights(checkpoint, config, device, compute);
     try {
       LongLlama model = new LongLlama(config, weights);
-      LOG.info("loaded {} ({}, {} layers, hidden {}, memory layers {}) on {} in {} ms", checkpoint.dir(),
+      LOG.info("loaded {} ({}, {} layers, hidden {}, memory layers {}) on {}, {} compute, in {} ms", checkpoint.dir(),
           checkpoint.layout(), config.numLayers(), config.hiddenSize(), config.memLayers(), device,
-          (System.nanoTime() - t0) / 1_000_000);
+          compute.label(), (System.nanoTime() - t0) / 1_000_000);
       return model;
     } catch (RuntimeException e) {
       weights.close();
@@ -88,6 +97,16 @@ public final class LongLlama implements AutoCloseable {
 
   public LongLlamaConfig config() {
     return config;
+  }
+
+  /** The dtype of the large matmuls. */
+  public ComputeDType compute() {
+    return weights.compute();
+  }
+
+  /** Bytes of the projection weights, what one decode step reads (the decode floor's numerator). */
+  public long projectionBytes() {
+    return weights.projectionBytes();
   }
 
   public Device device() {
@@ -249,7 +268,7 @@ public final class LongLlama implements AutoCloseable {
     if (output == Output.LAST_LOGITS) {
       hidden = hidden.get(new NDIndex(":, -1:, :"));
     }
-    logits.add(Weights.linear(hidden, weights.lmHead()));
+    logits.add(weights.lmHead().apply(hidden));
   }
 
   private void validateInput(LongLlamaCache cache, long[][] ids, float[][] padding, int lastContextLength) {
@@ -342,8 +361,8 @@ public final class LongLlama implements AutoCloseable {
         Attention.Result attn = attention.forward(l, mode, rmsNorm(h, w.inputNorm()), mask, positions,
             cache.local(l), cache.memory());
         NDArray out = h.add(attn.out());
-        NDList gu = Weights.linear(rmsNorm(out, w.postNorm()), w.gateUp()).split(2, 2);
-        out = out.add(Weights.linear(silu(gu.get(0)).mul(gu.get(1)), w.down()));
+        NDList gu = w.gateUp().apply(rmsNorm(out, w.postNorm())).split(2, 2);
+        out = out.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
         nextLocal[l] = attn.local();
         kept = useCache ? new NDArray[] {out, attn.local().keys(), attn.local().values(), attn.local().positions()}
             : new NDArray[] {out};

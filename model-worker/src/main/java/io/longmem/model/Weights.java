@@ -7,7 +7,10 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.nn.core.Linear;
+import io.longmem.io.InputException;
+import io.longmem.model.compute.Bf16Matrix;
+import io.longmem.model.compute.ComputeDType;
+import io.longmem.model.compute.Projection;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.CheckpointException;
 import io.longmem.model.checkpoint.LongLlamaConfig;
@@ -16,54 +19,75 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.IntBuffer;
 import java.nio.ShortBuffer;
+import java.util.ArrayList;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
- * A checkpoint's weights on a device, float32: F32 tensors are used in place (zero-copy on the
- * memory-mapped file), F16 and BF16 ones are widened once here. q/k/v and gate/up projections are
- * fused into one matrix each, so every layer does three big GEMMs. Owns the NDManager that holds
- * them; closing it frees them.
+ * A checkpoint's weights on a device. In float32 compute F32 tensors are used in place (zero-copy
+ * on the memory-mapped file), F16 and BF16 ones are widened once here. In bfloat16 compute the
+ * large matrices (q/k/v, o, gate/up, down, lm_head) are held only as {@link Bf16Matrix}es, packed
+ * once; embeddings and norms stay float32. q/k/v and gate/up projections are fused into one matrix
+ * each, so every layer does three big GEMMs. Owns the NDManager that holds them and the packed
+ * matrices; closing it frees both.
  */
 public final class Weights implements AutoCloseable {
 
   /** One decoder layer's weights. */
-  record Layer(NDArray inputNorm, NDArray qkv, NDArray o, NDArray postNorm, NDArray gateUp, NDArray down) {}
+  record Layer(NDArray inputNorm, Projection qkv, Projection o, NDArray postNorm, Projection gateUp,
+      Projection down) {}
 
   private final Checkpoint checkpoint; // keeps the memory-mapped weights alive
   private final Device device;
+  private final ComputeDType compute;
   private final NDManager manager;
+  /** The bfloat16 matrices, closed with the weights. */
+  private final List<Bf16Matrix> packed = new ArrayList<>();
   /** Direct buffers that weight arrays use as storage (DJL does not keep them reachable). */
   private final Map<NDArray, ByteBuffer> pinned = new IdentityHashMap<>();
   private final NDArray embed;
   private final NDArray norm;
-  private final NDArray lmHead;
+  private final Projection lmHead;
   private final Layer[] layers;
 
-  /** Loads every tensor that a model of {@code config}'s shapes needs. */
+  /** Loads every tensor that a model of {@code config}'s shapes needs, for float32 compute. */
   public Weights(Checkpoint checkpoint, LongLlamaConfig config, Device device) {
+    this(checkpoint, config, device, ComputeDType.FLOAT32);
+  }
+
+  /** Loads every tensor that a model of {@code config}'s shapes needs, for the given compute. */
+  public Weights(Checkpoint checkpoint, LongLlamaConfig config, Device device, ComputeDType compute) {
+    if (compute == ComputeDType.BFLOAT16 && !device.equals(Device.cpu())) {
+      throw new InputException("--compute-dtype bfloat16 runs on the CPU (oneDNN), not on " + device);
+    }
     this.checkpoint = checkpoint;
     this.device = device;
+    this.compute = compute;
     this.manager = NDManager.newBaseManager(device);
     try {
       embed = load("model.embed_tokens.weight");
       norm = load("model.norm.weight");
-      lmHead = load("lm_head.weight");
+      lmHead = projection("lm_head.weight");
       layers = new Layer[config.numLayers()];
       for (int l = 0; l < layers.length; l++) {
         String p = "model.layers." + l + ".";
         layers[l] = new Layer(
             load(p + "input_layernorm.weight"),
-            fuse(p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"),
-            load(p + "self_attn.o_proj.weight"),
+            projection(p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"),
+            projection(p + "self_attn.o_proj.weight"),
             load(p + "post_attention_layernorm.weight"),
-            fuse(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
-            load(p + "mlp.down_proj.weight"));
+            projection(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
+            projection(p + "mlp.down_proj.weight"));
       }
     } catch (RuntimeException e) {
-      manager.close();
+      close();
       throw e;
     }
+  }
+
+  ComputeDType compute() {
+    return compute;
   }
 
   Checkpoint checkpoint() {
@@ -89,7 +113,7 @@ public final class Weights implements AutoCloseable {
   }
 
   /** [vocab, hidden] output projection. */
-  NDArray lmHead() {
+  Projection lmHead() {
     return lmHead;
   }
 
@@ -97,9 +121,27 @@ public final class Weights implements AutoCloseable {
     return layers[l];
   }
 
-  /** x @ weight^T: a projection by a [out, in] matrix as checkpoints store it. */
-  static NDArray linear(NDArray x, NDArray weight) {
-    return Linear.linear(x, weight).singletonOrThrow();
+  /** Bytes of the projection weights (what one decode step reads). */
+  long projectionBytes() {
+    long b = lmHead.bytes();
+    for (Layer l : layers) {
+      b += l.qkv().bytes() + l.o().bytes() + l.gateUp().bytes() + l.down().bytes();
+    }
+    return b;
+  }
+
+  /** The named tensors stacked along dim 0 (fused), as the compute dtype multiplies them. */
+  private Projection projection(String... names) {
+    if (compute == ComputeDType.BFLOAT16) {
+      List<StoredTensor> parts = new ArrayList<>();
+      for (String n : names) {
+        parts.add(checkpoint.tensor(n));
+      }
+      Bf16Matrix m = Bf16Matrix.of(parts);
+      packed.add(m);
+      return m;
+    }
+    return Projection.float32(names.length == 1 ? load(names[0]) : fuse(names));
   }
 
   private NDArray load(String name) {
@@ -174,5 +216,9 @@ public final class Weights implements AutoCloseable {
   public void close() {
     manager.close();
     pinned.clear();
+    for (Bf16Matrix m : packed) {
+      m.close();
+    }
+    packed.clear();
   }
 }

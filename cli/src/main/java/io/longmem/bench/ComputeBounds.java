@@ -1,0 +1,55 @@
+package io.longmem.bench;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.compute.Bf16Matrix;
+import java.util.SplittableRandom;
+
+/**
+ * What the hardware alone allows a bfloat16 model: the rate of one bfloat16 GEMM of the model's
+ * shape through the same {@link Bf16Matrix} call the model makes (so the prefill bound includes the
+ * activation rounding), and the memory bandwidth of a large copy (a decode step streams every
+ * weight once).
+ */
+public final class ComputeBounds {
+  private ComputeBounds() {}
+
+  /** FLOP/s of [rows, hidden] x [hidden, 2 x intermediate] (the gate/up projection) in bfloat16. */
+  public static double bf16GemmRate(LongLlamaConfig c, int rows) {
+    int k = c.hiddenSize();
+    int n = 2 * c.intermediateSize();
+    float[] w = new float[n * k];
+    SplittableRandom r = new SplittableRandom(3);
+    for (int i = 0; i < w.length; i++) {
+      w[i] = (float) (r.nextDouble() - 0.5) * 0.05f;
+    }
+    try (Bf16Matrix m = Bf16Matrix.of(w, n, k); NDManager nd = NDManager.newBaseManager()) {
+      w = null;
+      NDArray x = nd.randomUniform(-1f, 1f, new Shape(rows, k));
+      m.apply(x).close(); // warm-up: primitive creation, pages
+      int times = 3;
+      long t = System.nanoTime();
+      for (int i = 0; i < times; i++) {
+        m.apply(x).close();
+      }
+      double seconds = (System.nanoTime() - t) / 1e9 / times;
+      return 2.0 * rows * k * n / seconds;
+    }
+  }
+
+  /** Bytes per second of a 512 MiB memcpy between native buffers. */
+  public static double copyBandwidth() {
+    long bytes = 512L << 20;
+    int times = 4;
+    return bytes * times / Bf16Matrix.copySeconds(bytes, times);
+  }
+
+  /** Matmul FLOPs of the projections (q/k/v, o, gate/up, down) for {@code tokens} tokens, plus lm_head rows. */
+  public static double projectionFlops(LongLlamaConfig c, long tokens, long lmHeadRows) {
+    double h = c.hiddenSize();
+    double perToken = c.numLayers() * (4 * h * h + 3 * h * c.intermediateSize());
+    return 2 * (tokens * perToken + lmHeadRows * h * c.vocabSize());
+  }
+}

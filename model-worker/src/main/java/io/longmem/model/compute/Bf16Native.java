@@ -1,0 +1,97 @@
+package io.longmem.model.compute;
+
+import io.longmem.io.InputException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The JNI entry points of {@code src/main/native/bf16_jni.cpp}, loaded on first use. The library
+ * ships in the jar and links the system's oneDNN (Debian's libdnnl2); without it bfloat16 compute
+ * is refused with a message saying what to install. The system property
+ * {@code longmem.bf16.max_isa=avx2|avx512_core|avx512_core_bf16} caps the kernels oneDNN may use
+ * (tests use it to run the portable kernel that CPUs without AVX512 get).
+ */
+final class Bf16Native {
+  private static final Logger LOG = LoggerFactory.getLogger(Bf16Native.class);
+  private static volatile String loaded;
+  private static String failure;
+
+  private Bf16Native() {}
+
+  /** Loads the library once; throws an InputException saying why bfloat16 compute cannot run. */
+  static synchronized String ensureLoaded() {
+    if (loaded != null) {
+      return loaded;
+    }
+    if (failure != null) {
+      throw new InputException(failure);
+    }
+    String os = System.getProperty("os.name").toLowerCase(java.util.Locale.ROOT);
+    String arch = System.getProperty("os.arch");
+    if (!os.contains("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
+      failure = "--compute-dtype bfloat16 runs on linux-x86_64 only, not " + os + "-" + arch;
+      throw new InputException(failure);
+    }
+    try (InputStream in = Bf16Native.class.getResourceAsStream("/native/linux-x86_64/libbf16jni.so")) {
+      if (in == null) {
+        throw new UnsatisfiedLinkError("native/linux-x86_64/libbf16jni.so is missing from the classpath: "
+            + "build model-worker with Maven (it compiles src/main/native)");
+      }
+      Path dir = Files.createTempDirectory("longmem-bf16-");
+      Path lib = dir.resolve("libbf16jni.so");
+      Files.copy(in, lib, StandardCopyOption.REPLACE_EXISTING);
+      dir.toFile().deleteOnExit();
+      lib.toFile().deleteOnExit();
+      try {
+        System.load(lib.toString());
+      } catch (UnsatisfiedLinkError e) {
+        failure = "--compute-dtype bfloat16 needs oneDNN 2 (libdnnl.so.2; Debian: apt-get install libdnnl2): "
+            + e.getMessage();
+        throw new InputException(failure);
+      }
+    } catch (IOException e) {
+      failure = "cannot unpack the bfloat16 native library: " + e.getMessage();
+      throw new InputException(failure);
+    }
+    String cap = System.getProperty("longmem.bf16.max_isa", "");
+    if (!cap.isEmpty() && !limitIsa(cap)) {
+      LOG.warn("could not cap oneDNN at {}", cap);
+    }
+    loaded = isa();
+    LOG.info("bfloat16 matmuls: oneDNN on {}", loaded);
+    return loaded;
+  }
+
+  /** The instruction set oneDNN's kernels use here, e.g. avx512_core_amx. */
+  static native String isa();
+
+  static native boolean limitIsa(String isa);
+
+  /** A zeroed bfloat16 matrix [n, k] in native memory. */
+  static native long create(long n, long k);
+
+  /** Rows [row0, row0 + rows) from a direct buffer of float32 (0), float16 (1) or bfloat16 (2). */
+  static native void setRows(long handle, long row0, long rows, ByteBuffer src, int type);
+
+  /** Packs for oneDNN; false where oneDNN has no bfloat16 matmul here (the portable kernel runs). */
+  static native boolean pack(long handle);
+
+  static native long bytes(long handle);
+
+  /** y[m, n] = bf16(x[m, k]) @ W^T, float32 out; x and y direct buffers. */
+  static native void matmul(long handle, ByteBuffer x, long m, ByteBuffer y, int threads);
+
+  static native void free(long handle);
+
+  /** {calls, ns rounding activations, ns multiplying} since the last call, then reset. */
+  static native void takeStats(long[] out);
+
+  /** Seconds to copy {@code bytes} between two direct buffers {@code times} times. */
+  static native double copySeconds(ByteBuffer a, ByteBuffer b, long bytes, int times);
+}

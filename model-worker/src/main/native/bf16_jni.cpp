@@ -1,0 +1,315 @@
+// bfloat16 matrices for the model's large projections: weights converted once to bfloat16 and
+// packed into the layout oneDNN's matmul wants (AMX / AVX512-BF16 kernels where the CPU has them),
+// activations rounded to bfloat16 per call, float32 accumulate and output. Where oneDNN has no
+// bfloat16 matmul for the CPU (no AVX512), a portable kernel on the plain bfloat16 weights gives the
+// same arithmetic. The JNI side is io.longmem.model.compute.Bf16Native.
+#include <jni.h>
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <dnnl.hpp>
+
+namespace {
+
+using dnnl::memory;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+// float32 -> bfloat16, round to nearest even (as torch rounds); NaN stays a quiet NaN.
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float from_bf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// IEEE half -> float32 (load time only, so plain code rather than F16C).
+inline float from_f16(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do { e++; man <<= 1; } while ((man & 0x400u) == 0);
+      u = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ffu) << 13;
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | man << 13;
+  } else {
+    u = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct Matrix {
+  int64_t n, k;                 // weight [n, k] as checkpoints store it: y = x @ W^T
+  std::vector<uint16_t> plain;  // bfloat16 [n, k]: while filling, and for the portable kernel
+  bool packed = false;          // oneDNN layout in `blocked`, plain freed
+  memory::desc blocked_md;
+  memory blocked;
+  std::mutex mu;
+  // one primitive per activation row count, with its scratchpad size (the caller's thread holds the
+  // scratchpad, so concurrent calls on one matrix never share one)
+  std::unordered_map<int64_t, std::pair<dnnl::matmul, memory::desc>> by_rows;
+};
+
+std::string isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::all: return "all";
+    default: return "other";
+  }
+}
+
+dnnl::matmul::primitive_desc describe(int64_t m, int64_t n, int64_t k, const memory::desc& weights) {
+  memory::desc src({m, k}, memory::data_type::bf16, memory::format_tag::ab);
+  memory::desc dst({m, n}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), attr, engine());
+}
+
+void throw_java(JNIEnv* env, const char* cls, const std::string& msg) {
+  jclass c = env->FindClass(cls);
+  if (c != nullptr) env->ThrowNew(c, msg.c_str());
+}
+
+Matrix* of(jlong h) { return reinterpret_cast<Matrix*>(h); }
+
+// Where matmul time goes (for the benchmarks): rounding the activations, the multiply itself.
+std::atomic<int64_t> ns_round{0}, ns_multiply{0}, calls{0};
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Activations rounded to bfloat16 here: a scratch buffer per calling thread, grown as needed.
+uint16_t* scratch(size_t n) {
+  thread_local std::vector<uint16_t> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// oneDNN's scratchpad for this thread's call.
+void* pad(size_t bytes) {
+  thread_local std::vector<char> buf;
+  if (buf.size() < bytes || buf.empty()) buf.resize(bytes > 0 ? bytes : 1);
+  return buf.data();
+}
+
+void portable(const Matrix& w, const uint16_t* x, float* y, int64_t m) {
+  const int64_t n = w.n, k = w.k;
+  const uint16_t* wp = w.plain.data();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < m; i++) {
+    for (int64_t j = 0; j < n; j++) {
+      const uint16_t* xr = x + i * k;
+      const uint16_t* wr = wp + j * k;
+      float acc = 0.f;
+      for (int64_t t = 0; t < k; t++) acc += from_bf16(xr[t]) * from_bf16(wr[t]);
+      y[i * n + j] = acc;
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+JNIEXPORT jstring JNICALL Java_io_longmem_model_compute_Bf16Native_isa(JNIEnv* env, jclass) {
+  return env->NewStringUTF(isa_name().c_str());
+}
+
+JNIEXPORT jboolean JNICALL Java_io_longmem_model_compute_Bf16Native_limitIsa(JNIEnv* env, jclass, jstring name) {
+  const char* s = env->GetStringUTFChars(name, nullptr);
+  std::string n(s);
+  env->ReleaseStringUTFChars(name, s);
+  dnnl::cpu_isa isa = n == "avx2" ? dnnl::cpu_isa::avx2
+      : n == "avx512_core" ? dnnl::cpu_isa::avx512_core
+      : n == "avx512_core_bf16" ? dnnl::cpu_isa::avx512_core_bf16 : dnnl::cpu_isa::all;
+  try {
+    dnnl::set_max_cpu_isa(isa);
+    return JNI_TRUE;
+  } catch (const dnnl::error&) {
+    return JNI_FALSE;  // too late: a primitive was already created
+  }
+}
+
+JNIEXPORT jlong JNICALL Java_io_longmem_model_compute_Bf16Native_create(JNIEnv* env, jclass, jlong n, jlong k) {
+  try {
+    auto* w = new Matrix();
+    w->n = n;
+    w->k = k;
+    w->plain.assign(static_cast<size_t>(n) * static_cast<size_t>(k), 0);
+    return reinterpret_cast<jlong>(w);
+  } catch (const std::bad_alloc&) {
+    throw_java(env, "java/lang/OutOfMemoryError", "no native memory for a bfloat16 matrix");
+    return 0;
+  }
+}
+
+// Rows [row0, row0 + rows) from a direct buffer of float32 (type 0), float16 (1) or bfloat16 (2).
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_setRows(JNIEnv* env, jclass, jlong h, jlong row0,
+    jlong rows, jobject src, jint type) {
+  Matrix* w = of(h);
+  const void* p = env->GetDirectBufferAddress(src);
+  int64_t count = rows * w->k;
+  int64_t need = count * (type == 0 ? 4 : 2);
+  if (p == nullptr || env->GetDirectBufferCapacity(src) < need || w->packed || row0 < 0 || row0 + rows > w->n) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad rows for a bfloat16 matrix");
+    return;
+  }
+  uint16_t* out = w->plain.data() + row0 * w->k;
+  if (type == 2) {
+    std::memcpy(out, p, count * 2);
+  } else if (type == 1) {
+    const uint16_t* in = static_cast<const uint16_t*>(p);
+    for (int64_t i = 0; i < count; i++) out[i] = to_bf16(from_f16(in[i]));
+  } else {
+    const float* in = static_cast<const float*>(p);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; i++) out[i] = to_bf16(in[i]);
+  }
+}
+
+// Packs the filled matrix for oneDNN; false (the plain copy kept) where oneDNN has no bf16 matmul.
+JNIEXPORT jboolean JNICALL Java_io_longmem_model_compute_Bf16Native_pack(JNIEnv* env, jclass, jlong h) {
+  Matrix* w = of(h);
+  try {
+    memory::desc any({w->k, w->n}, memory::data_type::bf16, memory::format_tag::any);
+    dnnl::matmul::primitive_desc pd;
+    try {
+      pd = describe(256, w->n, w->k, any);
+    } catch (const dnnl::error&) {
+      return JNI_FALSE;
+    }
+    memory::desc plain_md({w->k, w->n}, memory::data_type::bf16, memory::format_tag::ba);
+    memory plain(plain_md, engine(), w->plain.data());
+    w->blocked_md = pd.weights_desc();
+    w->blocked = memory(w->blocked_md, engine());
+    dnnl::stream s(engine());
+    dnnl::reorder(plain, w->blocked).execute(s, plain, w->blocked);
+    s.wait();
+    std::vector<uint16_t>().swap(w->plain);
+    w->packed = true;
+    return JNI_TRUE;
+  } catch (const dnnl::error& e) {
+    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN could not pack a bfloat16 matrix: ") + e.what());
+    return JNI_FALSE;
+  }
+}
+
+JNIEXPORT jlong JNICALL Java_io_longmem_model_compute_Bf16Native_bytes(JNIEnv*, jclass, jlong h) {
+  Matrix* w = of(h);
+  return w->packed ? static_cast<jlong>(w->blocked_md.get_size()) : static_cast<jlong>(w->plain.size() * 2);
+}
+
+// y[m, n] = bf16(x[m, k]) @ W^T in float32; x and y are direct buffers (DJL tensors' own memory).
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_matmul(JNIEnv* env, jclass, jlong h, jobject xb,
+    jlong m, jobject yb, jint threads) {
+  Matrix* w = of(h);
+  const float* x = static_cast<const float*>(env->GetDirectBufferAddress(xb));
+  float* y = static_cast<float*>(env->GetDirectBufferAddress(yb));
+  if (x == nullptr || y == nullptr || m <= 0 || env->GetDirectBufferCapacity(xb) < m * w->k * 4
+      || env->GetDirectBufferCapacity(yb) < m * w->n * 4) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for a bfloat16 matmul");
+    return;
+  }
+  if (threads > 0) omp_set_num_threads(threads);  // this thread's OpenMP teams (oneDNN's too)
+  const int64_t count = m * w->k;
+  int64_t t0 = now_ns();
+  uint16_t* xs = scratch(static_cast<size_t>(count));
+#pragma omp parallel for schedule(static) if (count > 65536)
+  for (int64_t i = 0; i < count; i++) xs[i] = to_bf16(x[i]);
+  int64_t t1 = now_ns();
+  ns_round += t1 - t0;
+  calls++;
+  if (!w->packed) {
+    portable(*w, xs, y, m);
+    ns_multiply += now_ns() - t1;
+    return;
+  }
+  try {
+    dnnl::matmul prim;
+    memory::desc pad_md;
+    {
+      std::lock_guard<std::mutex> lock(w->mu);
+      auto it = w->by_rows.find(m);
+      if (it == w->by_rows.end()) {
+        auto pd = describe(m, w->n, w->k, w->blocked_md);
+        it = w->by_rows.emplace(m, std::make_pair(dnnl::matmul(pd), pd.scratchpad_desc())).first;
+      }
+      prim = it->second.first;
+      pad_md = it->second.second;
+    }
+    memory src({{m, w->k}, memory::data_type::bf16, memory::format_tag::ab}, engine(), xs);
+    memory dst({{m, w->n}, memory::data_type::f32, memory::format_tag::ab}, engine(), y);
+    memory scratchpad(pad_md, engine(), pad(pad_md.get_size()));
+    dnnl::stream s(engine());
+    prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w->blocked}, {DNNL_ARG_DST, dst},
+        {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    s.wait();
+    ns_multiply += now_ns() - t1;
+  } catch (const dnnl::error& e) {
+    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 matmul failed: ") + e.what());
+  }
+}
+
+// {calls, ns rounding activations, ns multiplying} since the last call; resets them.
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_takeStats(JNIEnv* env, jclass, jlongArray out) {
+  jlong v[3] = {calls.exchange(0), ns_round.exchange(0), ns_multiply.exchange(0)};
+  env->SetLongArrayRegion(out, 0, 3, v);
+}
+
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_free(JNIEnv*, jclass, jlong h) {
+  delete of(h);
+}
+
+// Copies `bytes` between two direct buffers `times` times: the memory bandwidth the decode floor uses.
+JNIEXPORT jdouble JNICALL Java_io_longmem_model_compute_Bf16Native_copySeconds(JNIEnv* env, jclass, jobject a,
+    jobject b, jlong bytes, jint times) {
+  void* pa = env->GetDirectBufferAddress(a);
+  void* pb = env->GetDirectBufferAddress(b);
+  if (pa == nullptr || pb == nullptr || env->GetDirectBufferCapacity(a) < bytes || env->GetDirectBufferCapacity(b) < bytes) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for a copy");
+    return 0;
+  }
+  double t0 = omp_get_wtime();
+  for (int i = 0; i < times; i++) std::memcpy(i % 2 ? pa : pb, i % 2 ? pb : pa, bytes);
+  return omp_get_wtime() - t0;
+}
+
+}  // extern "C"
