@@ -78,19 +78,6 @@ class HdfsEncodeTest {
     io.longmem.io.FileTrees.deleteRecursively(tmp);
   }
 
-  /** job.json's result says when and how long a run took; everything else must be the same. */
-  static byte[] withoutTimes(String name, byte[] bytes) {
-    if (!name.equals("job.json")) {
-      return bytes;
-    }
-    com.google.gson.JsonObject job = com.google.gson.JsonParser.parseString(new String(bytes,
-        java.nio.charset.StandardCharsets.UTF_8)).getAsJsonObject();
-    assertTrue(job.has("result"), "job.json has no result");
-    job.getAsJsonObject("result").remove("seconds");
-    job.getAsJsonObject("result").remove("finishedAt");
-    return job.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
-  }
-
   static String uri(String path) {
     return dfs.getURI() + "/" + path;
   }
@@ -103,7 +90,7 @@ class HdfsEncodeTest {
     Map<String, byte[]> want = localFiles(local);
     Map<String, byte[]> got = hdfsFiles("/books");
     assertEquals(want.keySet(), got.keySet());
-    want.forEach((name, bytes) -> assertArrayEquals(withoutTimes(name, bytes), withoutTimes(name, got.get(name)), name));
+    want.forEach((name, bytes) -> assertArrayEquals(JobJson.withoutTimes(name, bytes), JobJson.withoutTimes(name, got.get(name)), name));
 
     Path cache = tmp.resolve("cache");
     SearchRequest request = request(Manifest.read(local).layout());
