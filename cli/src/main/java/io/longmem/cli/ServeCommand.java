@@ -73,7 +73,7 @@ final class ServeCommand implements Callable<Integer> {
     for (String name : new String[] {"TERM", "INT"}) {
       try {
         Signal.handle(new Signal(name), sig -> {
-          LOG.info("SIG{}: refusing new calls, finishing those in flight (up to {} ms)", sig.getName(), graceMs);
+          LOG.info("SIG{}: draining the node", sig.getName());
           Thread t = new Thread(server::close, "memory-node-shutdown");
           t.start();
         });

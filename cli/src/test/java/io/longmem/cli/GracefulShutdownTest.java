@@ -88,7 +88,8 @@ class GracefulShutdownTest {
         Thread.sleep(20);
       }
       p.destroy(); // SIGTERM
-      await(log, Pattern.compile("(SIGTERM): refusing new calls"), p);
+      await(log, Pattern.compile("(SIGTERM): draining"), p);
+      await(log, Pattern.compile("(refusing new calls)"), p); // logged once the port is closed
       StatusRuntimeException refused = assertThrows(StatusRuntimeException.class, () -> MemoryGrpc
           .newBlockingStub(channel(port, open)).withDeadlineAfter(10, TimeUnit.SECONDS).search(request(9)));
       assertEquals(Status.Code.UNAVAILABLE, refused.getStatus().getCode(), refused.toString());

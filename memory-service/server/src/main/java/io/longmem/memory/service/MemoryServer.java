@@ -169,6 +169,7 @@ public final class MemoryServer implements AutoCloseable {
     closed = true;
     health.enterTerminalState();
     server.shutdown();
+    LOG.info("memory node refusing new calls, finishing those in flight (up to {} ms)", graceMs);
     long t0 = System.nanoTime();
     try {
       if (!server.awaitTermination(graceMs, TimeUnit.MILLISECONDS)) {
