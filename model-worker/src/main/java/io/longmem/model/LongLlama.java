@@ -148,14 +148,10 @@ public final class LongLlama implements AutoCloseable {
       int upTo = output == Output.MEMORY_ONLY ? config.lastMemoryLayer() : config.numLayers() - 1;
       for (int beg = 0; beg < memLength; beg += window) {
         int end = Math.min(memLength, beg + window);
-        NDArray h = call(cache, slice(idArray, beg, end), slice(padArray, beg, end),
-            slice(positions, beg, end), cache.hasLocal() && useCache, upTo);
-        collect(h, output, logits);
+        window(cache, idArray, padArray, positions, beg, end, cache.hasLocal() && useCache, upTo, output, logits);
       }
       if (memLength < length) {
-        NDArray h = call(cache, slice(idArray, memLength, length), slice(padArray, memLength, length),
-            slice(positions, memLength, length), useCache, upTo);
-        collect(h, output, logits);
+        window(cache, idArray, padArray, positions, memLength, length, useCache, upTo, output, logits);
       }
       if (output == Output.MEMORY_ONLY) {
         return null;
@@ -242,14 +238,35 @@ public final class LongLlama implements AutoCloseable {
     }
   }
 
-  private void collect(NDArray hidden, Output output, List<NDArray> logits) {
-    if (output == Output.MEMORY_ONLY) {
+  /**
+   * One model call over tokens [beg, end) in a scope of its own: the window's temporaries (masks,
+   * embeddings, hidden states, slices) are freed when it ends, so reading a long document holds
+   * only memory, the local cache and one window's work. Only its logits (if wanted) outlive it;
+   * with LAST_LOGITS those of the previous window are freed.
+   */
+  private void window(LongLlamaCache cache, NDArray ids, NDArray pad, NDArray positions, int beg, int end,
+      boolean useCache, int upTo, Output output, List<NDArray> logits) {
+    NDArray kept = null;
+    try (NDScope scope = new NDScope()) {
+      scope.suppressNotUsedWarning();
+      NDArray h = call(cache, slice(ids, beg, end), slice(pad, beg, end), slice(positions, beg, end), useCache, upTo);
+      if (output != Output.MEMORY_ONLY) {
+        if (output == Output.LAST_LOGITS) {
+          h = h.get(new NDIndex(":, -1:, :"));
+        }
+        kept = Weights.linear(h, weights.lmHead());
+        NDScope.unregister(kept);
+      }
+    }
+    if (kept == null) {
       return;
     }
+    NDScope.register(kept); // back into the scope of forward
     if (output == Output.LAST_LOGITS) {
-      hidden = hidden.get(new NDIndex(":, -1:, :"));
+      logits.forEach(NDArray::close);
+      logits.clear();
     }
-    logits.add(Weights.linear(hidden, weights.lmHead()));
+    logits.add(kept);
   }
 
   private void validateInput(LongLlamaCache cache, long[][] ids, float[][] padding, int lastContextLength) {
