@@ -15,8 +15,9 @@ import io.longmem.model.LongLlamaCache.Context;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.CheckpointException;
 import io.longmem.model.checkpoint.LongLlamaConfig;
-import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.Memory;
+import io.longmem.model.memory.MemoryContents;
+import io.longmem.model.memory.ReadMemory;
 import java.util.ArrayList;
 import java.util.List;
 import org.slf4j.Logger;
@@ -183,10 +184,20 @@ public final class LongLlama implements AutoCloseable {
    *     keys (unrotated) and values [H, n, D] rounded to mem_dtype, positions 0..n-1
    */
   public List<List<MemoryBlock>> read(long[][] ids, float[][] padding, boolean allLayers) {
+    return read(ids, padding, allLayers, ReadMemory.DENSE);
+  }
+
+  /**
+   * {@link #read(long[][], float[][], boolean)} with the memory the windows attend to while reading:
+   * dense (the reference) or kNN (linear time on long documents). What is returned is every pair
+   * read, either way.
+   */
+  public List<List<MemoryBlock>> read(long[][] ids, float[][] padding, boolean allLayers, ReadMemory readMemory) {
     if (config.memLayers().isEmpty()) {
       throw new InputException("the model has no memory layers: nothing to read into memory");
     }
-    try (LongLlamaCache cache = newCache(ids.length)) {
+    Memory readInto = readMemory.create(manager(), ids.length, config.numHeads(), config.headDim());
+    try (LongLlamaCache cache = newCache(ids.length, readInto)) {
       validateInput(cache, ids, padding, 0);
       int[] tokens = realTokens(padding, ids.length, ids[0].length);
       if (allLayers) {
@@ -196,7 +207,7 @@ public final class LongLlama implements AutoCloseable {
       } else {
         forward(cache, ids, padding, false, 0, Output.MEMORY_ONLY, null);
       }
-      DenseMemory memory = (DenseMemory) cache.memory();
+      MemoryContents memory = (MemoryContents) cache.memory();
       List<List<MemoryBlock>> rows = new ArrayList<>(ids.length);
       for (int b = 0; b < ids.length; b++) {
         int[] positions = new int[tokens[b]];
@@ -205,9 +216,8 @@ public final class LongLlama implements AutoCloseable {
         }
         List<MemoryBlock> blocks = new ArrayList<>();
         for (int layer : config.memLayers()) {
-          NDArray[] kv = memory.contents(layer); // [B, H, M, D] in reading order: a row's tokens come first
           blocks.add(new MemoryBlock(layer, "", positions, config.numHeads(), config.headDim(),
-              row(kv[0], b, tokens[b]), row(kv[1], b, tokens[b]), config.memDType().storage()));
+              memory.keys(layer, b, tokens[b]), memory.values(layer, b, tokens[b]), config.memDType().storage()));
         }
         rows.add(blocks);
       }
@@ -229,13 +239,6 @@ public final class LongLlama implements AutoCloseable {
       }
     }
     return n;
-  }
-
-  /** Row b's first n tokens of [B, H, M, D] as [H, n, D]. */
-  private static float[] row(NDArray a, int b, int n) {
-    try (NDArray r = a.get(new NDIndex(b + ", :, :" + n + ", :"))) {
-      return r.toFloatArray();
-    }
   }
 
   /**
