@@ -1,33 +1,31 @@
 package io.longmem.model.memory;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
-import org.apache.lucene.codecs.hnsw.DefaultFlatVectorScorer;
-import org.apache.lucene.index.VectorSimilarityFunction;
-import org.apache.lucene.search.ScoreDoc;
-import org.apache.lucene.search.TopDocs;
-import org.apache.lucene.util.hnsw.HnswGraphBuilder;
-import org.apache.lucene.util.hnsw.HnswGraphSearcher;
-import org.apache.lucene.util.hnsw.OnHeapHnswGraph;
-import org.apache.lucene.util.hnsw.RandomAccessVectorValues;
-import org.apache.lucene.util.hnsw.RandomVectorScorer;
 
 /**
  * One head's memory of one layer and batch row: its keys (unrotated, as the service stores them)
  * and values in fixed-size chunks (growing never copies), and the search for a query's top-k keys
- * by inner product, the attention score. {@link Search#HNSW} keeps a Lucene HNSW graph that grows
- * with the keys, so a search costs about log(n) instead of n; {@link Search#EXACT} scans.
+ * by inner product, the attention score.
+ *
+ * <p>{@link Search#IVF} is an inverted file built as the memory grows: each appended block (a
+ * window's keys) is split by a few k-means rounds into lists of about {@link #LIST} keys, whose
+ * centroids are never retrained. A query scores every centroid (one float per {@link #LIST} keys)
+ * and scans the best lists exactly, about {@link #PROBE_FACTOR} x k keys: its cost grows with the
+ * memory only through the centroids, where a scan ({@link Search#EXACT}) grows with every key.
  * Not thread-safe: one writer, and searches only between appends.
  */
 final class HeadIndex {
   /** How the top-k keys are found. */
-  enum Search { EXACT, HNSW }
+  enum Search { EXACT, IVF }
 
-  /** HNSW links per node and construction beam: Lucene's defaults are 16 and 100. */
-  static final int MAX_CONN = 16;
-  static final int BEAM_WIDTH = 64;
+  /** Keys per inverted list (a 2048-token window makes 32 per head). */
+  static final int LIST = 64;
+  /** Keys scanned exactly per query: this many times k (at least {@link #MIN_PROBE}). */
+  static final int PROBE_FACTOR = 16;
+  static final int MIN_PROBE = 1024;
+  private static final int KMEANS_ROUNDS = 5;
   private static final int CHUNK = 4096; // vectors per chunk
 
   private final int dim;
@@ -35,40 +33,37 @@ final class HeadIndex {
   private final List<float[]> keys = new ArrayList<>();
   private final List<float[]> values = new ArrayList<>();
   private int size;
-  private final HnswGraphBuilder graph;
+  /** IVF: centroids [lists, dim] and each list's key indices. */
+  private float[] centroids = new float[0];
+  private final List<int[]> lists = new ArrayList<>();
 
-  HeadIndex(int dim, Search search, long seed) {
+  HeadIndex(int dim, Search search) {
     this.dim = dim;
     this.search = search;
-    try {
-      this.graph = search == Search.HNSW ? HnswGraphBuilder.create(
-          DefaultFlatVectorScorer.INSTANCE.getRandomVectorScorerSupplier(VectorSimilarityFunction.MAXIMUM_INNER_PRODUCT,
-              new View()), MAX_CONN, BEAM_WIDTH, seed) : null;
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
   }
 
   int size() {
     return size;
   }
 
-  /** Appends one pair from {@code k[kOff..kOff+dim)} and {@code v[vOff..)}. */
-  void add(float[] k, int kOff, float[] v, int vOff) {
-    if (size % CHUNK == 0) {
-      keys.add(new float[CHUNK * dim]);
-      values.add(new float[CHUNK * dim]);
-    }
-    int at = (size % CHUNK) * dim;
-    System.arraycopy(k, kOff, keys.get(size / CHUNK), at, dim);
-    System.arraycopy(v, vOff, values.get(size / CHUNK), at, dim);
-    size++;
-    if (graph != null) {
-      try {
-        graph.addGraphNode(size - 1);
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
+  /**
+   * Appends n pairs: key i from {@code k[kOff + i * kStride ..)} and its value likewise from
+   * {@code v}; with IVF they become lists of their own.
+   */
+  void add(float[] k, int kOff, float[] v, int vOff, int stride, int n) {
+    int first = size;
+    for (int i = 0; i < n; i++) {
+      if (size % CHUNK == 0) {
+        keys.add(new float[CHUNK * dim]);
+        values.add(new float[CHUNK * dim]);
       }
+      int at = (size % CHUNK) * dim;
+      System.arraycopy(k, kOff + i * stride, keys.get(size / CHUNK), at, dim);
+      System.arraycopy(v, vOff + i * stride, values.get(size / CHUNK), at, dim);
+      size++;
+    }
+    if (search == Search.IVF && n > 0) {
+      cluster(first, n);
     }
   }
 
@@ -82,14 +77,102 @@ final class HeadIndex {
     System.arraycopy(values.get(i / CHUNK), (i % CHUNK) * dim, out, off, dim);
   }
 
+  private float dot(float[] q, int qOff, int i) {
+    float[] chunk = keys.get(i / CHUNK);
+    int base = (i % CHUNK) * dim;
+    float s0 = 0f;
+    float s1 = 0f;
+    int d = 0;
+    for (; d + 1 < dim; d += 2) {
+      s0 += q[qOff + d] * chunk[base + d];
+      s1 += q[qOff + d + 1] * chunk[base + d + 1];
+    }
+    if (d < dim) {
+      s0 += q[qOff + d] * chunk[base + d];
+    }
+    return s0 + s1;
+  }
+
+  /** k-means (squared L2) of keys [first, first + n) into about n / LIST lists, appended to the IVF. */
+  private void cluster(int first, int n) {
+    int c = Math.max(1, Math.round(n / (float) LIST));
+    float[] cent = new float[c * dim];
+    for (int j = 0; j < c; j++) {
+      key(first + (int) ((long) j * n / c), cent, j * dim);
+    }
+    int[] assign = new int[n];
+    for (int round = 0; round <= KMEANS_ROUNDS; round++) {
+      float[] half = new float[c]; // |c|^2 / 2: argmin |x - c|^2 = argmax x.c - |c|^2 / 2
+      for (int j = 0; j < c; j++) {
+        float s = 0f;
+        for (int d = 0; d < dim; d++) {
+          s += cent[j * dim + d] * cent[j * dim + d];
+        }
+        half[j] = s / 2;
+      }
+      for (int i = 0; i < n; i++) {
+        int best = 0;
+        float bestScore = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < c; j++) {
+          float sc = dot(cent, j * dim, first + i) - half[j];
+          if (sc > bestScore) {
+            bestScore = sc;
+            best = j;
+          }
+        }
+        assign[i] = best;
+      }
+      if (round == KMEANS_ROUNDS) {
+        break;
+      }
+      float[] sum = new float[c * dim];
+      int[] count = new int[c];
+      float[] x = new float[dim];
+      for (int i = 0; i < n; i++) {
+        key(first + i, x, 0);
+        count[assign[i]]++;
+        for (int d = 0; d < dim; d++) {
+          sum[assign[i] * dim + d] += x[d];
+        }
+      }
+      for (int j = 0; j < c; j++) {
+        if (count[j] > 0) { // an empty cluster keeps its centroid
+          for (int d = 0; d < dim; d++) {
+            cent[j * dim + d] = sum[j * dim + d] / count[j];
+          }
+        }
+      }
+    }
+    int[] count = new int[c];
+    for (int a : assign) {
+      count[a]++;
+    }
+    int[][] members = new int[c][];
+    for (int j = 0; j < c; j++) {
+      members[j] = new int[count[j]];
+    }
+    int[] fill = new int[c];
+    for (int i = 0; i < n; i++) {
+      members[assign[i]][fill[assign[i]]++] = first + i;
+    }
+    int kept = lists.size();
+    float[] grown = Arrays.copyOf(centroids, (kept + c) * dim);
+    for (int j = 0; j < c; j++) {
+      if (count[j] > 0) {
+        System.arraycopy(cent, j * dim, grown, lists.size() * dim, dim);
+        lists.add(members[j]);
+      }
+    }
+    centroids = Arrays.copyOf(grown, lists.size() * dim);
+  }
+
   /**
    * The pairs with the {@code k} largest q·key, at most {@code k} (all of them when there are no
    * more than k: then the answer is exact whatever the search).
    *
    * @param q the query at {@code q[off..off+dim)}
-   * @param ef HNSW beam: candidates kept while searching (>= k)
    */
-  int[] top(float[] q, int off, int k, int ef) {
+  int[] top(float[] q, int off, int k) {
     if (size <= k) {
       int[] all = new int[size];
       for (int i = 0; i < size; i++) {
@@ -97,51 +180,78 @@ final class HeadIndex {
       }
       return all;
     }
-    float[] query = new float[dim];
-    System.arraycopy(q, off, query, 0, dim);
-    return search == Search.HNSW ? hnsw(query, k, Math.max(k, ef)) : exact(query, k);
+    float[] query = Arrays.copyOfRange(q, off, off + dim);
+    return search == Search.IVF ? ivf(query, k) : exact(query, k);
   }
 
-  private int[] hnsw(float[] query, int k, int ef) {
-    try {
-      RandomVectorScorer scorer = DefaultFlatVectorScorer.INSTANCE.getRandomVectorScorer(
-          VectorSimilarityFunction.MAXIMUM_INNER_PRODUCT, new View(), query);
-      OnHeapHnswGraph g = graph.getGraph();
-      TopDocs found = HnswGraphSearcher.search(scorer, ef, g, null, Integer.MAX_VALUE).topDocs();
-      ScoreDoc[] docs = found.scoreDocs; // best first
-      int[] out = new int[Math.min(k, docs.length)];
-      for (int i = 0; i < out.length; i++) {
-        out[i] = docs[i].doc;
-      }
-      return out;
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-  }
-
-  /** A linear scan keeping the k best in a min-heap of (score, index). */
-  private int[] exact(float[] query, int k) {
-    float[] heapScore = new float[k];
-    int[] heapIndex = new int[k];
-    int n = 0;
-    for (int i = 0; i < size; i++) {
-      float[] chunk = keys.get(i / CHUNK);
-      int base = (i % CHUNK) * dim;
+  /** Scores the centroids, then scans the best lists until about PROBE_FACTOR x k keys are seen. */
+  private int[] ivf(float[] query, int k) {
+    int n = lists.size();
+    int want = Math.max(MIN_PROBE, PROBE_FACTOR * k);
+    int probe = Math.min(n, Math.max(1, (want + LIST - 1) / LIST));
+    float[] cs = new float[n];
+    for (int j = 0; j < n; j++) {
       float s = 0f;
+      int base = j * dim;
       for (int d = 0; d < dim; d++) {
-        s += query[d] * chunk[base + d];
+        s += query[d] * centroids[base + d];
       }
-      if (n < k) {
-        heapScore[n] = s;
-        heapIndex[n] = i;
-        siftUp(heapScore, heapIndex, n++);
-      } else if (s > heapScore[0]) {
-        heapScore[0] = s;
-        heapIndex[0] = i;
-        siftDown(heapScore, heapIndex, k);
+      cs[j] = s;
+    }
+    int[] best = topOf(cs, probe);
+    Heap heap = new Heap(k);
+    for (int j : best) {
+      for (int i : lists.get(j)) {
+        heap.offer(dot(query, 0, i), i);
       }
     }
-    return java.util.Arrays.copyOf(heapIndex, n);
+    return heap.indices();
+  }
+
+  /** The indices of the m largest scores (any order). */
+  private static int[] topOf(float[] scores, int m) {
+    Heap heap = new Heap(m);
+    for (int j = 0; j < scores.length; j++) {
+      heap.offer(scores[j], j);
+    }
+    return heap.indices();
+  }
+
+  /** A linear scan keeping the k best. */
+  private int[] exact(float[] query, int k) {
+    Heap heap = new Heap(k);
+    for (int i = 0; i < size; i++) {
+      heap.offer(dot(query, 0, i), i);
+    }
+    return heap.indices();
+  }
+
+  /** A min-heap of (score, index) holding the k largest offered. */
+  private static final class Heap {
+    final float[] score;
+    final int[] index;
+    int n;
+
+    Heap(int k) {
+      score = new float[k];
+      index = new int[k];
+    }
+
+    void offer(float s, int i) {
+      if (n < score.length) {
+        score[n] = s;
+        index[n] = i;
+        siftUp(score, index, n++);
+      } else if (s > score[0]) {
+        score[0] = s;
+        index[0] = i;
+        siftDown(score, index, n);
+      }
+    }
+
+    int[] indices() {
+      return Arrays.copyOf(index, n);
+    }
   }
 
   private static void siftUp(float[] s, int[] ix, int i) {
@@ -184,32 +294,4 @@ final class HeadIndex {
     ix[b] = u;
   }
 
-  /**
-   * The keys as Lucene reads them: a view with its own buffer (Lucene may keep two views' vectors
-   * at once, hence {@link #copy}); its size follows the keys as they grow.
-   */
-  private final class View implements RandomAccessVectorValues.Floats {
-    private final float[] buffer = new float[dim];
-
-    @Override
-    public int size() {
-      return size;
-    }
-
-    @Override
-    public int dimension() {
-      return dim;
-    }
-
-    @Override
-    public float[] vectorValue(int ord) {
-      key(ord, buffer, 0);
-      return buffer;
-    }
-
-    @Override
-    public View copy() {
-      return new View();
-    }
-  }
 }

@@ -10,19 +10,17 @@ import java.util.stream.IntStream;
 
 /**
  * What was read so far, in process, answered by kNN: each query of a memory layer attends to the
- * top-k pairs of each head ({@link HeadIndex}) instead of all of them, so reading a book costs
+ * top-k pairs of each head (an inverted file that grows with the memory, {@link HeadIndex}) instead
+ * of all of them, so reading a book costs
  * linear time (dense memory is quadratic: every window attends to everything before it). Keys are
  * stored unrotated, as the memory service stores them, so the inner product is the attention
  * score; pairs a query does not get (fewer than k remembered) are masked out, so with k at least
  * the memory's size the attention equals {@link DenseMemory}'s.
  *
  * <p>Holds the pairs on the Java heap (per layer, batch row and head), not in native memory:
- * the resident size is the memory itself plus the HNSW links.
+ * the resident size is the memory itself plus one index per key and a centroid per list.
  */
 public final class KnnMemory implements Memory, MemoryContents {
-  /** The HNSW beam while searching, at least k. */
-  static final int EF = 64;
-
   private final int batch;
   private final int heads;
   private final int dim;
@@ -32,7 +30,7 @@ public final class KnnMemory implements Memory, MemoryContents {
 
   /**
    * @param k pairs per head and query
-   * @param exact scan every key (exact top-k, linear per query) instead of searching an HNSW graph
+   * @param exact scan every key (exact top-k, linear per query) instead of the inverted file
    */
   public KnnMemory(int batch, int heads, int headDim, int k, boolean exact) {
     if (k < 1) {
@@ -42,14 +40,14 @@ public final class KnnMemory implements Memory, MemoryContents {
     this.heads = heads;
     this.dim = headDim;
     this.k = k;
-    this.search = exact ? HeadIndex.Search.EXACT : HeadIndex.Search.HNSW;
+    this.search = exact ? HeadIndex.Search.EXACT : HeadIndex.Search.IVF;
   }
 
   private HeadIndex[] layer(int layer) {
     return layers.computeIfAbsent(layer, l -> {
       HeadIndex[] a = new HeadIndex[batch * heads];
       for (int i = 0; i < a.length; i++) {
-        a[i] = new HeadIndex(dim, search, 31L * l + i);
+        a[i] = new HeadIndex(dim, search);
       }
       return a;
     });
@@ -65,11 +63,17 @@ public final class KnnMemory implements Memory, MemoryContents {
     HeadIndex[] index = layer(layer);
     IntStream.range(0, batch * heads).parallel().forEach(bh -> {
       int b = bh / heads;
-      for (int t = 0; t < n; t++) {
-        if (m[b * n + t] == 0f) {
-          int off = (bh * n + t) * dim;
-          index[bh].add(kf, off, vf, off);
+      int[] real = IntStream.range(0, n).filter(t -> m[b * n + t] == 0f).toArray();
+      if (real.length == n) {
+        index[bh].add(kf, bh * n * dim, vf, bh * n * dim, dim, n);
+      } else {
+        float[] k1 = new float[real.length * dim];
+        float[] v1 = new float[real.length * dim];
+        for (int i = 0; i < real.length; i++) {
+          System.arraycopy(kf, (bh * n + real[i]) * dim, k1, i * dim, dim);
+          System.arraycopy(vf, (bh * n + real[i]) * dim, v1, i * dim, dim);
         }
+        index[bh].add(k1, 0, v1, 0, dim, real.length);
       }
     });
   }
@@ -90,7 +94,7 @@ public final class KnnMemory implements Memory, MemoryContents {
     Arrays.fill(mask, MASK_MIN);
     IntStream.range(0, batch * heads * q).parallel().forEach(cell -> {
       HeadIndex h = index[cell / q];
-      int[] top = h.top(all, cell * dim, k, EF);
+      int[] top = h.top(all, cell * dim, k);
       for (int j = 0; j < top.length; j++) {
         int at = cell * k + j;
         h.key(top[j], outK, at * dim);

@@ -5,8 +5,8 @@ import io.longmem.io.InputException;
 
 /**
  * Which in-process memory a read attends to: {@code dense} (every pair, the reference, quadratic
- * over a long document), {@code knn[:K]} (the top-K pairs per head and query from an HNSW graph
- * that grows with the memory: linear) or {@code exact-knn[:K]} (the exact top-K by a scan: the
+ * over a long document), {@code knn[:K]} (the top-K pairs per head and query from an inverted
+ * file that grows with the memory: linear) or {@code exact-knn[:K]} (the exact top-K by a scan: the
  * reference for knn, linear per query). What the command line's {@code --read-memory} says.
  */
 public record ReadMemory(Kind kind, int k) {
