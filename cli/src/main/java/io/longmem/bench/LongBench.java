@@ -40,7 +40,7 @@ public final class LongBench implements Callable<Integer> {
   @Option(names = "--read-memory", split = ",", defaultValue = "knn,dense",
       description = "reads compared: dense, knn[:K], exact-knn[:K] (default: ${DEFAULT-VALUE})")
   String[] reads;
-  @Option(names = "--read-k", defaultValue = "" + ReadMemory.DEFAULT_K, description = "K of knn without one")
+  @Option(names = "--read-k", defaultValue = "32", description = "K of knn without one (default: ${DEFAULT-VALUE})")
   int readK;
   @Option(names = "--dense-max-tokens", defaultValue = "50000",
       description = "longest document read with dense memory (quadratic: 200k takes many minutes)")
@@ -69,34 +69,41 @@ public final class LongBench implements Callable<Integer> {
     }
     System.out.printf(Locale.ROOT, "bench long: random model hidden %d, %d heads, window %d, memory layers 1,2; "
         + "%d threads; each read in its own JVM%n", hidden, heads, window, Runtime.getRuntime().availableProcessors());
-    System.out.printf(Locale.ROOT, "%-14s %9s %9s %11s %12s%n", "read", "tokens", "seconds", "us/token", "peak RSS MB");
+    // CPU time (all threads, the process's own) next to wall time: on a shared machine the wall
+    // time also measures the neighbours
+    System.out.printf(Locale.ROOT, "%-14s %9s %9s %11s %9s %12s %12s%n", "read", "tokens", "seconds", "us/token",
+        "CPU s", "CPU us/tok", "peak RSS MB");
     Map<String, Map<Integer, Double>> perToken = new LinkedHashMap<>();
+    Map<String, Map<Integer, Double>> cpuPerToken = new LinkedHashMap<>();
     for (ReadMemory mode : modes) {
       for (int n : tokens) {
         if (mode.kind() == ReadMemory.Kind.DENSE && n > denseMax) {
-          System.out.printf(Locale.ROOT, "%-14s %9d %9s %11s %12s  (over --dense-max-tokens %d)%n", mode, n, "-", "-",
-              "-", denseMax);
+          System.out.printf(Locale.ROOT, "%-14s %9d   (skipped: over --dense-max-tokens %d)%n", mode, n, denseMax);
           continue;
         }
         double[] r = child(model, mode, n);
         perToken.computeIfAbsent(mode.toString(), m -> new LinkedHashMap<>()).put(n, r[0] / n * 1e6);
-        System.out.printf(Locale.ROOT, "%-14s %9d %9.1f %11.1f %12.0f%n", mode, n, r[0], r[0] / n * 1e6, r[1] / 1024);
+        cpuPerToken.computeIfAbsent(mode.toString(), m -> new LinkedHashMap<>()).put(n, r[2] / n * 1e6);
+        System.out.printf(Locale.ROOT, "%-14s %9d %9.1f %11.1f %9.1f %12.1f %12.0f%n", mode, n, r[0], r[0] / n * 1e6,
+            r[2], r[2] / n * 1e6, r[1] / 1024);
       }
     }
     for (var e : perToken.entrySet()) {
       Map<Integer, Double> t = e.getValue();
+      Map<Integer, Double> cpu = cpuPerToken.get(e.getKey());
       int first = tokens[0];
       for (int n : tokens) {
         if (n != first && t.containsKey(n) && t.containsKey(first)) {
-          System.out.printf(Locale.ROOT, "%s: per-token time %d/%d tokens = %.2fx%s%n", e.getKey(), n, first,
-              t.get(n) / t.get(first), e.getKey().startsWith("knn") ? " (target <= 1.5x)" : "");
+          System.out.printf(Locale.ROOT, "%s: per-token time %d/%d tokens = %.2fx wall, %.2fx CPU%s%n", e.getKey(), n,
+              first, t.get(n) / t.get(first), cpu.get(n) / cpu.get(first),
+              e.getKey().startsWith("knn") ? " (target <= 1.5x)" : "");
         }
       }
     }
     return 0;
   }
 
-  /** Runs one read in a child JVM (same JVM options and classpath); returns seconds and VmHWM kB. */
+  /** Runs one read in a child JVM (same JVM options and classpath); returns seconds, VmHWM kB, CPU seconds. */
   private static double[] child(Path model, ReadMemory mode, int n) throws IOException, InterruptedException {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -117,10 +124,10 @@ public final class LongBench implements Callable<Integer> {
       throw new IllegalStateException("the " + mode + " read of " + n + " tokens failed (child JVM exit " + rc + ")");
     }
     String[] f = result.split(" ");
-    return new double[] {Double.parseDouble(f[1]), Double.parseDouble(f[2])};
+    return new double[] {Double.parseDouble(f[1]), Double.parseDouble(f[2]), Double.parseDouble(f[3])};
   }
 
-  /** The child: {@code MODEL READ_MEMORY TOKENS}; prints {@code result SECONDS VMHWM_KB}. */
+  /** The child: {@code MODEL READ_MEMORY TOKENS}; prints {@code result SECONDS VMHWM_KB CPU_SECONDS}. */
   public static void main(String[] args) throws Exception {
     Path model = Path.of(args[0]);
     ReadMemory mode = ReadMemory.parse(args[1], ReadMemory.DEFAULT_K);
@@ -129,10 +136,13 @@ public final class LongBench implements Callable<Integer> {
       int vocab = m.config().vocabSize();
       long[] ids = new SplittableRandom(7).ints(n, 3, vocab).asLongStream().toArray();
       read(m, mode, java.util.Arrays.copyOf(ids, Math.min(n, 2 * m.config().maxPositionEmbeddings()))); // warm-up
+      var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+      long cpu = os.getProcessCpuTime();
       long t = System.nanoTime();
       read(m, mode, ids);
       double seconds = (System.nanoTime() - t) / 1e9;
-      System.out.printf(Locale.ROOT, "result %.3f %d%n", seconds, vmHwmKb());
+      double cpuSeconds = (os.getProcessCpuTime() - cpu) / 1e9;
+      System.out.printf(Locale.ROOT, "result %.3f %d %.3f%n", seconds, vmHwmKb(), cpuSeconds);
     }
   }
 
