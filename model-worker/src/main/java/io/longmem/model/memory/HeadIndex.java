@@ -33,13 +33,17 @@ final class HeadIndex {
   private final List<float[]> keys = new ArrayList<>();
   private final List<float[]> values = new ArrayList<>();
   private int size;
-  /** IVF: centroids [lists, dim] and each list's key indices. */
-  private float[] centroids = new float[0];
+  /**
+   * IVF: the centroids transposed, [dim][capacity] (scoring them all is then one multiply-add
+   * loop per dimension over contiguous floats, which the JIT vectorizes), and each list's keys.
+   */
+  private float[][] centroidsT;
   private final List<int[]> lists = new ArrayList<>();
 
   HeadIndex(int dim, Search search) {
     this.dim = dim;
     this.search = search;
+    this.centroidsT = new float[dim][0];
   }
 
   int size() {
@@ -155,15 +159,21 @@ final class HeadIndex {
     for (int i = 0; i < n; i++) {
       members[assign[i]][fill[assign[i]]++] = first + i;
     }
-    int kept = lists.size();
-    float[] grown = Arrays.copyOf(centroids, (kept + c) * dim);
+    if (centroidsT[0].length < lists.size() + c) {
+      int capacity = Math.max(lists.size() + c, centroidsT[0].length * 3 / 2);
+      for (int d = 0; d < dim; d++) {
+        centroidsT[d] = Arrays.copyOf(centroidsT[d], capacity);
+      }
+    }
     for (int j = 0; j < c; j++) {
       if (count[j] > 0) {
-        System.arraycopy(cent, j * dim, grown, lists.size() * dim, dim);
+        int at = lists.size();
+        for (int d = 0; d < dim; d++) {
+          centroidsT[d][at] = cent[j * dim + d];
+        }
         lists.add(members[j]);
       }
     }
-    centroids = Arrays.copyOf(grown, lists.size() * dim);
   }
 
   /**
@@ -190,13 +200,12 @@ final class HeadIndex {
     int want = Math.max(MIN_PROBE, PROBE_FACTOR * k);
     int probe = Math.min(n, Math.max(1, (want + LIST - 1) / LIST));
     float[] cs = new float[n];
-    for (int j = 0; j < n; j++) {
-      float s = 0f;
-      int base = j * dim;
-      for (int d = 0; d < dim; d++) {
-        s += query[d] * centroids[base + d];
+    for (int d = 0; d < dim; d++) {
+      float qd = query[d];
+      float[] row = centroidsT[d];
+      for (int j = 0; j < n; j++) {
+        cs[j] += qd * row[j];
       }
-      cs[j] = s;
     }
     int[] best = topOf(cs, probe);
     Heap heap = new Heap(k);
