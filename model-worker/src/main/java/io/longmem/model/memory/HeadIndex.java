@@ -11,9 +11,10 @@ import java.util.List;
  *
  * <p>{@link Search#IVF} is an inverted file built as the memory grows: each appended block (a
  * window's keys) is split by a few k-means rounds into lists of about {@link #LIST} keys, whose
- * centroids are never retrained. A query scores every centroid (one float per {@link #LIST} keys)
- * and scans the best lists exactly, about {@link #PROBE_FACTOR} x k keys: its cost grows with the
- * memory only through the centroids, where a scan ({@link Search#EXACT}) grows with every key.
+ * centroids are never retrained, and those lists into groups of about {@link #GROUP}. A query scores
+ * every group (one float per GROUP x LIST keys), the lists of the best groups, and scans the best
+ * lists exactly, about {@link #PROBE_FACTOR} x k keys: its cost grows with the memory only through
+ * the groups, where a scan ({@link Search#EXACT}) grows with every key.
  * Not thread-safe: one writer, and searches only between appends.
  */
 final class HeadIndex {
@@ -25,6 +26,10 @@ final class HeadIndex {
   /** Keys scanned exactly per query: this many times k (at least {@link #MIN_PROBE}). */
   static final int PROBE_FACTOR = 16;
   static final int MIN_PROBE = 1024;
+  /** Lists per group of the coarse level. */
+  static final int GROUP = 8;
+  /** Groups whose lists are scored: this many times the lists scanned. */
+  static final int GROUP_PROBE = 4;
   private static final int KMEANS_ROUNDS = 5;
   private static final int CHUNK = 4096; // vectors per chunk
 
@@ -39,11 +44,15 @@ final class HeadIndex {
    */
   private float[][] centroidsT;
   private final List<int[]> lists = new ArrayList<>();
+  /** The coarse level: group centroids, transposed likewise, and each group's lists. */
+  private float[][] groupsT;
+  private final List<int[]> groups = new ArrayList<>();
 
   HeadIndex(int dim, Search search) {
     this.dim = dim;
     this.search = search;
     this.centroidsT = new float[dim][0];
+    this.groupsT = new float[dim][0];
   }
 
   int size() {
@@ -97,14 +106,90 @@ final class HeadIndex {
     return s0 + s1;
   }
 
-  /** k-means (squared L2) of keys [first, first + n) into about n / LIST lists, appended to the IVF. */
+  /**
+   * Keys [first, first + n) into about n / LIST lists by k-means, appended to the IVF; the new
+   * lists' centroids into groups of about GROUP by k-means again (the coarse level).
+   */
   private void cluster(int first, int n) {
+    float[] x = new float[n * dim];
+    for (int i = 0; i < n; i++) {
+      key(first + i, x, i * dim);
+    }
     int c = Math.max(1, Math.round(n / (float) LIST));
+    int[] assign = new int[n];
+    float[] cent = kmeans(x, n, dim, c, assign);
+    int[][] members = members(assign, c);
+    int firstList = lists.size();
+    float[] kept = new float[c * dim];
+    for (int j = 0; j < c; j++) {
+      if (members[j].length > 0) {
+        for (int t = 0; t < members[j].length; t++) {
+          members[j][t] += first;
+        }
+        System.arraycopy(cent, j * dim, kept, (lists.size() - firstList) * dim, dim);
+        lists.add(members[j]);
+      }
+    }
+    int made = lists.size() - firstList;
+    centroidsT = append(centroidsT, kept, made);
+    int g = Math.max(1, Math.round(made / (float) GROUP));
+    int[] groupOf = new int[made];
+    float[] groupCent = kmeans(kept, made, dim, g, groupOf);
+    int[][] groupMembers = members(groupOf, g);
+    float[] keptGroups = new float[g * dim];
+    int firstGroup = groups.size();
+    for (int j = 0; j < g; j++) {
+      if (groupMembers[j].length > 0) {
+        for (int t = 0; t < groupMembers[j].length; t++) {
+          groupMembers[j][t] += firstList;
+        }
+        System.arraycopy(groupCent, j * dim, keptGroups, (groups.size() - firstGroup) * dim, dim);
+        groups.add(groupMembers[j]);
+      }
+    }
+    groupsT = append(groupsT, keptGroups, groups.size() - firstGroup);
+  }
+
+  /** Appends m vectors [m, dim] as columns of a transposed, growable [dim][capacity] matrix. */
+  private float[][] append(float[][] t, float[] vectors, int m) {
+    int used = t == centroidsT ? lists.size() - m : groups.size() - m;
+    if (t[0].length < used + m) {
+      int capacity = Math.max(used + m, t[0].length * 3 / 2);
+      for (int d = 0; d < dim; d++) {
+        t[d] = Arrays.copyOf(t[d], capacity);
+      }
+    }
+    for (int j = 0; j < m; j++) {
+      for (int d = 0; d < dim; d++) {
+        t[d][used + j] = vectors[j * dim + d];
+      }
+    }
+    return t;
+  }
+
+  /** Indices by cluster. */
+  private static int[][] members(int[] assign, int c) {
+    int[] count = new int[c];
+    for (int a : assign) {
+      count[a]++;
+    }
+    int[][] m = new int[c][];
+    for (int j = 0; j < c; j++) {
+      m[j] = new int[count[j]];
+    }
+    int[] fill = new int[c];
+    for (int i = 0; i < assign.length; i++) {
+      m[assign[i]][fill[assign[i]]++] = i;
+    }
+    return m;
+  }
+
+  /** k-means (squared L2) of n points [n, dim] into c centroids (returned); {@code assign} gets each point's. */
+  private static float[] kmeans(float[] x, int n, int dim, int c, int[] assign) {
     float[] cent = new float[c * dim];
     for (int j = 0; j < c; j++) {
-      key(first + (int) ((long) j * n / c), cent, j * dim);
+      System.arraycopy(x, (int) ((long) j * n / c) * dim, cent, j * dim, dim);
     }
-    int[] assign = new int[n];
     for (int round = 0; round <= KMEANS_ROUNDS; round++) {
       float[] half = new float[c]; // |c|^2 / 2: argmin |x - c|^2 = argmax x.c - |c|^2 / 2
       for (int j = 0; j < c; j++) {
@@ -118,7 +203,10 @@ final class HeadIndex {
         int best = 0;
         float bestScore = Float.NEGATIVE_INFINITY;
         for (int j = 0; j < c; j++) {
-          float sc = dot(cent, j * dim, first + i) - half[j];
+          float sc = -half[j];
+          for (int d = 0; d < dim; d++) {
+            sc += x[i * dim + d] * cent[j * dim + d];
+          }
           if (sc > bestScore) {
             bestScore = sc;
             best = j;
@@ -131,12 +219,10 @@ final class HeadIndex {
       }
       float[] sum = new float[c * dim];
       int[] count = new int[c];
-      float[] x = new float[dim];
       for (int i = 0; i < n; i++) {
-        key(first + i, x, 0);
         count[assign[i]]++;
         for (int d = 0; d < dim; d++) {
-          sum[assign[i] * dim + d] += x[d];
+          sum[assign[i] * dim + d] += x[i * dim + d];
         }
       }
       for (int j = 0; j < c; j++) {
@@ -147,33 +233,7 @@ final class HeadIndex {
         }
       }
     }
-    int[] count = new int[c];
-    for (int a : assign) {
-      count[a]++;
-    }
-    int[][] members = new int[c][];
-    for (int j = 0; j < c; j++) {
-      members[j] = new int[count[j]];
-    }
-    int[] fill = new int[c];
-    for (int i = 0; i < n; i++) {
-      members[assign[i]][fill[assign[i]]++] = first + i;
-    }
-    if (centroidsT[0].length < lists.size() + c) {
-      int capacity = Math.max(lists.size() + c, centroidsT[0].length * 3 / 2);
-      for (int d = 0; d < dim; d++) {
-        centroidsT[d] = Arrays.copyOf(centroidsT[d], capacity);
-      }
-    }
-    for (int j = 0; j < c; j++) {
-      if (count[j] > 0) {
-        int at = lists.size();
-        for (int d = 0; d < dim; d++) {
-          centroidsT[d][at] = cent[j * dim + d];
-        }
-        lists.add(members[j]);
-      }
-    }
+    return cent;
   }
 
   /**
@@ -194,27 +254,53 @@ final class HeadIndex {
     return search == Search.IVF ? ivf(query, k) : exact(query, k);
   }
 
-  /** Scores the centroids, then scans the best lists until about PROBE_FACTOR x k keys are seen. */
+  /**
+   * Scores the group centroids, then the list centroids of the best groups, then scans the best
+   * lists: about PROBE_FACTOR x k keys. Only the first step grows with the memory, by one
+   * centroid per GROUP x LIST keys.
+   */
   private int[] ivf(float[] query, int k) {
-    int n = lists.size();
     int want = Math.max(MIN_PROBE, PROBE_FACTOR * k);
-    int probe = Math.min(n, Math.max(1, (want + LIST - 1) / LIST));
-    float[] cs = new float[n];
-    for (int d = 0; d < dim; d++) {
-      float qd = query[d];
-      float[] row = centroidsT[d];
-      for (int j = 0; j < n; j++) {
-        cs[j] += qd * row[j];
+    int probe = Math.min(lists.size(), Math.max(1, (want + LIST - 1) / LIST));
+    int[] bestGroups = topOf(scores(query, groupsT, groups.size()), Math.min(groups.size(), GROUP_PROBE * probe));
+    int candidates = 0;
+    for (int gi : bestGroups) {
+      candidates += groups.get(gi).length;
+    }
+    int[] listIds = new int[candidates];
+    float[] listScores = new float[candidates];
+    int at = 0;
+    for (int gi : bestGroups) {
+      for (int l : groups.get(gi)) {
+        float s = 0f;
+        for (int d = 0; d < dim; d++) {
+          s += query[d] * centroidsT[d][l];
+        }
+        listIds[at] = l;
+        listScores[at++] = s;
       }
     }
-    int[] best = topOf(cs, probe);
+    int[] best = topOf(listScores, Math.min(candidates, probe));
     Heap heap = new Heap(k);
-    for (int j : best) {
-      for (int i : lists.get(j)) {
+    for (int b : best) {
+      for (int i : lists.get(listIds[b])) {
         heap.offer(dot(query, 0, i), i);
       }
     }
     return heap.indices();
+  }
+
+  /** q . column j of a transposed [dim][>= n] matrix, for j < n. */
+  private float[] scores(float[] query, float[][] t, int n) {
+    float[] cs = new float[n];
+    for (int d = 0; d < dim; d++) {
+      float qd = query[d];
+      float[] row = t[d];
+      for (int j = 0; j < n; j++) {
+        cs[j] += qd * row[j];
+      }
+    }
+    return cs;
   }
 
   /** The indices of the m largest scores (any order). */
