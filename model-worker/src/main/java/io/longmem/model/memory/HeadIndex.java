@@ -47,6 +47,13 @@ final class HeadIndex {
   /** The coarse level: group centroids, transposed likewise, and each group's lists. */
   private float[][] groupsT;
   private final List<int[]> groups = new ArrayList<>();
+  /**
+   * IVF stores each block's pairs in list order, so that scanning a list reads contiguous memory
+   * (scattered reads made a query slower as the memory outgrew the caches): the slot of each
+   * token, in reading order. Null: slots are tokens (exact search).
+   */
+  private int[] slotOf;
+  private int[] tokenAt;
 
   HeadIndex(int dim, Search search) {
     this.dim = dim;
@@ -80,12 +87,27 @@ final class HeadIndex {
     }
   }
 
-  /** Copies pair {@code i}'s key into {@code out[off..)}. */
+  /** Copies the key of the {@code t}-th token read into {@code out[off..)}. */
+  void tokenKey(int t, float[] out, int off) {
+    key(slotOf == null ? t : slotOf[t], out, off);
+  }
+
+  /** Copies the value of the {@code t}-th token read into {@code out[off..)}. */
+  void tokenValue(int t, float[] out, int off) {
+    value(slotOf == null ? t : slotOf[t], out, off);
+  }
+
+  /** The token (reading order) whose pair is in slot {@code i}. */
+  int tokenAt(int i) {
+    return tokenAt == null ? i : tokenAt[i];
+  }
+
+  /** Copies the key in slot {@code i} (what {@link #top} returns) into {@code out[off..)}. */
   void key(int i, float[] out, int off) {
     System.arraycopy(keys.get(i / CHUNK), (i % CHUNK) * dim, out, off, dim);
   }
 
-  /** Copies pair {@code i}'s value into {@code out[off..)}. */
+  /** Copies the value in slot {@code i} into {@code out[off..)}. */
   void value(int i, float[] out, int off) {
     System.arraycopy(values.get(i / CHUNK), (i % CHUNK) * dim, out, off, dim);
   }
@@ -132,6 +154,7 @@ final class HeadIndex {
     }
     int made = lists.size() - firstList;
     centroidsT = append(centroidsT, kept, made);
+    inListOrder(first, n, x, firstList);
     int g = Math.max(1, Math.round(made / (float) GROUP));
     int[] groupOf = new int[made];
     float[] groupCent = kmeans(kept, made, dim, g, groupOf);
@@ -148,6 +171,37 @@ final class HeadIndex {
       }
     }
     groupsT = append(groupsT, keptGroups, groups.size() - firstGroup);
+  }
+
+  /** Rewrites block [first, first + n) (keys {@code x}) in the order of its lists, from list firstList on. */
+  private void inListOrder(int first, int n, float[] x, int firstList) {
+    float[] v = new float[n * dim];
+    for (int i = 0; i < n; i++) {
+      value(first + i, v, i * dim);
+    }
+    if (slotOf == null) {
+      slotOf = new int[Math.max(1024, first + n)];
+      tokenAt = new int[slotOf.length];
+      for (int t = 0; t < first; t++) {
+        slotOf[t] = t;
+        tokenAt[t] = t;
+      }
+    } else if (slotOf.length < first + n) {
+      slotOf = Arrays.copyOf(slotOf, Math.max(first + n, slotOf.length * 3 / 2));
+      tokenAt = Arrays.copyOf(tokenAt, slotOf.length);
+    }
+    int slot = first;
+    for (int l = firstList; l < lists.size(); l++) {
+      int[] members = lists.get(l);
+      for (int m = 0; m < members.length; m++) {
+        int i = members[m] - first;
+        System.arraycopy(x, i * dim, keys.get(slot / CHUNK), (slot % CHUNK) * dim, dim);
+        System.arraycopy(v, i * dim, values.get(slot / CHUNK), (slot % CHUNK) * dim, dim);
+        slotOf[first + i] = slot;
+        tokenAt[slot] = first + i;
+        members[m] = slot++;
+      }
+    }
   }
 
   /** Appends m vectors [m, dim] as columns of a transposed, growable [dim][capacity] matrix. */

@@ -146,9 +146,9 @@ public final class KnnMemory implements Memory, MemoryContents {
       }
       for (int t = 0; t < tokens; t++) {
         if (keys) {
-          head.key(t, out, (h * tokens + t) * dim);
+          head.tokenKey(t, out, (h * tokens + t) * dim);
         } else {
-          head.value(t, out, (h * tokens + t) * dim);
+          head.tokenValue(t, out, (h * tokens + t) * dim);
         }
       }
     }

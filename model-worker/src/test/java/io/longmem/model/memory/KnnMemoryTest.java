@@ -146,7 +146,7 @@ class KnnMemoryTest {
       int[] got = ivf.top(q, 0, k);
       assertEquals(k, got.length);
       for (int j : got) {
-        found += truth.contains(j) ? 1 : 0;
+        found += truth.contains(ivf.tokenAt(j)) ? 1 : 0;
       }
     }
     double recall = found / (double) (queries * k);
