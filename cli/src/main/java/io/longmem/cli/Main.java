@@ -33,6 +33,7 @@ public final class Main implements Runnable {
     cli.addSubcommand("summarize-corpus", new SummarizeJob());
     cli.addSubcommand("demo", new DemoCommand());
     cli.getSubcommands().get("bench").addSubcommand("encode", new io.longmem.bench.EncodeBench());
+    cli.getSubcommands().get("bench").addSubcommand("long", new io.longmem.bench.LongBench());
   }
 
   /** Runs the CLI and returns its exit code; user errors print one line, not a stack trace. */

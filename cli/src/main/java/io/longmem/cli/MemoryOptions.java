@@ -3,7 +3,7 @@ package io.longmem.cli;
 import io.longmem.io.InputException;
 import io.longmem.memory.service.InProcessNode;
 import io.longmem.model.LongLlama;
-import io.longmem.model.memory.DenseMemory;
+import io.longmem.model.memory.ReadMemory;
 import io.longmem.model.memory.Memory;
 import io.longmem.memory.api.BearerToken;
 import io.longmem.memory.api.ClientSecurity;
@@ -39,6 +39,16 @@ final class MemoryOptions {
 
   @Option(names = "--memory-tls-key", paramLabel = "PEM", description = "the client certificate's key (PKCS#8)")
   Path tlsKey;
+
+  @Option(names = "--read-memory", defaultValue = "dense", paramLabel = "dense|knn[:K]",
+      description = "with --memory dense, what the memory layers attend to: dense (every pair read before, the "
+          + "reference; quadratic in the input's length) or knn (the top-K pairs per head and query from an index "
+          + "in this process: linear). Default: ${DEFAULT-VALUE}")
+  String readMemory;
+
+  @Option(names = "--read-k", defaultValue = "" + ReadMemory.DEFAULT_K, paramLabel = "K",
+      description = "K of --read-memory knn (default: ${DEFAULT-VALUE})")
+  int readK;
 
   @Option(names = "--collection", paramLabel = "C", description = "collection searched (repeatable): its name on the "
       + "service, or with --memory local its directory (or NAME=DIR)")
@@ -86,6 +96,7 @@ final class MemoryOptions {
   }
 
   Backend open(String modelFingerprint) throws IOException {
+    ReadMemory read = ReadMemory.parse(readMemory, readK);
     if ("dense".equals(memory)) {
       if (!collections.isEmpty() || !documents.isEmpty()) {
         throw new InputException("--collection/--document need --memory local or grpc://HOST:PORT");
@@ -93,17 +104,23 @@ final class MemoryOptions {
       return new Backend() {
         @Override
         public Memory newMemory(LongLlama model, int batch) {
-          return new DenseMemory(model.manager());
+          var c = model.config();
+          return read.create(model.manager(), batch, c.numHeads(), c.headDim());
         }
 
         @Override
         public String describe() {
-          return "dense memory in process";
+          return read.kind() == ReadMemory.Kind.DENSE ? "dense memory in process"
+              : "top-" + read.k() + " kNN memory in process (" + read + ")";
         }
 
         @Override
         public void close() {}
       };
+    }
+    if (read.kind() != ReadMemory.Kind.DENSE) {
+      throw new InputException("--read-memory " + read + " is for in-process memory (--memory dense); with --memory "
+          + memory + " memory layers already attend to the top --memory-top-k pairs");
     }
     List<String> names = new ArrayList<>();
     Map<String, Path> dirs = new LinkedHashMap<>();

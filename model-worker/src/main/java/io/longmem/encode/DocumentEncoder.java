@@ -3,6 +3,7 @@ package io.longmem.encode;
 import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.model.LongLlama;
+import io.longmem.model.memory.ReadMemory;
 import java.util.Arrays;
 import java.util.List;
 
@@ -15,18 +16,25 @@ import java.util.List;
 public final class DocumentEncoder {
   private final LongLlama model;
   private final boolean allLayers;
+  private final ReadMemory readMemory;
 
   public DocumentEncoder(LongLlama model) {
     this(model, false);
   }
 
+  public DocumentEncoder(LongLlama model, boolean allLayers) {
+    this(model, allLayers, ReadMemory.DENSE);
+  }
+
   /**
    * @param allLayers compute every layer (and the last token's logits) as a plain forward pass
    *     would: only for measuring what skipping the layers after the last memory layer saves
+   * @param readMemory what the windows attend to while reading (dense: the reference)
    */
-  public DocumentEncoder(LongLlama model, boolean allLayers) {
+  public DocumentEncoder(LongLlama model, boolean allLayers, ReadMemory readMemory) {
     this.model = model;
     this.allLayers = allLayers;
+    this.readMemory = readMemory;
   }
 
   /**
@@ -72,6 +80,6 @@ public final class DocumentEncoder {
         Arrays.fill(padding[b], d.length, longest, 0f); // pad id 0 is masked out everywhere
       }
     }
-    return model.read(ids, padding, allLayers);
+    return model.read(ids, padding, allLayers, readMemory);
   }
 }

@@ -16,8 +16,9 @@ import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.CheckpointException;
 import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.compute.ComputeDType;
-import io.longmem.model.memory.DenseMemory;
 import io.longmem.model.memory.Memory;
+import io.longmem.model.memory.MemoryContents;
+import io.longmem.model.memory.ReadMemory;
 import java.util.ArrayList;
 import java.util.List;
 import org.slf4j.Logger;
@@ -167,14 +168,10 @@ public final class LongLlama implements AutoCloseable {
       int upTo = output == Output.MEMORY_ONLY ? config.lastMemoryLayer() : config.numLayers() - 1;
       for (int beg = 0; beg < memLength; beg += window) {
         int end = Math.min(memLength, beg + window);
-        NDArray h = call(cache, slice(idArray, beg, end), slice(padArray, beg, end),
-            slice(positions, beg, end), cache.hasLocal() && useCache, upTo);
-        collect(h, output, logits);
+        window(cache, idArray, padArray, positions, beg, end, cache.hasLocal() && useCache, upTo, output, logits);
       }
       if (memLength < length) {
-        NDArray h = call(cache, slice(idArray, memLength, length), slice(padArray, memLength, length),
-            slice(positions, memLength, length), useCache, upTo);
-        collect(h, output, logits);
+        window(cache, idArray, padArray, positions, memLength, length, useCache, upTo, output, logits);
       }
       if (output == Output.MEMORY_ONLY) {
         return null;
@@ -206,10 +203,20 @@ public final class LongLlama implements AutoCloseable {
    *     keys (unrotated) and values [H, n, D] rounded to mem_dtype, positions 0..n-1
    */
   public List<List<MemoryBlock>> read(long[][] ids, float[][] padding, boolean allLayers) {
+    return read(ids, padding, allLayers, ReadMemory.DENSE);
+  }
+
+  /**
+   * {@link #read(long[][], float[][], boolean)} with the memory the windows attend to while reading:
+   * dense (the reference) or kNN (linear time on long documents). What is returned is every pair
+   * read, either way.
+   */
+  public List<List<MemoryBlock>> read(long[][] ids, float[][] padding, boolean allLayers, ReadMemory readMemory) {
     if (config.memLayers().isEmpty()) {
       throw new InputException("the model has no memory layers: nothing to read into memory");
     }
-    try (LongLlamaCache cache = newCache(ids.length)) {
+    Memory readInto = readMemory.create(manager(), ids.length, config.numHeads(), config.headDim());
+    try (LongLlamaCache cache = newCache(ids.length, readInto)) {
       validateInput(cache, ids, padding, 0);
       int[] tokens = realTokens(padding, ids.length, ids[0].length);
       if (allLayers) {
@@ -219,7 +226,7 @@ public final class LongLlama implements AutoCloseable {
       } else {
         forward(cache, ids, padding, false, 0, Output.MEMORY_ONLY, null);
       }
-      DenseMemory memory = (DenseMemory) cache.memory();
+      MemoryContents memory = (MemoryContents) cache.memory();
       List<List<MemoryBlock>> rows = new ArrayList<>(ids.length);
       for (int b = 0; b < ids.length; b++) {
         int[] positions = new int[tokens[b]];
@@ -228,9 +235,8 @@ public final class LongLlama implements AutoCloseable {
         }
         List<MemoryBlock> blocks = new ArrayList<>();
         for (int layer : config.memLayers()) {
-          NDArray[] kv = memory.contents(layer); // [B, H, M, D] in reading order: a row's tokens come first
           blocks.add(new MemoryBlock(layer, "", positions, config.numHeads(), config.headDim(),
-              row(kv[0], b, tokens[b]), row(kv[1], b, tokens[b]), config.memDType().storage()));
+              memory.keys(layer, b, tokens[b]), memory.values(layer, b, tokens[b]), config.memDType().storage()));
         }
         rows.add(blocks);
       }
@@ -254,21 +260,35 @@ public final class LongLlama implements AutoCloseable {
     return n;
   }
 
-  /** Row b's first n tokens of [B, H, M, D] as [H, n, D]. */
-  private static float[] row(NDArray a, int b, int n) {
-    try (NDArray r = a.get(new NDIndex(b + ", :, :" + n + ", :"))) {
-      return r.toFloatArray();
+  /**
+   * One model call over tokens [beg, end) in a scope of its own: the window's temporaries (masks,
+   * embeddings, hidden states, slices) are freed when it ends, so reading a long document holds
+   * only memory, the local cache and one window's work. Only its logits (if wanted) outlive it;
+   * with LAST_LOGITS those of the previous window are freed.
+   */
+  private void window(LongLlamaCache cache, NDArray ids, NDArray pad, NDArray positions, int beg, int end,
+      boolean useCache, int upTo, Output output, List<NDArray> logits) {
+    NDArray kept = null;
+    try (NDScope scope = new NDScope()) {
+      scope.suppressNotUsedWarning();
+      NDArray h = call(cache, slice(ids, beg, end), slice(pad, beg, end), slice(positions, beg, end), useCache, upTo);
+      if (output != Output.MEMORY_ONLY) {
+        if (output == Output.LAST_LOGITS) {
+          h = h.get(new NDIndex(":, -1:, :"));
+        }
+        kept = weights.lmHead().apply(h);
+        NDScope.unregister(kept);
+      }
     }
-  }
-
-  private void collect(NDArray hidden, Output output, List<NDArray> logits) {
-    if (output == Output.MEMORY_ONLY) {
+    if (kept == null) {
       return;
     }
+    NDScope.register(kept); // back into the scope of forward
     if (output == Output.LAST_LOGITS) {
-      hidden = hidden.get(new NDIndex(":, -1:, :"));
+      logits.forEach(NDArray::close);
+      logits.clear();
     }
-    logits.add(weights.lmHead().apply(hidden));
+    logits.add(kept);
   }
 
   private void validateInput(LongLlamaCache cache, long[][] ids, float[][] padding, int lastContextLength) {

@@ -87,6 +87,15 @@ public final class EncodeJob implements Callable<Integer> {
   int maxBatchTokens;
   @Option(names = "--torch-threads", paramLabel = "N", description = "libtorch threads per executor JVM (default: spark.task.cpus)")
   Integer torchThreads;
+  @Option(names = "--read-memory", defaultValue = "dense", paramLabel = "dense|knn[:K]",
+      description = "what each window attends to while a document is read: dense (every pair before it, the "
+          + "reference; quadratic in the document's length) or knn (its top-K pairs per head: linear). "
+          + "Default: ${DEFAULT-VALUE}")
+  String readMemory;
+
+  @Option(names = "--read-k", defaultValue = "128", paramLabel = "K", description = "K of --read-memory knn (default: ${DEFAULT-VALUE})")
+  int readK;
+
   @Option(names = "--resume", description = "finish an interrupted run of the same plan into the same --output")
   boolean resume;
   @Option(names = "--master", paramLabel = "URL",
@@ -126,7 +135,8 @@ public final class EncodeJob implements Callable<Integer> {
     }
     return new EncodeSpec(model.toAbsolutePath().toString(), tokenizer == null ? null : tokenizer.toAbsolutePath().toString(),
         memDType, index, trainingRows, n, batchSize, maxBatchTokens, threads,
-        new Corpus.Spec(input, f, idColumn, textColumn, tokenIdsColumn));
+        new Corpus.Spec(input, f, idColumn, textColumn, tokenIdsColumn),
+        io.longmem.model.memory.ReadMemory.parse(readMemory, readK).toString());
   }
 
   /** What a run did. */
@@ -195,7 +205,8 @@ public final class EncodeJob implements Callable<Integer> {
     Corpus.Spec in = Corpus.resolve(spark, spec.input());
     long badNames = Corpus.undecodableNames(in);
     EncodeSpec resolved = new EncodeSpec(spec.model(), spec.tokenizer(), spec.memDType(), spec.indexFactory(),
-        spec.trainingRows(), spec.shards(), spec.batchSize(), spec.maxBatchTokens(), spec.torchThreads(), in);
+        spec.trainingRows(), spec.shards(), spec.batchSize(), spec.maxBatchTokens(), spec.torchThreads(), in,
+        spec.readMemory());
     ExecutorModel.configureDjl(spec.torchThreads()); // local mode: executors share this JVM
     Dataset<Row> docs = Corpus.read(spark, in);
     // 2. Count the input (a scan, no shuffle): totals for progress, and text without a tokenizer.

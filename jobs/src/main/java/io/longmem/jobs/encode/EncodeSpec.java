@@ -1,6 +1,7 @@
 package io.longmem.jobs.encode;
 
 import io.longmem.io.InputException;
+import io.longmem.model.memory.ReadMemory;
 import java.io.Serializable;
 
 /**
@@ -17,11 +18,22 @@ import java.io.Serializable;
  * @param batchSize documents read side by side in the batch dimension
  * @param maxBatchTokens cap on batch rows times the longest document's tokens
  * @param torchThreads intra-op threads of libtorch per executor JVM (0: libtorch's default)
+ * @param readMemory what a document's windows attend to while it is read ({@link ReadMemory}:
+ *     dense, the reference, or knn:K, linear in the document's length); null: dense
  */
 public record EncodeSpec(String model, String tokenizer, String memDType, String indexFactory, int trainingRows,
-    int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input) implements Serializable {
+    int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input, String readMemory)
+    implements Serializable {
+
+  /** A spec that reads with dense memory (the reference). */
+  public EncodeSpec(String model, String tokenizer, String memDType, String indexFactory, int trainingRows,
+      int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input) {
+    this(model, tokenizer, memDType, indexFactory, trainingRows, shards, batchSize, maxBatchTokens, torchThreads, input,
+        null);
+  }
 
   public EncodeSpec {
+    readMemory = ReadMemory.parse(readMemory == null ? "dense" : readMemory, ReadMemory.DEFAULT_K).toString();
     if (shards < 1) {
       throw new InputException("--shards must be >= 1, got " + shards);
     }
@@ -45,11 +57,12 @@ public record EncodeSpec(String model, String tokenizer, String memDType, String
    * left out: they change speed, not which shard holds what.
    */
   public record Plan(String modelFingerprint, String memDType, String indexFactory, int trainingRows, int shards,
-      String input, String format, String idColumn, String textColumn, String tokenIdsColumn, String tokenizer) {}
+      String input, String format, String idColumn, String textColumn, String tokenIdsColumn, String tokenizer,
+      String readMemory) {}
 
   public Plan plan(String modelFingerprint, String resolvedMemDType, String tokenizerFingerprint) {
     return new Plan(modelFingerprint, resolvedMemDType, indexFactory, trainingRows, shards, input.path(),
         input.format().name().toLowerCase(java.util.Locale.ROOT), input.idColumn(), input.textColumn(),
-        input.tokenIdsColumn(), tokenizerFingerprint);
+        input.tokenIdsColumn(), tokenizerFingerprint, readMemory);
   }
 }

@@ -104,6 +104,11 @@ public final class ExecutorModel {
     return new DocumentEncoder(model);
   }
 
+  /** An encoder whose reads attend to this kind of memory. */
+  public DocumentEncoder encoder(io.longmem.model.memory.ReadMemory readMemory) {
+    return new DocumentEncoder(model, false, readMemory);
+  }
+
   /** Null when neither --tokenizer nor the checkpoint's tokenizer.model exists. */
   public SentencePieceTokenizer tokenizer() {
     return tokenizer;

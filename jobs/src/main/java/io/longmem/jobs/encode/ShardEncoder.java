@@ -124,7 +124,7 @@ public final class ShardEncoder {
   private Result encode(String id, Path output, Iterator<Document> docs, String attempt, Progress progress)
       throws IOException {
     ExecutorModel m = ExecutorModel.get(spec);
-    DocumentEncoder encoder = m.encoder();
+    DocumentEncoder encoder = m.encoder(io.longmem.model.memory.ReadMemory.parse(spec.readMemory(), 0));
     ShardLayout layout = layout(m.config());
     try (CollectionWriter collection = CollectionWriter.create(output, fingerprint, layout,
         m.config().memDType().pythonName(), spec.indexFactory()).trainingRows(spec.trainingRows());

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.index.NDIndex;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -12,7 +13,7 @@ import java.util.Map;
  * All of memory, in process: every query attends to every remembered pair. This is what the
  * reference implementation does, and what other backends are checked against.
  */
-public final class DenseMemory implements Memory {
+public final class DenseMemory implements Memory, MemoryContents {
   private final NDManager manager;
   private final Map<Integer, NDArray[]> layers = new HashMap<>(); // keys, values, mask
 
@@ -64,6 +65,23 @@ public final class DenseMemory implements Memory {
   /** The stored keys, values and mask of a layer ([B,H,M,D], [B,H,M,D], [B,M]), or null. */
   public NDArray[] contents(int layer) {
     return layers.get(layer);
+  }
+
+  /** Row b's first n tokens of [B, H, M, D] as [H, n, D]: in reading order a row's real tokens come first. */
+  @Override
+  public float[] keys(int layer, int row, int tokens) {
+    return row(layers.get(layer)[0], row, tokens);
+  }
+
+  @Override
+  public float[] values(int layer, int row, int tokens) {
+    return row(layers.get(layer)[1], row, tokens);
+  }
+
+  private static float[] row(NDArray a, int b, int n) {
+    try (NDArray r = a.get(new NDIndex(b + ", :, :" + n + ", :"))) {
+      return r.toFloatArray();
+    }
   }
 
   @Override
