@@ -39,7 +39,12 @@ final class Attention {
      * A memory layer called without a cache on a cache that holds local context: memory plus that
      * context; nothing is written (the local cache is dropped after the call).
      */
-    MEMORY_LOOKUP;
+    MEMORY_LOOKUP,
+    /**
+     * A memory layer in training (FoT): the batch entry's local context plus the keys and values
+     * of other entries of the batch ({@link CrossBatch}), in one softmax; nothing is remembered.
+     */
+    CROSS_BATCH;
 
     /** The mode of layer {@code l} in a call that has (or not) a local cache and keeps (or not) one. */
     static Mode of(LongLlamaConfig config, int l, boolean hasLocal, boolean useCache) {
@@ -86,6 +91,15 @@ final class Attention {
    * @param past the layer's local cache, or null
    */
   Result forward(int l, Mode mode, NDArray x, NDArray mask, NDArray positions, Context past, Memory memory) {
+    return forward(l, mode, x, mask, positions, past, memory, null);
+  }
+
+  /**
+   * One attention layer; in mode {@link Mode#CROSS_BATCH} {@code crossBatch} says which other
+   * entries each entry sees (their keys unrotated: positioned as if first in the context).
+   */
+  Result forward(int l, Mode mode, NDArray x, NDArray mask, NDArray positions, Context past, Memory memory,
+      CrossBatch crossBatch) {
     long batch = x.getShape().get(0);
     long length = x.getShape().get(1);
     int heads = config.numHeads();
@@ -116,9 +130,11 @@ final class Attention {
       q = rope.rotate(q, rel.get(new NDIndex(":, {}:", rel.getShape().get(1) - length)), maxRel);
       k = rope.rotate(k, rel, maxRel);
     }
-    boolean remembers = mode.readsMemory() && memory.size(l) > 0;
     NDArray out;
-    if (remembers && memory.pairsPerQuery() > 0) {
+    boolean remembers = mode != Mode.CROSS_BATCH && mode.readsMemory() && memory.size(l) > 0;
+    if (mode == Mode.CROSS_BATCH) {
+      out = attend(q, k, local.values(), mask, crossBatch.pairs(input.keys(), input.values()), true);
+    } else if (remembers && memory.pairsPerQuery() > 0) {
       out = attendPerQueryMemory(l, q, k, local.values(), mask, memory);
     } else {
       out = attend(q, k, local.values(), mask, remembers ? memory.retrieve(l, q) : null, mode.readsMemory());
