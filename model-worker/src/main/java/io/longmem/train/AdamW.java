@@ -53,8 +53,12 @@ public final class AdamW {
         throw new io.longmem.io.InputException("optimizer state lacks " + e.getKey() + " or has another shape");
       }
       NDArray a = e.getValue();
-      try (NDArray f = a.getManager().create(values, a.getShape()); NDArray c = f.toType(a.getDataType(), false)) {
+      try (NDArray f = a.getManager().create(values, a.getShape())) {
+        NDArray c = a.getDataType() == f.getDataType() ? f : f.toType(a.getDataType(), false);
         a.set(c.toByteBuffer());
+        if (c != f) {
+          c.close();
+        }
       }
     }
     this.t = steps;

@@ -86,7 +86,10 @@ public final class TrainingCheckpoint {
   private static void writeModel(LongLlama model, Path tokenizer, StorageType type, Path dir) throws IOException {
     String dtype = type == StorageType.BF16 ? "bfloat16" : "float32";
     Files.writeString(dir.resolve("config.json"), HfConfig.text(model.config(), dtype), StandardCharsets.UTF_8);
-    SafetensorsWriter.write(dir.resolve("model.safetensors"), model.huggingFaceTensors(), type);
+    try (ai.djl.ndarray.NDScope scope = new ai.djl.ndarray.NDScope()) { // frees the split views
+      scope.suppressNotUsedWarning();
+      SafetensorsWriter.write(dir.resolve("model.safetensors"), model.huggingFaceTensors(), type);
+    }
     if (tokenizer != null) {
       Files.copy(tokenizer, dir.resolve("tokenizer.model"), StandardCopyOption.REPLACE_EXISTING);
     }

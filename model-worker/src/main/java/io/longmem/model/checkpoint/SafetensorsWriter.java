@@ -53,9 +53,11 @@ public final class SafetensorsWriter {
         ch.write(ByteBuffer.wrap(head));
         ch.write(ByteBuffer.wrap(" ".repeat(pad).getBytes(StandardCharsets.US_ASCII)));
         for (NDArray a : tensors.values()) {
-          float[] values;
-          try (NDArray f = a.toType(DataType.FLOAT32, false)) {
-            values = f.toFloatArray();
+          // toType gives the array itself when it is float32 already: close only a converted copy
+          NDArray f = a.getDataType() == DataType.FLOAT32 ? a : a.toType(DataType.FLOAT32, false);
+          float[] values = f.toFloatArray();
+          if (f != a) {
+            f.close();
           }
           ByteBuffer buf = ByteBuffer.allocate(values.length * type.bytes()).order(ByteOrder.LITTLE_ENDIAN);
           for (float v : values) {
