@@ -112,6 +112,9 @@ final class TrainCommand implements Callable<Integer> {
       throw new InputException("--init and --resume exclude each other (a checkpoint already holds the model)");
     }
     Device dev = device();
+    if (resume != null) {
+      TrainingCheckpoint.step(resume); // a clear error before anything else is read
+    }
     Path from = resume != null ? resume : init;
     Path tokPath = tokenizerFile != null ? tokenizerFile
         : from != null && Files.isRegularFile(from.resolve("tokenizer.model")) ? from.resolve("tokenizer.model") : null;
@@ -122,7 +125,6 @@ final class TrainCommand implements Callable<Integer> {
     SentencePieceTokenizer tok = SentencePieceTokenizer.load(tokPath);
     LongLlama model;
     if (resume != null) {
-      TrainingCheckpoint.step(resume); // a clear error before any loading
       model = TrainingCheckpoint.loadTrainable(resume, dev, DataType.FLOAT32);
     } else if (init != null) {
       model = TrainingCheckpoint.loadTrainable(init, dev, DataType.FLOAT32);
@@ -160,9 +162,11 @@ final class TrainCommand implements Callable<Integer> {
         Trainer.Result r = trainer.run(train::next, eval, t -> TrainingCheckpoint.save(t, tokPath, ckDir));
         TrainingCheckpoint.save(trainer, tokPath, ckDir);
         TrainingCheckpoint.export(m, tokPath, o.outputType(), out.resolve("model"));
-        System.out.printf(Locale.ROOT, "train: %d steps, loss %.4f -> %.4f, eval loss %.4f (target tokens ranked first "
-            + "%.1f%%), %.0f tokens/s, %.0f s; model in %s%n", r.steps(), r.firstLoss(), r.lastLoss(), r.evalLoss(),
-            100 * r.evalAccuracy(), r.tokensPerSecond(), r.seconds(), out.resolve("model"));
+        String evaluation = Double.isNaN(r.evalLoss()) ? "no evaluation"
+            : String.format(Locale.ROOT, "eval loss %.4f (target tokens ranked first %.1f%%)", r.evalLoss(),
+                100 * r.evalAccuracy());
+        System.out.printf(Locale.ROOT, "train: %d steps, loss %.4f -> %.4f, %s, %.0f tokens/s, %.0f s; model in %s%n",
+            r.steps(), r.firstLoss(), r.lastLoss(), evaluation, r.tokensPerSecond(), r.seconds(), out.resolve("model"));
       }
     }
     return 0;

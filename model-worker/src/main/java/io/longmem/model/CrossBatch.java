@@ -40,6 +40,8 @@ public final class CrossBatch {
     if (k < 1 || batch < 1 || batch % k != 0) {
       throw new InputException("batch size " + batch + " must be a positive multiple of the entries per document " + k);
     }
+    // an entry never sees more than the entries before it: a larger range only adds masked blocks
+    range = Math.min(range, batch - 1);
     int contexts = range + 1;
     int step = (contexts + Math.max(k - 1, 1) - 1) / Math.max(k - 1, 1);
     int[] sees = new int[batch];

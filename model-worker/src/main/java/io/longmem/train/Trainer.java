@@ -83,6 +83,7 @@ public final class Trainer {
     long start = step;
     long t0 = System.nanoTime();
     long tokens = 0;
+    long trainNanos = 0;
     double first = Double.NaN;
     double last = Double.NaN;
     double windowLoss = 0;
@@ -93,7 +94,9 @@ public final class Trainer {
       long s = step + 1;
       CrossBatch cb = CrossBatch.of(b.size(), options.crossBatchAt(s), options.k(), options.stepping());
       double lr = options.lrAt(s);
+      long s0 = System.nanoTime();
       double loss = step(b, cb, lr);
+      trainNanos += System.nanoTime() - s0;
       step = s;
       tokens += b.tokens();
       first = Double.isNaN(first) ? loss : first;
@@ -102,7 +105,7 @@ public final class Trainer {
       windowSteps++;
       double seconds = (System.nanoTime() - t0) / 1e9;
       if (step % options.logEvery() == 0 || step == options.steps()) {
-        double rate = tokens / Math.max(seconds, 1e-9);
+        double rate = tokens / Math.max(trainNanos / 1e9, 1e-9); // training steps only, not evaluations or checkpoints
         double eta = (options.steps() - step) * seconds / Math.max(1, step - start);
         LOG.info(String.format(Locale.ROOT, "step %d/%d loss %.4f lr %.2e cross-batch %d tokens/s %.0f ETA %s",
             step, options.steps(), windowLoss / windowSteps, lr, cb.range(), rate, duration(eta)));
@@ -120,7 +123,7 @@ public final class Trainer {
       }
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
-    return new Result(step, first, last, lastEval.loss(), lastEval.accuracy(), tokens / Math.max(seconds, 1e-9),
+    return new Result(step, first, last, lastEval.loss(), lastEval.accuracy(), tokens / Math.max(trainNanos / 1e9, 1e-9),
         seconds);
   }
 
