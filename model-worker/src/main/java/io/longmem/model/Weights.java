@@ -178,7 +178,7 @@ public final class Weights implements AutoCloseable {
   /**
    * The arrays by parameter name, in a fixed order: HF tensor names, except that each layer's
    * q/k/v and gate/up projections are one fused array ({@link #QKV}, {@link #GATE_UP}). What
-   * training updates; empty in bfloat16 compute.
+   * training updates; complete in float32 compute only (bfloat16 packs the matrices natively).
    */
   public Map<String, NDArray> parameters() {
     return java.util.Collections.unmodifiableMap(named);
