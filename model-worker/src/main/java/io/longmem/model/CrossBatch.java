@@ -104,11 +104,21 @@ public final class CrossBatch {
         }
       }
     }
-    NDArray index = keys.getManager().create(selector);
+    NDArray index = owned(keys.getManager().create(selector));
     NDArray k = gather(keys, index, batch, heads, length, dim);
     NDArray v = gather(values, index, batch, heads, length, dim);
-    NDArray m = keys.getManager().create(mask, new Shape(batch, 1, 1, (long) range * length));
+    NDArray m = owned(keys.getManager().create(mask, new Shape(batch, 1, 1, (long) range * length)));
     return new Memory.Retrieved(k, v, m);
+  }
+
+  /**
+   * A copy that libtorch owns: DJL wraps a Java array in a direct buffer that only the wrapper keeps
+   * reachable, while autograd keeps the tensor (an index, a mask) until backward.
+   */
+  static NDArray owned(NDArray wrapped) {
+    NDArray copy = wrapped.duplicate();
+    wrapped.close();
+    return copy;
   }
 
   private NDArray gather(NDArray a, NDArray index, int batch, long heads, long length, long dim) {

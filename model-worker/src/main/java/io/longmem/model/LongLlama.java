@@ -50,11 +50,14 @@ public final class LongLlama implements AutoCloseable {
   private final LongLlamaConfig config;
   private final Weights weights;
   private final Attention attention;
+  /** -0.5 as an array libtorch owns: pow keeps its exponent for backward (see Attention's scale). */
+  private final NDArray minusHalf;
 
   private LongLlama(LongLlamaConfig config, Weights weights) {
     this.config = config;
     this.weights = weights;
     this.attention = new Attention(config, weights);
+    this.minusHalf = Attention.constant(weights.manager(), -0.5f);
   }
 
   /** Loads a checkpoint with its own config.json. */
@@ -461,7 +464,7 @@ public final class LongLlama implements AutoCloseable {
   private NDArray rmsNorm(NDArray x, NDArray weight) {
     NDArray variance = x.square().mean(new int[] {-1}, true);
     // pow(-0.5) is torch.rsqrt, as the reference computes it: the rounding matters for bf16 memory
-    return x.mul(variance.add((float) config.rmsNormEps()).pow(-0.5f)).mul(weight);
+    return x.mul(variance.add((float) config.rmsNormEps()).pow(minusHalf)).mul(weight);
   }
 
   /** x / (1 + exp(-x)): torch's silu formula (x * sigmoid(x) rounds differently). */

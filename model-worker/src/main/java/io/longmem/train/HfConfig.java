@@ -22,9 +22,8 @@ public final class HfConfig {
   private HfConfig() {}
 
   /**
-   * A new model's config. Memory layers in LongLLaMA-3B's proportion when none are given: the 3B
-   * model has 26 layers with memory in 6, 12 and 18, so about every fourth layer from the first
-   * quarter on, the last one before the final quarter.
+   * A new model's config; memory layers in LongLLaMA-3B's proportion when none are given
+   * ({@link #defaultMemLayers}).
    */
   public static LongLlamaConfig newModel(int vocab, int hidden, int heads, int intermediate, int layers, int window,
       List<Integer> memLayers) {
@@ -46,13 +45,19 @@ public final class HfConfig {
     return LongLlamaConfig.fromJson(o, "new model");
   }
 
-  /** Memory layers at 6/26, 12/26 and 18/26 of the depth (LongLLaMA-3B), distinct, at least one. */
+  /**
+   * LongLLaMA-3B's proportion: 3 memory layers of 26 (6, 12, 18). A smaller model gets
+   * round(layers * 3 / 26) of them, at least one, at those relative depths: one is the middle
+   * one (12/26), two the outer ones (6/26 and 18/26).
+   */
   public static List<Integer> defaultMemLayers(int layers) {
     if (layers < 1) {
       throw new InputException("--layers must be >= 1, got " + layers);
     }
+    int count = Math.max(1, Math.min(3, (int) Math.round(layers * 3 / 26.0)));
+    int[] at = count == 1 ? new int[] {12} : count == 2 ? new int[] {6, 18} : new int[] {6, 12, 18};
     java.util.TreeSet<Integer> s = new java.util.TreeSet<>();
-    for (int f : new int[] {6, 12, 18}) {
+    for (int f : at) {
       s.add(Math.min(layers - 1, (int) Math.round(f * layers / 26.0)));
     }
     return List.copyOf(s);

@@ -67,10 +67,8 @@ public final class Init {
       v[j] = gaussian(r) * STD;
     }
     NDArray d = m.create(v, new Shape(rows, cols));
-    if (type == DataType.FLOAT64) {
-      return d;
-    }
-    NDArray out = d.toType(type, true);
+    // a copy libtorch owns (the created array is a view of a Java direct buffer), in the type asked
+    NDArray out = type == DataType.FLOAT64 ? d.duplicate() : d.toType(type, true);
     d.close();
     return out;
   }

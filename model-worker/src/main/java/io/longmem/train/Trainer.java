@@ -152,7 +152,7 @@ public final class Trainer {
         scope.suppressNotUsedWarning();
         CrossBatch cb = CrossBatch.of(b.size(), options.crossBatchLate(), options.k(), options.stepping());
         NDArray logits = chosenLogits(model, b, cb);
-        NDArray targets = model.manager().create(b.targets());
+        NDArray targets = owned(model.manager().create(b.targets()));
         loss += crossEntropy(logits, targets).getFloat();
         right += logits.argMax(1).eq(targets).sum().toType(DataType.INT64, false).getLong();
         total += b.targets().length;
@@ -167,18 +167,29 @@ public final class Trainer {
    */
   public static NDArray loss(LongLlama model, Batch b, CrossBatch cb) {
     NDArray logits = chosenLogits(model, b, cb);
-    return crossEntropy(logits, model.manager().create(b.targets()));
+    return crossEntropy(logits, owned(model.manager().create(b.targets())));
   }
 
   /** Logits [N, vocab] at the batch's chosen positions. */
   public static NDArray chosenLogits(LongLlama model, Batch b, CrossBatch cb) {
     NDManager m = model.manager();
-    NDArray ids = m.create(b.ids());
+    NDArray ids = owned(m.create(b.ids()));
     NDArray hidden = model.trainingForward(ids, cb);
     long hiddenSize = hidden.getShape().get(2);
     NDArray flat = hidden.reshape(new Shape((long) b.size() * b.length(), hiddenSize));
-    NDArray chosen = flat.get(new NDIndex("{}", m.create(b.positions()).toType(DataType.INT64, false)));
+    NDArray chosen = flat.get(new NDIndex("{}", owned(m.create(b.positions())).toType(DataType.INT64, false)));
     return model.logits(chosen);
+  }
+
+  /**
+   * A copy that libtorch owns. DJL wraps a Java array in a direct buffer that only the wrapper
+   * keeps reachable, but autograd keeps these tensors (ids, indices, targets) until backward: a
+   * collected buffer would be read after it is freed.
+   */
+  private static NDArray owned(NDArray wrapped) {
+    NDArray copy = wrapped.duplicate();
+    wrapped.close();
+    return copy;
   }
 
   private static NDArray crossEntropy(NDArray logits, NDArray targets) {

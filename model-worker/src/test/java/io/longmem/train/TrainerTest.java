@@ -96,6 +96,15 @@ class TrainerTest {
   }
 
   @Test
+  void newModelsGetMemoryLayersInTheThreeBillionModelsProportion() {
+    assertEquals(List.of(6, 12, 18), HfConfig.defaultMemLayers(26));
+    assertEquals(List.of(2), HfConfig.defaultMemLayers(4));
+    assertEquals(List.of(4, 11), HfConfig.defaultMemLayers(16));
+    assertEquals(List.of(0), HfConfig.defaultMemLayers(1));
+    assertEquals(List.of(2), HfConfig.newModel(64, 16, 2, 32, 4, 32, null).memLayers());
+  }
+
+  @Test
   void aResumedRunEndsWhereAnUninterruptedOneDoes() throws Exception {
     TrainOptions o = options(6, 5e-3);
     Path ck = tmp.resolve("checkpoint");
