@@ -112,6 +112,14 @@ final class TrainCommand implements Callable<Integer> {
       throw new InputException("--init and --resume exclude each other (a checkpoint already holds the model)");
     }
     Device dev = device();
+    if (resume == null && init == null) {
+      // before any allocation: a new model's parameters alone (weights, gradients, two moments)
+      int v = 32000;
+      long h = hidden;
+      long inter = intermediate > 0 ? intermediate : h * 8 / 3;
+      long params = 2L * v * h + (long) layers * (4 * h * h + 3 * h * inter);
+      fits(16 * params, "a model of " + params + " parameters (--hidden " + hidden + ", --layers " + layers + ")");
+    }
     if (resume != null) {
       TrainingCheckpoint.step(resume); // a clear error before anything else is read
     }
@@ -136,6 +144,7 @@ final class TrainCommand implements Callable<Integer> {
     }
     try (LongLlama m = model) {
       m.config().checkTokenizer(tok.vocabSize());
+      checkFits(m.config(), parameters(m));
       if (length > m.config().maxPositionEmbeddings()) {
         throw new InputException("--length " + length + " exceeds the model's window (max_position_embeddings "
             + m.config().maxPositionEmbeddings() + ")");
@@ -170,6 +179,27 @@ final class TrainCommand implements Callable<Integer> {
       }
     }
     return 0;
+  }
+
+  /**
+   * Refuses a run whose parameters (weights, gradients, two moments) and attention scores kept for
+   * backward would exceed this machine's memory: a clear error instead of an allocation failure.
+   */
+  private void checkFits(LongLlamaConfig c, long params) {
+    long scores = (long) batch * c.numHeads() * length * length;
+    long perLayer = scores * 3 + (long) batch * length * (6L * c.hiddenSize() + 3L * c.intermediateSize());
+    long cross = scores * Math.min(batch - 1, Math.max(crossBatch, crossBatchLate)) * 3 * c.memLayers().size();
+    fits(16 * params + 4 * (perLayer * c.numLayers() + cross), "training " + params + " parameters on --batch " + batch
+        + " x --length " + length + " (cross-batch up to " + Math.max(crossBatch, crossBatchLate) + ")");
+  }
+
+  private static void fits(long bytes, String what) {
+    long total = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+        .getOperatingSystemMXBean()).getTotalMemorySize();
+    if (bytes > total) {
+      throw new InputException(String.format(Locale.ROOT, "%s needs about %.1f GB, this machine has %.1f GB: "
+          + "lower the sizes", what, bytes / 1e9, total / 1e9));
+    }
   }
 
   private KPacking packing(TrainingCorpus corpus, SentencePieceTokenizer tok, boolean passkey, long s) {

@@ -39,6 +39,13 @@ class TrainCommandTest {
         out.resolve("checkpoint").toString()}, common));
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("train: 3 steps"), r.out());
+    // continued from a model directory (not a checkpoint): a new run of its own
+    Path cont = tmp.resolve("continued");
+    r = CliTestSupport.run(concat(new String[] {"train", "--out", cont.toString(), "--steps", "1", "--init",
+        out.resolve("model").toString()}, common));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("train: 2 layers, hidden 32"), r.out());
+    assertTrue(Files.isRegularFile(cont.resolve("model/model.safetensors")));
   }
 
   @Test
@@ -53,6 +60,9 @@ class TrainCommandTest {
     expect("no training data", "train", "--out", out, "--tokenizer", TOKENIZER, "--task", "none");
     expect("--length 80 exceeds the model's window", "train", "--out", out, "--tokenizer", TOKENIZER, "--window", "64",
         "--length", "80", "--hidden", "16", "--layers", "1", "--heads", "2");
+    expect("needs about", "train", "--out", out, "--tokenizer", TOKENIZER, "--hidden", "65536", "--layers", "64");
+    expect("needs about", "train", "--out", out, "--tokenizer", TOKENIZER, "--hidden", "16", "--layers", "1", "--heads",
+        "2", "--length", "200000", "--batch", "64");
     expect("input /no/corpus does not exist", "train", "--out", out, "--tokenizer", TOKENIZER, "--data", "/no/corpus");
   }
 
