@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 @Command(name = "longmem", mixinStandardHelpOptions = true, version = "longmem 0.1.0",
     description = "LongLLaMA with memory that outgrows one process.",
     subcommands = {TokenizeCommand.class, LogitsCommand.class, GenerateCommand.class, SummarizeCommand.class,
-        PasskeyCommand.class, ServeCommand.class,
+        PasskeyCommand.class, TrainCommand.class, ServeCommand.class,
         ShardsCommand.class,
         BenchCommand.class})
 public final class Main implements Runnable {

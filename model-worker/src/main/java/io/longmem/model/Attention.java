@@ -39,7 +39,12 @@ final class Attention {
      * A memory layer called without a cache on a cache that holds local context: memory plus that
      * context; nothing is written (the local cache is dropped after the call).
      */
-    MEMORY_LOOKUP;
+    MEMORY_LOOKUP,
+    /**
+     * A memory layer in training (FoT): the batch entry's local context plus the keys and values
+     * of other entries of the batch ({@link CrossBatch}), in one softmax; nothing is remembered.
+     */
+    CROSS_BATCH;
 
     /** The mode of layer {@code l} in a call that has (or not) a local cache and keeps (or not) one. */
     static Mode of(LongLlamaConfig config, int l, boolean hasLocal, boolean useCache) {
@@ -61,6 +66,13 @@ final class Attention {
   private final Weights weights;
   private final Rope rope;
   /**
+   * sqrt(head_dim) and the score floor as arrays that libtorch owns. An op with a Java number makes
+   * a temporary array over a Java buffer and closes it after the call; autograd keeps the divisor
+   * and the floor for backward (training) and would read a freed buffer.
+   */
+  private final NDArray scale;
+  private final NDArray floor;
+  /**
    * Floats of keys (and as many of values) a per-query memory answer may hold at once: a 2048-token
    * window asking 32 heads x top-128 x head_dim 100 would need 3.4 GB each, so such windows ask
    * the memory for a block of queries at a time. Tests lower it to exercise the blocks.
@@ -71,6 +83,16 @@ final class Attention {
     this.config = config;
     this.weights = weights;
     this.rope = new Rope(weights.manager(), config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings());
+    this.scale = constant(weights.manager(), (float) Math.sqrt(config.headDim()));
+    this.floor = constant(weights.manager(), SCORE_FLOOR);
+  }
+
+  /** A float32 scalar array that libtorch owns (not a view of a Java buffer). */
+  static NDArray constant(ai.djl.ndarray.NDManager manager, float value) {
+    NDArray wrapped = manager.create(value);
+    NDArray owned = wrapped.duplicate();
+    wrapped.close();
+    return owned;
   }
 
   void retrieveBudget(long floats) {
@@ -86,6 +108,15 @@ final class Attention {
    * @param past the layer's local cache, or null
    */
   Result forward(int l, Mode mode, NDArray x, NDArray mask, NDArray positions, Context past, Memory memory) {
+    return forward(l, mode, x, mask, positions, past, memory, null);
+  }
+
+  /**
+   * One attention layer; in mode {@link Mode#CROSS_BATCH} {@code crossBatch} says which other
+   * entries each entry sees (their keys unrotated: positioned as if first in the context).
+   */
+  Result forward(int l, Mode mode, NDArray x, NDArray mask, NDArray positions, Context past, Memory memory,
+      CrossBatch crossBatch) {
     long batch = x.getShape().get(0);
     long length = x.getShape().get(1);
     int heads = config.numHeads();
@@ -116,9 +147,11 @@ final class Attention {
       q = rope.rotate(q, rel.get(new NDIndex(":, {}:", rel.getShape().get(1) - length)), maxRel);
       k = rope.rotate(k, rel, maxRel);
     }
-    boolean remembers = mode.readsMemory() && memory.size(l) > 0;
     NDArray out;
-    if (remembers && memory.pairsPerQuery() > 0) {
+    boolean remembers = mode != Mode.CROSS_BATCH && mode.readsMemory() && memory.size(l) > 0;
+    if (mode == Mode.CROSS_BATCH) {
+      out = attend(q, k, local.values(), mask, crossBatch.pairs(input.keys(), input.values()), true);
+    } else if (remembers && memory.pairsPerQuery() > 0) {
       out = attendPerQueryMemory(l, q, k, local.values(), mask, memory);
     } else {
       out = attend(q, k, local.values(), mask, remembers ? memory.retrieve(l, q) : null, mode.readsMemory());
@@ -187,7 +220,6 @@ final class Attention {
     long keys = k.getShape().get(2) + (mem == null ? 0 : mem.keys().getShape().get(mem.perQuery() ? 3 : 2));
     long perQuery = (long) Math.min(groupHeads, heads) * keys * q.getShape().get(0);
     groupQueries = Math.max(1, Math.min(groupQueries, SCORE_BUDGET / Math.max(1, perQuery)));
-    float scale = (float) Math.sqrt(config.headDim());
     boolean whole = groupHeads >= heads && groupQueries >= length;
     NDList byHeads = new NDList();
     for (int h0 = 0; h0 < heads; h0 += groupHeads) {
@@ -199,9 +231,9 @@ final class Attention {
         NDArray kk = whole ? k : part(k, h0, h1, 0, -1);
         NDArray vv = whole ? v : part(v, h0, h1, 0, -1);
         NDArray mm = whole ? mask : part(mask, h0, h1, q0, q1);
-        NDArray scores = maskedScores(qq.matMul(kk.swapAxes(2, 3)), scale, mm);
+        NDArray scores = maskedScores(qq.matMul(kk.swapAxes(2, 3)), mm);
         byQueries.add(mem == null ? softmaxLocal(scores, vv)
-            : softmaxWithMemory(scores, qq, vv, part(mem, h0, h1, q0, q1), scale));
+            : softmaxWithMemory(scores, qq, vv, part(mem, h0, h1, q0, q1)));
       }
       byHeads.add(byQueries.size() == 1 ? byQueries.get(0) : NDArrays.concat(byQueries, 2));
     }
@@ -217,10 +249,10 @@ final class Attention {
   }
 
   /** One softmax over local scores and memory scores, then the weighted sum of both value sets. */
-  private static NDArray softmaxWithMemory(NDArray scores, NDArray q, NDArray v, Memory.Retrieved mem, float scale) {
+  private NDArray softmaxWithMemory(NDArray scores, NDArray q, NDArray v, Memory.Retrieved mem) {
     NDArray memScores = maskedScores(mem.perQuery()
         ? q.expandDims(3).mul(mem.keys()).sum(new int[] {-1})
-        : q.matMul(mem.keys().swapAxes(2, 3)), scale, mem.mask());
+        : q.matMul(mem.keys().swapAxes(2, 3)), mem.mask());
     long local = scores.getShape().get(3);
     NDArray joined = NDArrays.concat(new NDList(scores, memScores), -1);
     scores.close();
@@ -239,9 +271,9 @@ final class Attention {
   }
 
   /** (q.k) / sqrt(d) + mask, floored at -1e6 as the reference does; the raw product is reused in place. */
-  private static NDArray maskedScores(NDArray product, float scale, NDArray mask) {
+  private NDArray maskedScores(NDArray product, NDArray mask) {
     product.divi(scale).addi(mask);
-    NDArray floored = product.maximum(SCORE_FLOOR);
+    NDArray floored = product.maximum(floor);
     product.close();
     return floored;
   }

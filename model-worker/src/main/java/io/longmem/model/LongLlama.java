@@ -51,11 +51,14 @@ public final class LongLlama implements AutoCloseable {
   private final LongLlamaConfig config;
   private final Weights weights;
   private final Attention attention;
+  /** -0.5 as an array libtorch owns: pow keeps its exponent for backward (see Attention's scale). */
+  private final NDArray minusHalf;
 
   private LongLlama(LongLlamaConfig config, Weights weights) {
     this.config = config;
     this.weights = weights;
     this.attention = new Attention(config, weights);
+    this.minusHalf = Attention.constant(weights.manager(), -0.5f);
   }
 
   /** Loads a checkpoint with its own config.json. */
@@ -94,6 +97,23 @@ public final class LongLlama implements AutoCloseable {
       weights.close();
       throw e;
     }
+  }
+
+  /**
+   * A model over weights held in memory (training: {@link Weights#of}); the model owns them.
+   */
+  public static LongLlama of(LongLlamaConfig config, Weights weights) {
+    return new LongLlama(config, weights);
+  }
+
+  /** The weights' arrays by parameter name: what training updates (float32 compute). */
+  public java.util.Map<String, NDArray> parameters() {
+    return weights.parameters();
+  }
+
+  /** The parameters under their Hugging Face tensor names (q/k/v and gate/up split, as views). */
+  public java.util.Map<String, NDArray> huggingFaceTensors() {
+    return weights.huggingFaceTensors();
   }
 
   public LongLlamaConfig config() {
@@ -360,6 +380,57 @@ public final class LongLlama implements AutoCloseable {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Training: FoT's forward pass over a batch of windows
+
+  /**
+   * The training forward pass (FoT): every entry of {@code ids} [B, L] is one window at positions
+   * 0..L-1, causal, no cache; memory layers attend across the batch as {@code crossBatch} says
+   * ({@link Attention.Mode#CROSS_BATCH}), the others locally. Records gradients where the
+   * weights require them (inside a GradientCollector).
+   *
+   * @param ids [B, L] int64 token ids, on the model's device
+   * @return [B, L, hidden] the final-normed hidden states ({@link #logits} projects them)
+   */
+  public NDArray trainingForward(NDArray ids, CrossBatch crossBatch) {
+    long batch = ids.getShape().get(0);
+    long length = ids.getShape().get(1);
+    if (crossBatch.batch() != batch) {
+      throw new InputException("cross-batch for " + crossBatch.batch() + " entries, the batch has " + batch);
+    }
+    if (length > config.maxPositionEmbeddings()) {
+      throw new InputException("training windows of " + length + " tokens exceed max_position_embeddings "
+          + config.maxPositionEmbeddings());
+    }
+    NDArray rows = manager().arange(0, (int) length, 1, DataType.INT64).reshape(length, 1);
+    NDArray cols = manager().arange(0, (int) length, 1, DataType.INT64).reshape(1, length);
+    NDArray mask = cols.gt(rows).toType(DataType.FLOAT32, false).mul(Memory.MASK_MIN).reshape(1, 1, length, length);
+    NDArray positions = cols.broadcast(batch, length);
+    NDArray h = weights.embed().get(new NDIndex("{}", ids));
+    for (int l = 0; l < config.numLayers(); l++) {
+      Attention.Mode mode = config.isMemoryLayer(l) ? Attention.Mode.CROSS_BATCH : Attention.Mode.LOCAL;
+      h = layer(l, mode, h, mask, positions, null, null, crossBatch).out();
+    }
+    return rmsNorm(h, weights.norm());
+  }
+
+  /** [..., hidden] hidden states to [..., vocab] logits. */
+  public NDArray logits(NDArray hidden) {
+    return weights.lmHead().apply(hidden);
+  }
+
+  /** One decoder layer: attention and MLP with their residuals; the output and the attended local context. */
+  private Attention.Result layer(int l, Attention.Mode mode, NDArray h, NDArray mask, NDArray positions,
+      Context past, Memory memory, CrossBatch crossBatch) {
+    Weights.Layer w = weights.layer(l);
+    Attention.Result attn = attention.forward(l, mode, rmsNorm(h, w.inputNorm()), mask, positions, past, memory,
+        crossBatch);
+    NDArray out = h.add(attn.out());
+    NDList gu = w.gateUp().apply(rmsNorm(out, w.postNorm())).split(2, 2);
+    out = out.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
+    return new Attention.Result(out, attn.local());
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // One model call: LongLlamaModel.forward of the reference
 
   /** Layers 0..upToLayer over one input; the cache's local context is replaced (or dropped) after. */
@@ -377,12 +448,8 @@ public final class LongLlama implements AutoCloseable {
       NDArray[] kept;
       try (NDScope layerScope = new NDScope()) {
         layerScope.suppressNotUsedWarning();
-        Weights.Layer w = weights.layer(l);
-        Attention.Result attn = attention.forward(l, mode, rmsNorm(h, w.inputNorm()), mask, positions,
-            cache.local(l), cache.memory());
-        NDArray out = h.add(attn.out());
-        NDList gu = w.gateUp().apply(rmsNorm(out, w.postNorm())).split(2, 2);
-        out = out.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
+        Attention.Result attn = layer(l, mode, h, mask, positions, cache.local(l), cache.memory(), null);
+        NDArray out = attn.out();
         nextLocal[l] = attn.local();
         kept = useCache ? new NDArray[] {out, attn.local().keys(), attn.local().values(), attn.local().positions()}
             : new NDArray[] {out};
@@ -417,7 +484,7 @@ public final class LongLlama implements AutoCloseable {
   private NDArray rmsNorm(NDArray x, NDArray weight) {
     NDArray variance = x.square().mean(new int[] {-1}, true);
     // pow(-0.5) is torch.rsqrt, as the reference computes it: the rounding matters for bf16 memory
-    return x.mul(variance.add((float) config.rmsNormEps()).pow(-0.5f)).mul(weight);
+    return x.mul(variance.add((float) config.rmsNormEps()).pow(minusHalf)).mul(weight);
   }
 
   /** x / (1 + exp(-x)): torch's silu formula (x * sigmoid(x) rounds differently). */

@@ -21,6 +21,7 @@ import java.nio.IntBuffer;
 import java.nio.ShortBuffer;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -33,6 +34,10 @@ import java.util.Map;
  * matrices; closing it frees both.
  */
 public final class Weights implements AutoCloseable {
+  /** A layer's fused q/k/v projection [3 * hidden, hidden] (the training parameter's name). */
+  public static final String QKV = "self_attn.qkv_proj.weight";
+  /** A layer's fused gate/up projection [2 * intermediate, hidden]. */
+  public static final String GATE_UP = "mlp.gate_up_proj.weight";
 
   /** One decoder layer's weights. */
   record Layer(NDArray inputNorm, Projection qkv, Projection o, NDArray postNorm, Projection gateUp,
@@ -46,6 +51,8 @@ public final class Weights implements AutoCloseable {
   private final List<Bf16Matrix> packed = new ArrayList<>();
   /** Direct buffers that weight arrays use as storage (DJL does not keep them reachable). */
   private final Map<NDArray, ByteBuffer> pinned = new IdentityHashMap<>();
+  /** The float32 arrays by parameter name (q/k/v and gate/up fused: {@link #QKV}, {@link #GATE_UP}). */
+  private final Map<String, NDArray> named = new LinkedHashMap<>();
   private final NDArray embed;
   private final NDArray norm;
   private final Projection lmHead;
@@ -66,19 +73,19 @@ public final class Weights implements AutoCloseable {
     this.compute = compute;
     this.manager = NDManager.newBaseManager(device);
     try {
-      embed = load("model.embed_tokens.weight");
-      norm = load("model.norm.weight");
-      lmHead = projection("lm_head.weight");
+      embed = named("model.embed_tokens.weight", load("model.embed_tokens.weight"));
+      norm = named("model.norm.weight", load("model.norm.weight"));
+      lmHead = projection("lm_head.weight", "lm_head.weight");
       layers = new Layer[config.numLayers()];
       for (int l = 0; l < layers.length; l++) {
         String p = "model.layers." + l + ".";
         layers[l] = new Layer(
-            load(p + "input_layernorm.weight"),
-            projection(p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"),
-            projection(p + "self_attn.o_proj.weight"),
-            load(p + "post_attention_layernorm.weight"),
-            projection(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
-            projection(p + "mlp.down_proj.weight"));
+            named(p + "input_layernorm.weight", load(p + "input_layernorm.weight")),
+            projection(p + QKV, p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"),
+            projection(p + "self_attn.o_proj.weight", p + "self_attn.o_proj.weight"),
+            named(p + "post_attention_layernorm.weight", load(p + "post_attention_layernorm.weight")),
+            projection(p + GATE_UP, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
+            projection(p + "mlp.down_proj.weight", p + "mlp.down_proj.weight"));
       }
     } catch (RuntimeException e) {
       close();
@@ -130,8 +137,83 @@ public final class Weights implements AutoCloseable {
     return b;
   }
 
+  /**
+   * Weights of a model being trained: {@code params} by parameter name (see {@link #parameters}),
+   * on {@code manager}, which the weights own from now on. Float32 or float64 compute by DJL.
+   */
+  public static Weights of(LongLlamaConfig config, NDManager manager, Map<String, NDArray> params) {
+    return new Weights(config, manager, params);
+  }
+
+  private Weights(LongLlamaConfig config, NDManager manager, Map<String, NDArray> params) {
+    this.checkpoint = null;
+    this.device = manager.getDevice();
+    this.compute = ComputeDType.FLOAT32;
+    this.manager = manager;
+    embed = named("model.embed_tokens.weight", param(params, "model.embed_tokens.weight"));
+    norm = named("model.norm.weight", param(params, "model.norm.weight"));
+    lmHead = Projection.float32(named("lm_head.weight", param(params, "lm_head.weight")));
+    layers = new Layer[config.numLayers()];
+    for (int l = 0; l < layers.length; l++) {
+      String p = "model.layers." + l + ".";
+      NDArray[] a = new NDArray[6];
+      String[] names = {"input_layernorm.weight", QKV, "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+          GATE_UP, "mlp.down_proj.weight"};
+      for (int i = 0; i < names.length; i++) {
+        a[i] = named(p + names[i], param(params, p + names[i]));
+      }
+      layers[l] = new Layer(a[0], Projection.float32(a[1]), Projection.float32(a[2]), a[3], Projection.float32(a[4]),
+          Projection.float32(a[5]));
+    }
+  }
+
+  private static NDArray param(Map<String, NDArray> params, String name) {
+    NDArray a = params.get(name);
+    if (a == null) {
+      throw new CheckpointException("no parameter " + name);
+    }
+    return a;
+  }
+
+  /**
+   * The arrays by parameter name, in a fixed order: HF tensor names, except that each layer's
+   * q/k/v and gate/up projections are one fused array ({@link #QKV}, {@link #GATE_UP}). What
+   * training updates; complete in float32 compute only (bfloat16 packs the matrices natively).
+   */
+  public Map<String, NDArray> parameters() {
+    return java.util.Collections.unmodifiableMap(named);
+  }
+
+  /** The parameters as Hugging Face tensors: fused projections split back into q/k/v and gate/up (views). */
+  public Map<String, NDArray> huggingFaceTensors() {
+    Map<String, NDArray> out = new LinkedHashMap<>();
+    for (Map.Entry<String, NDArray> e : named.entrySet()) {
+      String n = e.getKey();
+      if (n.endsWith(QKV)) {
+        String p = n.substring(0, n.length() - QKV.length()) + "self_attn.";
+        NDList qkv = e.getValue().split(3, 0);
+        out.put(p + "q_proj.weight", qkv.get(0));
+        out.put(p + "k_proj.weight", qkv.get(1));
+        out.put(p + "v_proj.weight", qkv.get(2));
+      } else if (n.endsWith(GATE_UP)) {
+        String p = n.substring(0, n.length() - GATE_UP.length()) + "mlp.";
+        NDList gu = e.getValue().split(2, 0);
+        out.put(p + "gate_proj.weight", gu.get(0));
+        out.put(p + "up_proj.weight", gu.get(1));
+      } else {
+        out.put(n, e.getValue());
+      }
+    }
+    return out;
+  }
+
+  private NDArray named(String name, NDArray a) {
+    named.put(name, a);
+    return a;
+  }
+
   /** The named tensors stacked along dim 0 (fused), as the compute dtype multiplies them. */
-  private Projection projection(String... names) {
+  private Projection projection(String param, String... names) {
     if (compute == ComputeDType.BFLOAT16) {
       List<StoredTensor> parts = new ArrayList<>();
       for (String n : names) {
@@ -141,7 +223,7 @@ public final class Weights implements AutoCloseable {
       packed.add(m);
       return m;
     }
-    return Projection.float32(names.length == 1 ? load(names[0]) : fuse(names));
+    return Projection.float32(named(param, names.length == 1 ? load(names[0]) : fuse(names)));
   }
 
   private NDArray load(String name) {
@@ -216,6 +298,7 @@ public final class Weights implements AutoCloseable {
   public void close() {
     manager.close();
     pinned.clear();
+    named.clear();
     for (Bf16Matrix m : packed) {
       m.close();
     }

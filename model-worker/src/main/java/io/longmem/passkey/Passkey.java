@@ -23,14 +23,14 @@ import org.slf4j.LoggerFactory;
  */
 public final class Passkey {
   private static final Logger LOG = LoggerFactory.getLogger(Passkey.class);
-  static final String TASK = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
+  public static final String TASK = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
       + "them. I will quiz you about the important information there.";
-  static final String FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
-  static final String QUESTION = "What is the pass key? The pass key is";
+  public static final String FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+  public static final String QUESTION = "What is the pass key? The pass key is";
 
   private Passkey() {}
 
-  static String keyLine(int key) {
+  public static String keyLine(int key) {
     return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
   }
 

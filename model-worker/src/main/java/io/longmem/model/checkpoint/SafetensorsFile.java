@@ -22,12 +22,12 @@ import java.util.Map;
  * each tensor's dtype, shape and byte range, then the raw bytes. Each tensor is memory-mapped on
  * its own, so files above 2 GiB work (DJL's reader stops there) as long as one tensor is below.
  */
-final class SafetensorsFile {
+public final class SafetensorsFile {
   private static final long MAX_HEADER = 100L << 20;
 
   private SafetensorsFile() {}
 
-  static Map<String, StoredTensor> open(Path file) throws IOException {
+  public static Map<String, StoredTensor> open(Path file) throws IOException {
     try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
       long size = ch.size();
       if (size < 8) {

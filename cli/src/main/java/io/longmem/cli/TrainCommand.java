@@ -1,0 +1,237 @@
+package io.longmem.cli;
+
+import ai.djl.Device;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import io.longmem.io.InputException;
+import io.longmem.model.LongLlama;
+import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.checkpoint.StorageType;
+import io.longmem.model.tokenizer.SentencePieceTokenizer;
+import io.longmem.train.Batch;
+import io.longmem.train.Doc;
+import io.longmem.train.HfConfig;
+import io.longmem.train.Init;
+import io.longmem.train.KPacking;
+import io.longmem.train.PasskeyTask;
+import io.longmem.train.TrainOptions;
+import io.longmem.train.Trainer;
+import io.longmem.train.TrainingCheckpoint;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "train", mixinStandardHelpOptions = true,
+    description = "Trains a LongLLaMA with FoT (cross-batch attention in memory layers), from scratch or from a "
+        + "checkpoint, on a corpus and/or the synthetic passkey task; writes OUT/model (a Hugging Face LongLLaMA "
+        + "directory) and OUT/checkpoint (resumable: --resume OUT/checkpoint).")
+final class TrainCommand implements Callable<Integer> {
+  @Option(names = "--out", required = true, paramLabel = "DIR", description = "where model/ and checkpoint/ go")
+  Path out;
+
+  @Option(names = "--init", paramLabel = "DIR", description = "continue training this checkpoint (else a new model)")
+  Path init;
+
+  @Option(names = "--resume", paramLabel = "DIR", description = "a checkpoint written by train (OUT/checkpoint)")
+  Path resume;
+
+  @Option(names = "--tokenizer", paramLabel = "FILE", description = "tokenizer.model (default: the checkpoint's)")
+  Path tokenizerFile;
+
+  @Option(names = "--data", paramLabel = "PATH", description = "a corpus as the encode job reads it (text dir, JSONL, Parquet)")
+  String data;
+
+  @Option(names = "--format", defaultValue = "auto", paramLabel = "text|jsonl|parquet|auto") String format;
+
+  @Option(names = "--task", defaultValue = "passkey", paramLabel = "passkey|none",
+      description = "the built-in synthetic task mixed in (default: ${DEFAULT-VALUE})") String task;
+
+  @Option(names = "--passkey-share", defaultValue = "0.5", paramLabel = "F",
+      description = "share of documents that are passkey prompts when --data is given too") double passkeyShare;
+
+  // a new model's shape
+  @Option(names = "--hidden", defaultValue = "256") int hidden;
+  @Option(names = "--layers", defaultValue = "4") int layers;
+  @Option(names = "--heads", defaultValue = "4") int heads;
+  @Option(names = "--intermediate", defaultValue = "0", description = "default: 8/3 x hidden, a multiple of 32")
+  int intermediate;
+  @Option(names = "--window", defaultValue = "0", description = "max_position_embeddings (default: --length)")
+  int window;
+  @Option(names = "--mem-layers", split = ",", paramLabel = "L,...",
+      description = "default: LongLLaMA-3B's proportion (6, 12, 18 of 26)") List<Integer> memLayers;
+
+  // the run
+  @Option(names = "--steps", defaultValue = "1000") int steps;
+  @Option(names = "--batch", defaultValue = "8") int batch;
+  @Option(names = "--length", defaultValue = "256", description = "tokens per batch entry") int length;
+  @Option(names = "--k", defaultValue = "2", description = "batch entries per document") int k;
+  @Option(names = "--cross-batch", defaultValue = "2", description = "FoT's d, most of the run") int crossBatch;
+  @Option(names = "--cross-batch-late", defaultValue = "8", description = "d for the last part") int crossBatchLate;
+  @Option(names = "--late-from", defaultValue = "0.9", description = "fraction of the run after which d is large")
+  double lateFrom;
+  @Option(names = "--no-stepping", description = "every entry sees the full range (no cross-batch stepping)")
+  boolean noStepping;
+  @Option(names = "--lr", defaultValue = "1e-3") double lr;
+  @Option(names = "--warmup", defaultValue = "50") int warmup;
+  @Option(names = "--min-lr-ratio", defaultValue = "0.1") double minLrRatio;
+  @Option(names = "--weight-decay", defaultValue = "0.01") double weightDecay;
+  @Option(names = "--clip", defaultValue = "1.0") double clip;
+  @Option(names = "--seed", defaultValue = "1") long seed;
+  @Option(names = "--eval-every", defaultValue = "100") int evalEvery;
+  @Option(names = "--eval-batches", defaultValue = "2") int evalBatches;
+  @Option(names = "--checkpoint-every", defaultValue = "200") int checkpointEvery;
+  @Option(names = "--log-every", defaultValue = "10") int logEvery;
+  @Option(names = "--dtype", defaultValue = "bfloat16", paramLabel = "bfloat16|float32",
+      description = "weights of OUT/model (checkpoints are float32)") String dtype;
+  @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|gpu") String device;
+
+  @Override
+  public Integer call() throws Exception {
+    TrainOptions o = new TrainOptions(steps, batch, length, k, crossBatch, crossBatchLate, lateFrom, !noStepping, lr,
+        warmup, minLrRatio, weightDecay, clip, seed, evalEvery, evalBatches, checkpointEvery, logEvery, storage());
+    boolean passkey = switch (task) {
+      case "passkey" -> true;
+      case "none" -> false;
+      default -> throw new InputException("--task must be passkey or none, got " + task);
+    };
+    if (!passkey && data == null) {
+      throw new InputException("no training data: give --data, or --task passkey");
+    }
+    if (!(passkeyShare >= 0 && passkeyShare <= 1)) {
+      throw new InputException("--passkey-share must be in [0, 1], got " + passkeyShare);
+    }
+    if (init != null && resume != null) {
+      throw new InputException("--init and --resume exclude each other (a checkpoint already holds the model)");
+    }
+    Device dev = device();
+    if (resume == null && init == null) {
+      // before any allocation: a new model's parameters alone (weights, gradients, two moments)
+      int v = 32000;
+      long h = hidden;
+      long inter = intermediate > 0 ? intermediate : h * 8 / 3;
+      long params = 2L * v * h + (long) layers * (4 * h * h + 3 * h * inter);
+      fits(16 * params, "a model of " + params + " parameters (--hidden " + hidden + ", --layers " + layers + ")");
+    }
+    if (resume != null) {
+      TrainingCheckpoint.step(resume); // a clear error before anything else is read
+    }
+    Path from = resume != null ? resume : init;
+    Path tokPath = tokenizerFile != null ? tokenizerFile
+        : from != null && Files.isRegularFile(from.resolve("tokenizer.model")) ? from.resolve("tokenizer.model") : null;
+    if (tokPath == null || !Files.isRegularFile(tokPath)) {
+      throw new InputException(tokPath == null ? "train needs a tokenizer: pass --tokenizer FILE (tokenizer.model)"
+          : "tokenizer " + tokPath + " does not exist");
+    }
+    SentencePieceTokenizer tok = SentencePieceTokenizer.load(tokPath);
+    LongLlama model;
+    if (resume != null) {
+      model = TrainingCheckpoint.loadTrainable(resume, dev, DataType.FLOAT32);
+    } else if (init != null) {
+      model = TrainingCheckpoint.loadTrainable(init, dev, DataType.FLOAT32);
+    } else {
+      LongLlamaConfig c = HfConfig.newModel(tok.vocabSize(), hidden, heads,
+          intermediate > 0 ? intermediate : (hidden * 8 / 3 + 31) / 32 * 32, layers, window > 0 ? window : length,
+          memLayers);
+      model = Init.fresh(c, NDManager.newBaseManager(dev), DataType.FLOAT32, seed);
+    }
+    try (LongLlama m = model) {
+      m.config().checkTokenizer(tok.vocabSize());
+      checkFits(m.config(), parameters(m));
+      if (length > m.config().maxPositionEmbeddings()) {
+        throw new InputException("--length " + length + " exceeds the model's window (max_position_embeddings "
+            + m.config().maxPositionEmbeddings() + ")");
+      }
+      Trainer trainer = new Trainer(m, o);
+      if (resume != null) {
+        TrainingCheckpoint.restore(trainer, resume);
+      }
+      System.out.printf(Locale.ROOT, "train: %d layers, hidden %d, memory layers %s, %,d parameters; %d steps of %d x %d "
+          + "tokens (k %d, cross-batch %d then %d) on %s%n", m.config().numLayers(), m.config().hiddenSize(),
+          m.config().memLayers(), parameters(m), steps, batch, length, k, crossBatch, crossBatchLate, dev);
+      try (TrainingCorpus corpus = data == null ? null : new TrainingCorpus(data, format, tok)) {
+        KPacking train = packing(corpus, tok, passkey, seed);
+        List<Batch> eval = new ArrayList<>();
+        if (evalBatches > 0 && evalEvery > 0) {
+          KPacking e = passkey ? new KPacking(batch, length, k, null,
+              new PasskeyTask(tok, k * length + 1, seed + 1_000_003)::next, 1.0, seed + 1)
+              : packing(corpus, tok, false, seed + 1);
+          for (int i = 0; i < evalBatches; i++) {
+            eval.add(e.next());
+          }
+        }
+        Path ckDir = out.resolve("checkpoint");
+        Trainer.Result r = trainer.run(train::next, eval, t -> TrainingCheckpoint.save(t, tokPath, ckDir));
+        TrainingCheckpoint.save(trainer, tokPath, ckDir);
+        TrainingCheckpoint.export(m, tokPath, o.outputType(), out.resolve("model"));
+        String evaluation = Double.isNaN(r.evalLoss()) ? "no evaluation"
+            : String.format(Locale.ROOT, "eval loss %.4f (target tokens ranked first %.1f%%)", r.evalLoss(),
+                100 * r.evalAccuracy());
+        System.out.printf(Locale.ROOT, "train: %d steps, loss %.4f -> %.4f, %s, %.0f tokens/s, %.0f s; model in %s%n",
+            r.steps(), r.firstLoss(), r.lastLoss(), evaluation, r.tokensPerSecond(), r.seconds(), out.resolve("model"));
+      }
+    }
+    return 0;
+  }
+
+  /**
+   * Refuses a run whose parameters (weights, gradients, two moments) and attention scores kept for
+   * backward would exceed this machine's memory: a clear error instead of an allocation failure.
+   */
+  private void checkFits(LongLlamaConfig c, long params) {
+    long scores = (long) batch * c.numHeads() * length * length;
+    long perLayer = scores * 3 + (long) batch * length * (6L * c.hiddenSize() + 3L * c.intermediateSize());
+    long cross = scores * Math.min(batch - 1, Math.max(crossBatch, crossBatchLate)) * 3 * c.memLayers().size();
+    fits(16 * params + 4 * (perLayer * c.numLayers() + cross), "training " + params + " parameters on --batch " + batch
+        + " x --length " + length + " (cross-batch up to " + Math.max(crossBatch, crossBatchLate) + ")");
+  }
+
+  private static void fits(long bytes, String what) {
+    long total = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+        .getOperatingSystemMXBean()).getTotalMemorySize();
+    if (bytes > total) {
+      throw new InputException(String.format(Locale.ROOT, "%s needs about %.1f GB, this machine has %.1f GB: "
+          + "lower the sizes", what, bytes / 1e9, total / 1e9));
+    }
+  }
+
+  private KPacking packing(TrainingCorpus corpus, SentencePieceTokenizer tok, boolean passkey, long s) {
+    Iterator<Doc> texts = corpus == null ? null : corpus.documents();
+    PasskeyTask p = passkey ? new PasskeyTask(tok, k * length + 1, s + 7) : null;
+    return new KPacking(batch, length, k, texts, p == null ? null : p::next, passkeyShare, s);
+  }
+
+  private static long parameters(LongLlama m) {
+    return m.parameters().values().stream().mapToLong(a -> a.size()).sum();
+  }
+
+  private StorageType storage() {
+    return switch (dtype) {
+      case "bfloat16", "bf16" -> StorageType.BF16;
+      case "float32", "fp32" -> StorageType.F32;
+      default -> throw new InputException("--dtype must be bfloat16 or float32, got " + dtype);
+    };
+  }
+
+  private Device device() {
+    switch (device) {
+      case "cpu":
+        return Device.cpu();
+      case "gpu":
+        if (Engine.getInstance().getGpuCount() == 0) {
+          throw new InputException("--device gpu: DJL sees no GPU (this build has PyTorch's CPU natives; "
+              + "build with -Ppytorch-cu128 on a machine with CUDA)");
+        }
+        return Device.gpu();
+      default:
+        throw new InputException("--device must be cpu or gpu, got " + device);
+    }
+  }
+}
