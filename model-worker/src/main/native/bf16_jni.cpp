@@ -145,6 +145,37 @@ void portable(const Matrix& w, const uint16_t* x, float* y, int64_t m) {
   }
 }
 
+// Batched matmuls of two activations (attention's q.k^T and weights.v): one primitive per shape,
+// cached (a bounded map: prefill has few shapes; it is cleared when full).
+struct BmmKey {
+  int64_t batch, m, n, k;
+  bool trans_b;
+  bool operator==(const BmmKey& o) const {
+    return batch == o.batch && m == o.m && n == o.n && k == o.k && trans_b == o.trans_b;
+  }
+};
+struct BmmKeyHash {
+  size_t operator()(const BmmKey& key) const {
+    size_t h = std::hash<int64_t>()(key.batch);
+    for (int64_t v : {key.m, key.n, key.k, static_cast<int64_t>(key.trans_b)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    return h;
+  }
+};
+std::mutex bmm_mu;
+std::unordered_map<BmmKey, std::pair<dnnl::matmul, memory::desc>, BmmKeyHash> bmm_prims;
+
+// Activations of one operand rounded to bfloat16: a second scratch buffer per calling thread.
+uint16_t* scratch_b(size_t n) {
+  thread_local std::vector<uint16_t> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+void round_all(const float* in, uint16_t* out, int64_t count) {
+#pragma omp parallel for schedule(static) if (count > 65536)
+  for (int64_t i = 0; i < count; i++) out[i] = to_bf16(in[i]);
+}
+
 }  // namespace
 
 extern "C" {
@@ -285,6 +316,71 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_matmul(JNIEnv* e
     ns_multiply += now_ns() - t1;
   } catch (const dnnl::error& e) {
     throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 matmul failed: ") + e.what());
+  }
+}
+
+// c[batch, m, n] = bf16(a[batch, m, k]) @ bf16(b) in float32, b [batch, k, n], or [batch, n, k] read
+// transposed (trans_b); all three are contiguous float32 direct buffers.
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_bmm(JNIEnv* env, jclass, jobject ab, jobject bb,
+    jobject cb, jlong batch, jlong m, jlong n, jlong k, jboolean trans_b, jint threads) {
+  const float* a = static_cast<const float*>(env->GetDirectBufferAddress(ab));
+  const float* b = static_cast<const float*>(env->GetDirectBufferAddress(bb));
+  float* c = static_cast<float*>(env->GetDirectBufferAddress(cb));
+  if (a == nullptr || b == nullptr || c == nullptr || batch <= 0 || m <= 0 || n <= 0 || k <= 0
+      || env->GetDirectBufferCapacity(ab) < batch * m * k * 4 || env->GetDirectBufferCapacity(bb) < batch * k * n * 4
+      || env->GetDirectBufferCapacity(cb) < batch * m * n * 4) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for a bfloat16 batched matmul");
+    return;
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  int64_t t0 = now_ns();
+  uint16_t* as = scratch(static_cast<size_t>(batch * m * k));
+  uint16_t* bs = scratch_b(static_cast<size_t>(batch * k * n));
+  round_all(a, as, batch * m * k);
+  round_all(b, bs, batch * k * n);
+  int64_t t1 = now_ns();
+  ns_round += t1 - t0;
+  calls++;
+  try {
+    BmmKey key{batch, m, n, k, trans_b == JNI_TRUE};
+    memory::desc a_md({batch, m, k}, memory::data_type::bf16, memory::format_tag::abc);
+    memory::desc b_md({batch, k, n}, memory::data_type::bf16,
+        key.trans_b ? memory::format_tag::acb : memory::format_tag::abc);
+    memory::desc c_md({batch, m, n}, memory::data_type::f32, memory::format_tag::abc);
+    dnnl::matmul prim;
+    memory::desc pad_md;
+    {
+      std::lock_guard<std::mutex> lock(bmm_mu);
+      auto it = bmm_prims.find(key);
+      if (it == bmm_prims.end()) {
+        if (bmm_prims.size() >= 256) bmm_prims.clear();
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+        it = bmm_prims.emplace(key, std::make_pair(dnnl::matmul(pd), pd.scratchpad_desc())).first;
+      }
+      prim = it->second.first;
+      pad_md = it->second.second;
+    }
+    memory am(a_md, engine(), as), bm(b_md, engine(), bs), cm(c_md, engine(), c);
+    memory scratchpad(pad_md, engine(), pad(pad_md.get_size()));
+    dnnl::stream s(engine());
+    prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    s.wait();
+    ns_multiply += now_ns() - t1;
+  } catch (const dnnl::error& e) {
+    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 batched matmul failed: ") + e.what());
+  }
+}
+
+JNIEXPORT jboolean JNICALL Java_io_longmem_model_compute_Bf16Native_bmmSupported(JNIEnv*, jclass) {
+  try {
+    memory::desc a({1, 16, 16}, memory::data_type::bf16, memory::format_tag::abc);
+    memory::desc c({1, 16, 16}, memory::data_type::f32, memory::format_tag::abc);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), engine());
+    return JNI_TRUE;
+  } catch (const dnnl::error&) {
+    return JNI_FALSE;
   }
 }
 

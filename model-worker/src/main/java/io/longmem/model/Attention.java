@@ -7,6 +7,8 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import io.longmem.model.LongLlamaCache.Context;
 import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.compute.Bf16Attention;
+import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.memory.Memory;
 
 /**
@@ -18,8 +20,15 @@ import io.longmem.model.memory.Memory;
 final class Attention {
   /** The reference clamps attention scores at -1e6 after masking. */
   static final float SCORE_FLOOR = -1e6f;
-  /** Largest attention score block (floats) computed at once; bounds memory for long windows. */
-  static final long SCORE_BUDGET = 1L << 25;
+  /** Fewest queries for which the attention's matmuls run in bfloat16 (when the compute dtype is). */
+  static final long BF16_MIN_QUERIES = 16;
+  /**
+   * Largest attention score block (floats) computed at once: 16 MB, which bounds memory for long
+   * windows and keeps every temporary of the softmax below glibc's largest mmap threshold (32 MB),
+   * so freed blocks are reused from the heap instead of being unmapped and faulted in anew (a
+   * 128 MB budget spent a fifth of prefill in the kernel's page-fault path).
+   */
+  static final long SCORE_BUDGET = 1L << 22;
 
   /** What a layer attends to and what it writes to memory. */
   enum Mode {
@@ -60,6 +69,8 @@ final class Attention {
   private final LongLlamaConfig config;
   private final Weights weights;
   private final Rope rope;
+  /** Whether q.k^T and weights.v of prefill-sized inputs run in bfloat16 (compute dtype bfloat16). */
+  private final boolean bf16;
   /**
    * Floats of keys (and as many of values) a per-query memory answer may hold at once: a 2048-token
    * window asking 32 heads x top-128 x head_dim 100 would need 3.4 GB each, so such windows ask
@@ -71,6 +82,7 @@ final class Attention {
     this.config = config;
     this.weights = weights;
     this.rope = new Rope(weights.manager(), config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings());
+    this.bf16 = weights.compute() == ComputeDType.BFLOAT16 && Bf16Attention.available();
   }
 
   void retrieveBudget(long floats) {
@@ -189,6 +201,7 @@ final class Attention {
     groupQueries = Math.max(1, Math.min(groupQueries, SCORE_BUDGET / Math.max(1, perQuery)));
     float scale = (float) Math.sqrt(config.headDim());
     boolean whole = groupHeads >= heads && groupQueries >= length;
+    boolean lowp = bf16 && length >= BF16_MIN_QUERIES;
     NDList byHeads = new NDList();
     for (int h0 = 0; h0 < heads; h0 += groupHeads) {
       int h1 = Math.min(heads, h0 + groupHeads);
@@ -199,28 +212,37 @@ final class Attention {
         NDArray kk = whole ? k : part(k, h0, h1, 0, -1);
         NDArray vv = whole ? v : part(v, h0, h1, 0, -1);
         NDArray mm = whole ? mask : part(mask, h0, h1, q0, q1);
-        NDArray scores = maskedScores(qq.matMul(kk.swapAxes(2, 3)), scale, mm);
-        byQueries.add(mem == null ? softmaxLocal(scores, vv)
-            : softmaxWithMemory(scores, qq, vv, part(mem, h0, h1, q0, q1), scale));
+        NDArray scores = maskedScores(matMul(qq, kk, true, lowp), scale, mm);
+        byQueries.add(mem == null ? softmaxLocal(scores, vv, lowp)
+            : softmaxWithMemory(scores, qq, vv, part(mem, h0, h1, q0, q1), scale, lowp));
       }
       byHeads.add(byQueries.size() == 1 ? byQueries.get(0) : NDArrays.concat(byQueries, 2));
     }
     return byHeads.size() == 1 ? byHeads.get(0) : NDArrays.concat(byHeads, 1);
   }
 
-  private static NDArray softmaxLocal(NDArray scores, NDArray v) {
+  /** a @ b (or a @ b^T), in bfloat16 when {@code lowp} and the batch dims agree (not broadcast). */
+  private static NDArray matMul(NDArray a, NDArray b, boolean transB, boolean lowp) {
+    if (lowp && a.getShape().get(0) == b.getShape().get(0) && a.getShape().get(1) == b.getShape().get(1)) {
+      return Bf16Attention.matMul(a, b, transB);
+    }
+    return a.matMul(transB ? b.swapAxes(2, 3) : b);
+  }
+
+  private static NDArray softmaxLocal(NDArray scores, NDArray v, boolean lowp) {
     NDArray weights = scores.softmax(-1);
     scores.close();
-    NDArray o = weights.matMul(v);
+    NDArray o = matMul(weights, v, false, lowp);
     weights.close();
     return o;
   }
 
   /** One softmax over local scores and memory scores, then the weighted sum of both value sets. */
-  private static NDArray softmaxWithMemory(NDArray scores, NDArray q, NDArray v, Memory.Retrieved mem, float scale) {
+  private static NDArray softmaxWithMemory(NDArray scores, NDArray q, NDArray v, Memory.Retrieved mem, float scale,
+      boolean lowp) {
     NDArray memScores = maskedScores(mem.perQuery()
         ? q.expandDims(3).mul(mem.keys()).sum(new int[] {-1})
-        : q.matMul(mem.keys().swapAxes(2, 3)), scale, mem.mask());
+        : matMul(q, mem.keys(), true, lowp), scale, mem.mask());
     long local = scores.getShape().get(3);
     NDArray joined = NDArrays.concat(new NDList(scores, memScores), -1);
     scores.close();
@@ -231,8 +253,8 @@ final class Attention {
     NDArray wMem = weights.get(new NDIndex("..., {}:", local));
     NDArray fromMem = mem.perQuery()
         ? wMem.expandDims(-1).mul(mem.values()).sum(new int[] {-2})
-        : wMem.matMul(mem.values());
-    NDArray o = wLocal.matMul(v).addi(fromMem);
+        : matMul(wMem, mem.values(), false, lowp);
+    NDArray o = matMul(wLocal, v, false, lowp).addi(fromMem);
     weights.close();
     fromMem.close();
     return o;

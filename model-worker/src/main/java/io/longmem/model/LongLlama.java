@@ -47,6 +47,9 @@ public final class LongLlama implements AutoCloseable {
     MEMORY_ONLY
   }
 
+  /** Tokens (batch rows x positions) of one MLP block; see {@link #mlp}. */
+  static final long MLP_ROWS = 256;
+
   private final LongLlamaConfig config;
   private final Weights weights;
   private final Attention attention;
@@ -360,9 +363,7 @@ public final class LongLlama implements AutoCloseable {
         Weights.Layer w = weights.layer(l);
         Attention.Result attn = attention.forward(l, mode, rmsNorm(h, w.inputNorm()), mask, positions,
             cache.local(l), cache.memory());
-        NDArray out = h.add(attn.out());
-        NDList gu = w.gateUp().apply(rmsNorm(out, w.postNorm())).split(2, 2);
-        out = out.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
+        NDArray out = mlp(w, h.add(attn.out()));
         nextLocal[l] = attn.local();
         kept = useCache ? new NDArray[] {out, attn.local().keys(), attn.local().values(), attn.local().positions()}
             : new NDArray[] {out};
@@ -379,6 +380,37 @@ public final class LongLlama implements AutoCloseable {
       cache.dropLocal();
     }
     return upToLayer == config.numLayers() - 1 ? rmsNorm(h, weights.norm()) : h;
+  }
+
+  /**
+   * x + down(silu(gate(norm(x))) * up(norm(x))), in blocks of {@link #MLP_ROWS} tokens: the MLP is per
+   * token, and blocks keep its temporaries ([rows, 2 x intermediate] floats) below glibc's largest
+   * mmap threshold (32 MB), so they are reused from the heap instead of faulted in anew each call.
+   */
+  private NDArray mlp(Weights.Layer w, NDArray x) {
+    long length = x.getShape().get(1);
+    long rows = Math.max(1, MLP_ROWS / x.getShape().get(0));
+    if (length <= rows) {
+      return mlpBlock(w, x);
+    }
+    NDList blocks = new NDList();
+    for (long t0 = 0; t0 < length; t0 += rows) {
+      try (NDScope block = new NDScope()) {
+        block.suppressNotUsedWarning();
+        NDArray y = mlpBlock(w, x.get(new NDIndex(":, {}:{}", t0, Math.min(length, t0 + rows))));
+        NDScope.unregister(y);
+        blocks.add(y);
+      }
+    }
+    for (NDArray b : blocks) {
+      NDScope.register(b);
+    }
+    return NDArrays.concat(blocks, 1);
+  }
+
+  private NDArray mlpBlock(Weights.Layer w, NDArray x) {
+    NDList gu = w.gateUp().apply(rmsNorm(x, w.postNorm())).split(2, 2);
+    return x.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
   }
 
   /** The reference's causal mask plus padding mask: [B, 1, T, past + T], 0 or MASK_MIN (or -inf). */
