@@ -23,12 +23,11 @@ final class Attention {
   /** Fewest queries for which the attention's matmuls run in bfloat16 (when the compute dtype is). */
   static final long BF16_MIN_QUERIES = 16;
   /**
-   * Largest attention score block (floats) computed at once: 16 MB, which bounds memory for long
-   * windows and keeps every temporary of the softmax below glibc's largest mmap threshold (32 MB),
-   * so freed blocks are reused from the heap instead of being unmapped and faulted in anew (a
-   * 128 MB budget spent a fifth of prefill in the kernel's page-fault path).
+   * Largest attention score block (floats) computed at once; bounds memory for long windows. Not
+   * smaller: each block's matmul repacks all the keys (at 16 MB blocks MKL's packing took 16% of
+   * float32 prefill).
    */
-  static final long SCORE_BUDGET = 1L << 22;
+  static final long SCORE_BUDGET = 1L << 25;
 
   /** What a layer attends to and what it writes to memory. */
   enum Mode {
