@@ -81,7 +81,7 @@ final class Attention {
     this.config = config;
     this.weights = weights;
     this.rope = new Rope(weights.manager(), config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings());
-    this.bf16 = weights.compute() == ComputeDType.BFLOAT16 && Bf16Attention.available();
+    this.bf16 = weights.compute() == ComputeDType.BFLOAT16 && Bf16Attention.enabled();
   }
 
   void retrieveBudget(long floats) {

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
 import io.longmem.encode.DocumentEncoder;
+import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.model.LongLlama;
@@ -113,6 +114,46 @@ class EncodeJobTest {
         }
       }
     }
+  }
+
+  /**
+   * --compute-dtype bfloat16 reaches the executors' model: every document holds what a bfloat16
+   * compute model gives it read alone, and that is not what float32 compute gives.
+   */
+  @Test
+  void bfloat16ComputeInTheJob(@TempDir Path tmp) throws Exception {
+    Path input = tmp.resolve("in/docs.jsonl");
+    Map<String, long[]> docs = writeCorpus(input);
+    Path model = JobFixtures.tinyA().resolve("model");
+    EncodeSpec f32 = spec(model, null, "float32", 2, input, "AUTO");
+    EncodeSpec bf16 = new EncodeSpec(f32.model(), null, "float32", "Flat", 1024, 2, 4, 16384, 1, f32.input(), "bfloat16");
+    assertEquals(io.longmem.model.compute.ComputeDType.BFLOAT16, bf16.compute());
+    EncodeJob.run(spark, f32, tmp.resolve("f32"), false, 1);
+    EncodeJob.run(spark, bf16, tmp.resolve("bf16"), false, 1);
+    Checkpoint ckpt = Checkpoint.open(model);
+    double apart = 0;
+    try (LongLlama m = LongLlama.load(ckpt, ckpt.config().withMemDType(MemDType.FLOAT32), Device.cpu(),
+        io.longmem.model.compute.ComputeDType.BFLOAT16)) {
+      DocumentEncoder enc = new DocumentEncoder(m);
+      for (var d : docs.entrySet()) {
+        List<MemoryBlock> alone = enc.encode(d.getValue());
+        for (int li = 0; li < 2; li++) {
+          float[][][] got = JobFixtures.documentMemory(tmp.resolve("bf16"), d.getKey(), li + 1);
+          float[][][] full = JobFixtures.documentMemory(tmp.resolve("f32"), d.getKey(), li + 1);
+          assertClose(tokenMajor(alone.get(li), true), got[0], "bf16", d.getKey());
+          assertClose(tokenMajor(alone.get(li), false), got[1], "bf16", d.getKey());
+          for (int t = 0; t < got[0].length; t++) {
+            for (int i = 0; i < got[0][t].length; i++) {
+              apart = Math.max(apart, Math.abs(got[0][t][i] - full[0][t][i]));
+            }
+          }
+        }
+      }
+    }
+    assertTrue(apart > 1e-4, "bfloat16 compute wrote float32 compute's memory (max difference " + apart + ")");
+    InputException bad = assertThrows(InputException.class, () -> new EncodeSpec(f32.model(), null, null, "Flat",
+        1024, 2, 4, 16384, 1, f32.input(), "bf16"));
+    assertTrue(bad.getMessage().contains("--compute-dtype"), bad.getMessage());
   }
 
   /** job.json holds the plan as it was and the run's final counts: what the corpus of writeCorpus holds. */

@@ -17,6 +17,15 @@ public final class Bf16Attention {
 
   private Bf16Attention() {}
 
+  /**
+   * Whether bfloat16 compute runs the attention's matmuls in bfloat16: where oneDNN multiplies
+   * bfloat16 here, unless the system property {@code longmem.bf16.attention=false} keeps them in
+   * float32 (to measure what they bring).
+   */
+  public static boolean enabled() {
+    return !"false".equals(System.getProperty("longmem.bf16.attention")) && available();
+  }
+
   /** Whether oneDNN multiplies bfloat16 here (AVX512 and up); loads the library. */
   public static boolean available() {
     Boolean s = supported;
