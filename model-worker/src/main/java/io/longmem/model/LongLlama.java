@@ -47,9 +47,6 @@ public final class LongLlama implements AutoCloseable {
     MEMORY_ONLY
   }
 
-  /** Tokens (batch rows x positions) of one MLP block; see {@link #mlp}. */
-  static final long MLP_ROWS = 4096;
-
   private final LongLlamaConfig config;
   private final Weights weights;
   private final Attention attention;
@@ -382,34 +379,8 @@ public final class LongLlama implements AutoCloseable {
     return upToLayer == config.numLayers() - 1 ? rmsNorm(h, weights.norm()) : h;
   }
 
-  /**
-   * x + down(silu(gate(norm(x))) * up(norm(x))), in blocks of {@link #MLP_ROWS} tokens: the MLP is per
-   * token, and blocks bound its temporaries ([rows, 2 x intermediate] floats) for large batches.
-   * Not smaller: every block's matmul repacks the weights (256-token blocks spent 16% of float32
-   * prefill in MKL's packing).
-   */
+  /** x + down(silu(gate(norm(x))) * up(norm(x))): the MLP of one layer. */
   private NDArray mlp(Weights.Layer w, NDArray x) {
-    long length = x.getShape().get(1);
-    long rows = Math.max(1, MLP_ROWS / x.getShape().get(0));
-    if (length <= rows) {
-      return mlpBlock(w, x);
-    }
-    NDList blocks = new NDList();
-    for (long t0 = 0; t0 < length; t0 += rows) {
-      try (NDScope block = new NDScope()) {
-        block.suppressNotUsedWarning();
-        NDArray y = mlpBlock(w, x.get(new NDIndex(":, {}:{}", t0, Math.min(length, t0 + rows))));
-        NDScope.unregister(y);
-        blocks.add(y);
-      }
-    }
-    for (NDArray b : blocks) {
-      NDScope.register(b);
-    }
-    return NDArrays.concat(blocks, 1);
-  }
-
-  private NDArray mlpBlock(Weights.Layer w, NDArray x) {
     NDList gu = w.gateUp().apply(rmsNorm(x, w.postNorm())).split(2, 2);
     return x.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
   }
