@@ -45,6 +45,46 @@ inline float from_bf16(uint16_t h) {
   return f;
 }
 
+// to_bf16 over a range, branch-free so that the compiler vectorizes it; an AVX512 build of the
+// same loop where the CPU has AVX512BW (the activations' rounding is a pass over every input).
+#define LONGMEM_ROUND_BODY                                                    \
+  for (int64_t i = 0; i < n; i++) {                                           \
+    uint32_t u;                                                               \
+    std::memcpy(&u, in + i, 4);                                               \
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;                      \
+    uint32_t q = (u >> 16) | 0x40u;                                           \
+    out[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? q : r); \
+  }
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void round_range_avx512(const float* in, uint16_t* out,
+    int64_t n) {
+  LONGMEM_ROUND_BODY
+}
+
+void round_range_plain(const float* in, uint16_t* out, int64_t n) {
+  LONGMEM_ROUND_BODY
+}
+
+void round_range(const float* in, uint16_t* out, int64_t n) {
+  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (avx512) {
+    round_range_avx512(in, out, n);
+  } else {
+    round_range_plain(in, out, n);
+  }
+}
+
+// Rounds count floats, split over the calling thread's OpenMP team when large.
+void round_all(const float* in, uint16_t* out, int64_t count) {
+#pragma omp parallel if (count > 65536)
+  {
+    int64_t teams = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t chunk = (count + teams - 1) / teams;
+    int64_t b = t * chunk, e = b + chunk < count ? b + chunk : count;
+    if (b < e) round_range(in + b, out + b, e - b);
+  }
+}
+
 // IEEE half -> float32 (load time only, so plain code rather than F16C).
 inline float from_f16(uint16_t h) {
   uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
@@ -144,6 +184,33 @@ void portable(const Matrix& w, const uint16_t* x, float* y, int64_t m) {
     }
   }
 }
+
+// Batched matmuls of two activations (attention's q.k^T and weights.v): one primitive per shape,
+// cached (a bounded map: prefill has few shapes; it is cleared when full).
+struct BmmKey {
+  int64_t batch, m, n, k;
+  bool trans_b;
+  bool operator==(const BmmKey& o) const {
+    return batch == o.batch && m == o.m && n == o.n && k == o.k && trans_b == o.trans_b;
+  }
+};
+struct BmmKeyHash {
+  size_t operator()(const BmmKey& key) const {
+    size_t h = std::hash<int64_t>()(key.batch);
+    for (int64_t v : {key.m, key.n, key.k, static_cast<int64_t>(key.trans_b)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    return h;
+  }
+};
+std::mutex bmm_mu;
+std::unordered_map<BmmKey, std::pair<dnnl::matmul, memory::desc>, BmmKeyHash> bmm_prims;
+
+// Activations of one operand rounded to bfloat16: a second scratch buffer per calling thread.
+uint16_t* scratch_b(size_t n) {
+  thread_local std::vector<uint16_t> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 
 }  // namespace
 
@@ -252,8 +319,7 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_matmul(JNIEnv* e
   const int64_t count = m * w->k;
   int64_t t0 = now_ns();
   uint16_t* xs = scratch(static_cast<size_t>(count));
-#pragma omp parallel for schedule(static) if (count > 65536)
-  for (int64_t i = 0; i < count; i++) xs[i] = to_bf16(x[i]);
+  round_all(x, xs, count);
   int64_t t1 = now_ns();
   ns_round += t1 - t0;
   calls++;
@@ -285,6 +351,71 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_matmul(JNIEnv* e
     ns_multiply += now_ns() - t1;
   } catch (const dnnl::error& e) {
     throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 matmul failed: ") + e.what());
+  }
+}
+
+// c[batch, m, n] = bf16(a[batch, m, k]) @ bf16(b) in float32, b [batch, k, n], or [batch, n, k] read
+// transposed (trans_b); all three are contiguous float32 direct buffers.
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_bmm(JNIEnv* env, jclass, jobject ab, jobject bb,
+    jobject cb, jlong batch, jlong m, jlong n, jlong k, jboolean trans_b, jint threads) {
+  const float* a = static_cast<const float*>(env->GetDirectBufferAddress(ab));
+  const float* b = static_cast<const float*>(env->GetDirectBufferAddress(bb));
+  float* c = static_cast<float*>(env->GetDirectBufferAddress(cb));
+  if (a == nullptr || b == nullptr || c == nullptr || batch <= 0 || m <= 0 || n <= 0 || k <= 0
+      || env->GetDirectBufferCapacity(ab) < batch * m * k * 4 || env->GetDirectBufferCapacity(bb) < batch * k * n * 4
+      || env->GetDirectBufferCapacity(cb) < batch * m * n * 4) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for a bfloat16 batched matmul");
+    return;
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  int64_t t0 = now_ns();
+  uint16_t* as = scratch(static_cast<size_t>(batch * m * k));
+  uint16_t* bs = scratch_b(static_cast<size_t>(batch * k * n));
+  round_all(a, as, batch * m * k);
+  round_all(b, bs, batch * k * n);
+  int64_t t1 = now_ns();
+  ns_round += t1 - t0;
+  calls++;
+  try {
+    BmmKey key{batch, m, n, k, trans_b == JNI_TRUE};
+    memory::desc a_md({batch, m, k}, memory::data_type::bf16, memory::format_tag::abc);
+    memory::desc b_md({batch, k, n}, memory::data_type::bf16,
+        key.trans_b ? memory::format_tag::acb : memory::format_tag::abc);
+    memory::desc c_md({batch, m, n}, memory::data_type::f32, memory::format_tag::abc);
+    dnnl::matmul prim;
+    memory::desc pad_md;
+    {
+      std::lock_guard<std::mutex> lock(bmm_mu);
+      auto it = bmm_prims.find(key);
+      if (it == bmm_prims.end()) {
+        if (bmm_prims.size() >= 256) bmm_prims.clear();
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+        it = bmm_prims.emplace(key, std::make_pair(dnnl::matmul(pd), pd.scratchpad_desc())).first;
+      }
+      prim = it->second.first;
+      pad_md = it->second.second;
+    }
+    memory am(a_md, engine(), as), bm(b_md, engine(), bs), cm(c_md, engine(), c);
+    memory scratchpad(pad_md, engine(), pad(pad_md.get_size()));
+    dnnl::stream s(engine());
+    prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    s.wait();
+    ns_multiply += now_ns() - t1;
+  } catch (const dnnl::error& e) {
+    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 batched matmul failed: ") + e.what());
+  }
+}
+
+JNIEXPORT jboolean JNICALL Java_io_longmem_model_compute_Bf16Native_bmmSupported(JNIEnv*, jclass) {
+  try {
+    memory::desc a({1, 16, 16}, memory::data_type::bf16, memory::format_tag::abc);
+    memory::desc c({1, 16, 16}, memory::data_type::f32, memory::format_tag::abc);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), engine());
+    return JNI_TRUE;
+  } catch (const dnnl::error&) {
+    return JNI_FALSE;
   }
 }
 

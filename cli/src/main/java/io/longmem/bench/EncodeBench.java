@@ -55,8 +55,8 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
   @Option(names = "--layers-sample", defaultValue = "64", description = "documents timed for the skipped-layers saving")
   int layersSample;
   @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
-      description = "bfloat16: instead of the Spark comparison, the encoding loop on --layers-sample documents in "
-          + "float32 (the baseline) and in bfloat16 compute, same model, same run")
+      description = "bfloat16: instead of the plain-loop comparison, the Spark job in float32 (the baseline) and "
+          + "then in bfloat16 compute, same corpus, shards and threads, same run")
   String computeDType;
 
   @Override
@@ -76,7 +76,7 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
     EncodeSpec spec = new EncodeSpec(model.toAbsolutePath().toString(), null, null, "Flat", 65536, shards, batchSize,
         16384, 1, new Corpus.Spec(corpus.toString(), Corpus.Format.JSONL, "id", "text", "token_ids"));
     if (ComputeDType.parse(computeDType) == ComputeDType.BFLOAT16) {
-      return computeDTypes(Checkpoint.open(model), docs);
+      return computeDTypes(spec, docs);
     }
     ExecutorModel m = ExecutorModel.get(spec); // loaded once, outside every timing, as on a warm executor
     String fingerprint = m.checkpoint().fingerprint();
@@ -133,27 +133,37 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
     return 0;
   }
 
-  /** The encoding loop ({@link DocumentEncoder}, as a shard task runs it) in float32, then bfloat16 compute. */
-  private int computeDTypes(Checkpoint ckpt, List<ShardEncoder.Document> docs) {
-    List<long[]> sample = new ArrayList<>();
-    for (int i = 0; i < Math.min(layersSample, docs.size()); i++) {
-      sample.add(docs.get(i).tokenIds());
-    }
-    long sampleTokens = sample.stream().mapToLong(d -> d.length).sum();
+  /**
+   * The Spark job on local[parallelism], the whole corpus, in float32 (the baseline) and then in
+   * bfloat16 compute, same shards, batches and threads; each model loaded and warmed up before its run.
+   */
+  private int computeDTypes(EncodeSpec base, List<ShardEncoder.Document> docs) throws Exception {
+    long tokens = docs.stream().mapToLong(d -> d.tokenIds().length).sum();
     double[] seconds = new double[2];
     ComputeDType[] dtypes = {ComputeDType.FLOAT32, ComputeDType.BFLOAT16};
     for (int v = 0; v < 2; v++) {
-      try (LongLlama model = LongLlama.load(ckpt, ckpt.config(), Device.cpu(), dtypes[v])) {
-        DocumentEncoder enc = new DocumentEncoder(model, false);
-        enc.encodeBatch(sample.subList(0, Math.min(batchSize, sample.size()))); // warm-up
-        long s = System.nanoTime();
-        for (int i = 0; i < sample.size(); i += batchSize) {
-          enc.encodeBatch(sample.subList(i, Math.min(sample.size(), i + batchSize)));
-        }
-        seconds[v] = (System.nanoTime() - s) / 1e9;
+      EncodeSpec spec = new EncodeSpec(base.model(), base.tokenizer(), base.memDType(), base.indexFactory(),
+          base.trainingRows(), base.shards(), base.batchSize(), base.maxBatchTokens(), base.torchThreads(),
+          base.input(), base.readMemory(), dtypes[v].label());
+      ExecutorModel m = ExecutorModel.get(spec); // loaded once, outside the timing, as on a warm executor
+      List<long[]> warm = new ArrayList<>();
+      for (int j = 0; j < Math.min(batchSize, docs.size()); j++) {
+        warm.add(docs.get(j).tokenIds());
       }
-      System.out.printf(Locale.ROOT, "encode loop, %s compute: %d documents, %d tokens in %.2f s = %.0f tokens/s%n",
-          dtypes[v].label(), sample.size(), sampleTokens, seconds[v], sampleTokens / seconds[v]);
+      m.encoder().encodeBatch(warm);
+      Path out = dir.resolve("spark-" + dtypes[v].label());
+      io.longmem.io.FileTrees.deleteRecursively(out);
+      try (SparkSession session = SparkSession.builder().master("local[" + parallelism + "]").appName("bench encode")
+          .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate()) {
+        EncodeJob.Report r = EncodeJob.run(session, spec, out, false, 30);
+        if (r.counts().tokens() != tokens) {
+          throw new IllegalStateException("the Spark job encoded " + r.counts().tokens() + " tokens, expected " + tokens);
+        }
+        seconds[v] = r.seconds();
+      }
+      System.out.printf(Locale.ROOT, "Spark local[%d], %s compute: %d documents, %d tokens in %.2f s = %.0f tokens/s "
+          + "(job from input to committed manifest)%n", parallelism, dtypes[v].label(), docs.size(), tokens, seconds[v],
+          tokens / seconds[v]);
     }
     System.out.printf(Locale.ROOT, "bfloat16 / float32 encode tokens/s in this run: %.2fx%n", seconds[0] / seconds[1]);
     return 0;

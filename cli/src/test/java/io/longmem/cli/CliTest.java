@@ -124,6 +124,16 @@ class CliTest {
         "decode floor:", "bfloat16/float32 in this run"}) {
       assertTrue(r.out().contains(line), r.out());
     }
+
+    // bench encode with bfloat16: the Spark job in both dtypes, every token encoded by each
+    r = run("bench", "encode", "--dir", tmp.resolve("enc").toString(), "--documents", "4", "--tokens-per-document",
+        "40", "--hidden", "64", "--heads", "4", "--layers", "3", "--mem-layers", "1,2", "--window", "16", "--shards",
+        "2", "--parallelism", "2", "--compute-dtype", "bfloat16");
+    assertEquals(0, r.code(), r.err());
+    for (String line : new String[] {"float32 compute: 4 documents, 160 tokens", "bfloat16 compute: 4 documents, 160 tokens",
+        "bfloat16 / float32 encode tokens/s in this run"}) {
+      assertTrue(r.out().contains(line), r.out());
+    }
   }
 
   @Test

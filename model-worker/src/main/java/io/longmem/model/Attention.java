@@ -7,6 +7,8 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import io.longmem.model.LongLlamaCache.Context;
 import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.compute.Bf16Attention;
+import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.memory.Memory;
 
 /**
@@ -18,7 +20,13 @@ import io.longmem.model.memory.Memory;
 final class Attention {
   /** The reference clamps attention scores at -1e6 after masking. */
   static final float SCORE_FLOOR = -1e6f;
-  /** Largest attention score block (floats) computed at once; bounds memory for long windows. */
+  /** Fewest queries for which the attention's matmuls run in bfloat16 (when the compute dtype is). */
+  static final long BF16_MIN_QUERIES = 16;
+  /**
+   * Largest attention score block (floats) computed at once; bounds memory for long windows. Not
+   * smaller: each block's matmul repacks all the keys (at 16 MB blocks MKL's packing took 16% of
+   * float32 prefill).
+   */
   static final long SCORE_BUDGET = 1L << 25;
 
   /** What a layer attends to and what it writes to memory. */
@@ -65,6 +73,8 @@ final class Attention {
   private final LongLlamaConfig config;
   private final Weights weights;
   private final Rope rope;
+  /** Whether q.k^T and weights.v of prefill-sized inputs run in bfloat16 (compute dtype bfloat16). */
+  private final boolean bf16;
   /**
    * sqrt(head_dim) and the score floor as arrays that libtorch owns. An op with a Java number makes
    * a temporary array over a Java buffer and closes it after the call; autograd keeps the divisor
@@ -85,6 +95,7 @@ final class Attention {
     this.rope = new Rope(weights.manager(), config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings());
     this.scale = constant(weights.manager(), (float) Math.sqrt(config.headDim()));
     this.floor = constant(weights.manager(), SCORE_FLOOR);
+    this.bf16 = weights.compute() == ComputeDType.BFLOAT16 && Bf16Attention.enabled();
   }
 
   /** A float32 scalar array that libtorch owns (not a view of a Java buffer). */
@@ -221,6 +232,7 @@ final class Attention {
     long perQuery = (long) Math.min(groupHeads, heads) * keys * q.getShape().get(0);
     groupQueries = Math.max(1, Math.min(groupQueries, SCORE_BUDGET / Math.max(1, perQuery)));
     boolean whole = groupHeads >= heads && groupQueries >= length;
+    boolean lowp = bf16 && length >= BF16_MIN_QUERIES;
     NDList byHeads = new NDList();
     for (int h0 = 0; h0 < heads; h0 += groupHeads) {
       int h1 = Math.min(heads, h0 + groupHeads);
@@ -231,28 +243,36 @@ final class Attention {
         NDArray kk = whole ? k : part(k, h0, h1, 0, -1);
         NDArray vv = whole ? v : part(v, h0, h1, 0, -1);
         NDArray mm = whole ? mask : part(mask, h0, h1, q0, q1);
-        NDArray scores = maskedScores(qq.matMul(kk.swapAxes(2, 3)), mm);
-        byQueries.add(mem == null ? softmaxLocal(scores, vv)
-            : softmaxWithMemory(scores, qq, vv, part(mem, h0, h1, q0, q1)));
+        NDArray scores = maskedScores(matMul(qq, kk, true, lowp), mm);
+        byQueries.add(mem == null ? softmaxLocal(scores, vv, lowp)
+            : softmaxWithMemory(scores, qq, vv, part(mem, h0, h1, q0, q1), lowp));
       }
       byHeads.add(byQueries.size() == 1 ? byQueries.get(0) : NDArrays.concat(byQueries, 2));
     }
     return byHeads.size() == 1 ? byHeads.get(0) : NDArrays.concat(byHeads, 1);
   }
 
-  private static NDArray softmaxLocal(NDArray scores, NDArray v) {
+  /** a @ b (or a @ b^T), in bfloat16 when {@code lowp} and the batch dims agree (not broadcast). */
+  private static NDArray matMul(NDArray a, NDArray b, boolean transB, boolean lowp) {
+    if (lowp && a.getShape().get(0) == b.getShape().get(0) && a.getShape().get(1) == b.getShape().get(1)) {
+      return Bf16Attention.matMul(a, b, transB);
+    }
+    return a.matMul(transB ? b.swapAxes(2, 3) : b);
+  }
+
+  private static NDArray softmaxLocal(NDArray scores, NDArray v, boolean lowp) {
     NDArray weights = scores.softmax(-1);
     scores.close();
-    NDArray o = weights.matMul(v);
+    NDArray o = matMul(weights, v, false, lowp);
     weights.close();
     return o;
   }
 
   /** One softmax over local scores and memory scores, then the weighted sum of both value sets. */
-  private NDArray softmaxWithMemory(NDArray scores, NDArray q, NDArray v, Memory.Retrieved mem) {
+  private NDArray softmaxWithMemory(NDArray scores, NDArray q, NDArray v, Memory.Retrieved mem, boolean lowp) {
     NDArray memScores = maskedScores(mem.perQuery()
         ? q.expandDims(3).mul(mem.keys()).sum(new int[] {-1})
-        : q.matMul(mem.keys().swapAxes(2, 3)), mem.mask());
+        : matMul(q, mem.keys(), true, lowp), mem.mask());
     long local = scores.getShape().get(3);
     NDArray joined = NDArrays.concat(new NDList(scores, memScores), -1);
     scores.close();
@@ -263,8 +283,8 @@ final class Attention {
     NDArray wMem = weights.get(new NDIndex("..., {}:", local));
     NDArray fromMem = mem.perQuery()
         ? wMem.expandDims(-1).mul(mem.values()).sum(new int[] {-2})
-        : wMem.matMul(mem.values());
-    NDArray o = wLocal.matMul(v).addi(fromMem);
+        : matMul(wMem, mem.values(), false, lowp);
+    NDArray o = matMul(wLocal, v, false, lowp).addi(fromMem);
     weights.close();
     fromMem.close();
     return o;

@@ -468,7 +468,7 @@ public final class LongLlama implements AutoCloseable {
     return upToLayer == config.numLayers() - 1 ? rmsNorm(h, weights.norm()) : h;
   }
 
-  /** The reference's causal mask plus padding mask: [B, 1, T, past + T], 0 or MASK_MIN (or -inf). */
+    /** The reference's causal mask plus padding mask: [B, 1, T, past + T], 0 or MASK_MIN (or -inf). */
   private NDArray decoderMask(NDArray mask2d, long batch, long length, long past) {
     long src = past + length;
     NDArray expanded = mask2d.neg().add(1f).mul(Memory.MASK_MIN).reshape(batch, 1, 1, src);

@@ -8,6 +8,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -65,6 +66,9 @@ public final class EncodeJob implements Callable<Integer> {
   Path tokenizer;
   @Option(names = "--mem-dtype", paramLabel = "float32|bfloat16|float16", description = "default: the checkpoint's mem_dtype")
   String memDType;
+  @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
+      description = "dtype of the large matmuls; bfloat16: oneDNN (AMX) on x86-64 CPUs (default: ${DEFAULT-VALUE})")
+  String computeDType;
   @Option(names = {"--output", "--out"}, required = true, paramLabel = "DIR|URI",
       description = "collection to create: a local directory (on a cluster: one every executor sees at this path) "
           + "or a Hadoop filesystem URI (hdfs://, s3a://, ...)")
@@ -136,7 +140,7 @@ public final class EncodeJob implements Callable<Integer> {
     return new EncodeSpec(model.toAbsolutePath().toString(), tokenizer == null ? null : tokenizer.toAbsolutePath().toString(),
         memDType, index, trainingRows, n, batchSize, maxBatchTokens, threads,
         new Corpus.Spec(input, f, idColumn, textColumn, tokenIdsColumn),
-        io.longmem.model.memory.ReadMemory.parse(readMemory, readK).toString());
+        io.longmem.model.memory.ReadMemory.parse(readMemory, readK).toString(), computeDType);
   }
 
   /** What a run did. */
@@ -206,7 +210,10 @@ public final class EncodeJob implements Callable<Integer> {
     long badNames = Corpus.undecodableNames(in);
     EncodeSpec resolved = new EncodeSpec(spec.model(), spec.tokenizer(), spec.memDType(), spec.indexFactory(),
         spec.trainingRows(), spec.shards(), spec.batchSize(), spec.maxBatchTokens(), spec.torchThreads(), in,
-        spec.readMemory());
+        spec.readMemory(), spec.computeDType());
+    if (spec.compute() == ComputeDType.BFLOAT16) {
+      io.longmem.model.compute.Bf16Matrix.isa(); // loads the native library or says what to install
+    }
     ExecutorModel.configureDjl(spec.torchThreads()); // local mode: executors share this JVM
     Dataset<Row> docs = Corpus.read(spark, in);
     // 2. Count the input (a scan, no shuffle): totals for progress, and text without a tokenizer.

@@ -2,6 +2,7 @@ package io.longmem.jobs.encode;
 
 import io.longmem.io.InputException;
 import io.longmem.model.memory.ReadMemory;
+import io.longmem.model.compute.ComputeDType;
 import java.io.Serializable;
 
 /**
@@ -20,20 +21,24 @@ import java.io.Serializable;
  * @param torchThreads intra-op threads of libtorch per executor JVM (0: libtorch's default)
  * @param readMemory what a document's windows attend to while it is read ({@link ReadMemory}:
  *     dense, the reference, or knn:K, linear in the document's length); null: dense
+ * @param computeDType dtype of the large matmuls (float32, bfloat16); null: float32
  */
 public record EncodeSpec(String model, String tokenizer, String memDType, String indexFactory, int trainingRows,
-    int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input, String readMemory)
-    implements Serializable {
+    int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input, String readMemory,
+    String computeDType) implements Serializable {
 
-  /** A spec that reads with dense memory (the reference). */
+  /** A spec that reads with dense memory (the reference) and computes in float32 (the reference's dtype). */
   public EncodeSpec(String model, String tokenizer, String memDType, String indexFactory, int trainingRows,
       int shards, int batchSize, int maxBatchTokens, int torchThreads, Corpus.Spec input) {
     this(model, tokenizer, memDType, indexFactory, trainingRows, shards, batchSize, maxBatchTokens, torchThreads, input,
-        null);
+        null, null);
   }
 
   public EncodeSpec {
     readMemory = ReadMemory.parse(readMemory == null ? "dense" : readMemory, ReadMemory.DEFAULT_K).toString();
+    if (computeDType != null) {
+      ComputeDType.parse(computeDType); // a clear error before any work
+    }
     if (shards < 1) {
       throw new InputException("--shards must be >= 1, got " + shards);
     }
@@ -51,10 +56,16 @@ public record EncodeSpec(String model, String tokenizer, String memDType, String
     }
   }
 
+  /** The compute dtype, float32 unless asked. */
+  public ComputeDType compute() {
+    return computeDType == null ? ComputeDType.FLOAT32 : ComputeDType.parse(computeDType);
+  }
+
   /**
    * The choices a resumed run must share with the run it resumes: the same documents in the same
    * shards, encoded by the same model into the same kind of index. Batching and threads are
-   * left out: they change speed, not which shard holds what.
+   * left out: they change speed, not which shard holds what; so is the
+   * compute dtype (its rounding moves memory by about what mem_dtype's does, not which shard holds what).
    */
   public record Plan(String modelFingerprint, String memDType, String indexFactory, int trainingRows, int shards,
       String input, String format, String idColumn, String textColumn, String tokenIdsColumn, String tokenizer,

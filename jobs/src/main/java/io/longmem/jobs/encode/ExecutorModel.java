@@ -6,6 +6,7 @@ import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.MemDType;
+import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -38,23 +39,32 @@ public final class ExecutorModel {
 
   /** The model of this spec, loading it on first use in this JVM. */
   public static ExecutorModel get(EncodeSpec spec) throws IOException {
-    return get(spec.model(), spec.memDType(), spec.tokenizer(), spec.torchThreads());
+    return get(spec.model(), spec.memDType(), spec.tokenizer(), spec.torchThreads(), spec.compute());
   }
 
-  /** The model at {@code model} with a mem_dtype override and tokenizer, loading it on first use in this JVM. */
-  public static synchronized ExecutorModel get(String model, String memDType, String tokenizer, int torchThreads)
+  /** The model at {@code model} with a mem_dtype override and tokenizer, in float32, loading it on first use. */
+  public static ExecutorModel get(String model, String memDType, String tokenizer, int torchThreads)
       throws IOException {
-    String key = model + "|" + memDType + "|" + tokenizer;
+    return get(model, memDType, tokenizer, torchThreads, ComputeDType.FLOAT32);
+  }
+
+  /**
+   * The model at {@code model} with a mem_dtype override, tokenizer and compute dtype, loading it on
+   * first use in this JVM (one model per distinct choice).
+   */
+  public static synchronized ExecutorModel get(String model, String memDType, String tokenizer, int torchThreads,
+      ComputeDType compute) throws IOException {
+    String key = model + "|" + memDType + "|" + tokenizer + "|" + compute.label();
     ExecutorModel m = LOADED.get(key);
     if (m == null) {
       configureDjl(torchThreads);
       Checkpoint ckpt = Checkpoint.open(Path.of(model));
       LongLlamaConfig config = config(ckpt, memDType);
-      LongLlama loaded = LongLlama.load(ckpt, config, Device.cpu());
+      LongLlama loaded = LongLlama.load(ckpt, config, Device.cpu(), compute);
       m = new ExecutorModel(ckpt, config, loaded, tokenizer(ckpt, tokenizer));
       LOADED.put(key, m);
-      LOG.info("executor model loaded once for this JVM: {} (memory layers {}, mem_dtype {})", model,
-          config.memLayers(), config.memDType().pythonName());
+      LOG.info("executor model loaded once for this JVM: {} (memory layers {}, mem_dtype {}, {} compute)", model,
+          config.memLayers(), config.memDType().pythonName(), compute.label());
     }
     return m;
   }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
 import io.longmem.encode.DocumentEncoder;
+import io.longmem.io.InputException;
 import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.model.LongLlama;
@@ -113,6 +114,55 @@ class EncodeJobTest {
         }
       }
     }
+  }
+
+  /**
+   * --compute-dtype bfloat16 reaches the executors' model: every document's memory is far nearer
+   * to what a bfloat16 compute model gives it read alone than to what float32 compute wrote (read
+   * in a batch, a few bfloat16 roundings of the activations fall the other way, so not equal).
+   */
+  @Test
+  void bfloat16ComputeInTheJob(@TempDir Path tmp) throws Exception {
+    Path input = tmp.resolve("in/docs.jsonl");
+    Map<String, long[]> docs = writeCorpus(input);
+    Path model = JobFixtures.tinyA().resolve("model");
+    EncodeSpec f32 = spec(model, null, "float32", 2, input, "AUTO");
+    EncodeSpec bf16 = new EncodeSpec(f32.model(), null, "float32", "Flat", 1024, 2, 4, 16384, 1, f32.input(), null, "bfloat16");
+    assertEquals(io.longmem.model.compute.ComputeDType.BFLOAT16, bf16.compute());
+    EncodeJob.run(spark, f32, tmp.resolve("f32"), false, 1);
+    EncodeJob.run(spark, bf16, tmp.resolve("bf16"), false, 1);
+    Checkpoint ckpt = Checkpoint.open(model);
+    double fromAlone = 0;
+    double fromFloat32 = 0;
+    try (LongLlama m = LongLlama.load(ckpt, ckpt.config().withMemDType(MemDType.FLOAT32), Device.cpu(),
+        io.longmem.model.compute.ComputeDType.BFLOAT16)) {
+      DocumentEncoder enc = new DocumentEncoder(m);
+      for (var d : docs.entrySet()) {
+        List<MemoryBlock> alone = enc.encode(d.getValue());
+        for (int li = 0; li < 2; li++) {
+          float[][][] got = JobFixtures.documentMemory(tmp.resolve("bf16"), d.getKey(), li + 1);
+          float[][][] full = JobFixtures.documentMemory(tmp.resolve("f32"), d.getKey(), li + 1);
+          for (int kv = 0; kv < 2; kv++) {
+            float[] a = tokenMajor(alone.get(li), kv == 0);
+            int width = got[kv][0].length;
+            assertEquals(a.length, got[kv].length * width, d.getKey() + ": token count");
+            for (int t = 0; t < got[kv].length; t++) {
+              for (int i = 0; i < width; i++) {
+                fromAlone += Math.abs(got[kv][t][i] - a[t * width + i]);
+                fromFloat32 += Math.abs(got[kv][t][i] - full[kv][t][i]);
+              }
+            }
+          }
+        }
+      }
+    }
+    System.out.printf("bf16 job memory: summed abs difference from bf16 read alone %.4g, from the float32 job %.4g%n",
+        fromAlone, fromFloat32);
+    assertTrue(fromFloat32 > 0 && fromAlone < 0.25 * fromFloat32,
+        "bfloat16 job memory " + fromAlone + " from bfloat16 alone, " + fromFloat32 + " from float32");
+    InputException bad = assertThrows(InputException.class, () -> new EncodeSpec(f32.model(), null, null, "Flat",
+        1024, 2, 4, 16384, 1, f32.input(), null, "bf16"));
+    assertTrue(bad.getMessage().contains("--compute-dtype"), bad.getMessage());
   }
 
   /** job.json holds the plan as it was and the run's final counts: what the corpus of writeCorpus holds. */

@@ -117,6 +117,11 @@ public final class Bf16Matrix implements Projection {
     return y;
   }
 
+  /** Adds time spent in a bfloat16 matmul outside {@link #apply} (the attention's). */
+  static void addApplyNanos(long ns) {
+    APPLY_NS.add(ns);
+  }
+
   /**
    * Where the bfloat16 matmuls' time went since the last call (then reset): calls, and seconds in
    * all of {@link #apply}, rounding activations, multiplying; the rest of apply is the cost of

@@ -89,6 +89,16 @@ final class Bf16Native {
 
   static native void free(long handle);
 
+  /**
+   * c[batch, m, n] = bf16(a[batch, m, k]) @ bf16(b), float32 out; b is [batch, k, n], or [batch, n, k]
+   * read transposed ({@code transB}); contiguous float32 direct buffers.
+   */
+  static native void bmm(ByteBuffer a, ByteBuffer b, ByteBuffer c, long batch, long m, long n, long k, boolean transB,
+      int threads);
+
+  /** Whether oneDNN has a bfloat16 matmul for this CPU (false: no AVX512). */
+  static native boolean bmmSupported();
+
   /** {calls, ns rounding activations, ns multiplying} since the last call, then reset. */
   static native void takeStats(long[] out);
 

@@ -1,0 +1,84 @@
+package io.longmem.model.compute;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import java.nio.ByteBuffer;
+
+/**
+ * The attention's two batched matmuls (q.k^T and weights.v) in bfloat16 on oneDNN, as the
+ * reference computes them under {@code model.to(torch.bfloat16)}: both operands rounded to
+ * bfloat16, float32 accumulate and output. Masking, softmax and everything else stay float32.
+ * Used for prefill-sized inputs only (a decode step's shapes change every token, and its matmuls
+ * are small).
+ */
+public final class Bf16Attention {
+  private static volatile Boolean supported;
+
+  private Bf16Attention() {}
+
+  /**
+   * Whether bfloat16 compute runs the attention's matmuls in bfloat16: where oneDNN multiplies
+   * bfloat16 here, unless the system property {@code longmem.bf16.attention=false} keeps them in
+   * float32 (to measure what they bring).
+   */
+  public static boolean enabled() {
+    return !"false".equals(System.getProperty("longmem.bf16.attention")) && available();
+  }
+
+  /** Whether oneDNN multiplies bfloat16 here (AVX512 and up); loads the library. */
+  public static boolean available() {
+    Boolean s = supported;
+    if (s == null) {
+      Bf16Native.ensureLoaded();
+      s = Bf16Native.bmmSupported();
+      supported = s;
+    }
+    return s;
+  }
+
+  /**
+   * a [..., m, k] @ b [..., k, n] (or b^T, b [..., n, k], when {@code transB}); the leading dims of
+   * a and b are equal (no broadcasting). Returns float32 [..., m, n] on a's manager.
+   */
+  public static NDArray matMul(NDArray a, NDArray b, boolean transB) {
+    Shape sa = a.getShape();
+    Shape sb = b.getShape();
+    int d = sa.dimension();
+    if (d < 2 || sb.dimension() != d || a.getDataType() != DataType.FLOAT32 || b.getDataType() != DataType.FLOAT32) {
+      throw new IllegalArgumentException("bfloat16 batched matmul of " + sa + " by " + sb);
+    }
+    long m = sa.get(d - 2);
+    long k = sa.get(d - 1);
+    long n = transB ? sb.get(d - 2) : sb.get(d - 1);
+    long kb = transB ? sb.get(d - 1) : sb.get(d - 2);
+    long batch = 1;
+    for (int i = 0; i < d - 2; i++) {
+      if (sa.get(i) != sb.get(i)) {
+        throw new IllegalArgumentException("bfloat16 batched matmul: leading dims differ, " + sa + " by " + sb);
+      }
+      batch *= sa.get(i);
+    }
+    if (kb != k) {
+      throw new IllegalArgumentException("bfloat16 batched matmul: inner dims differ, " + sa + " by " + sb);
+    }
+    long[] dims = sa.getShape().clone();
+    dims[d - 1] = n;
+    long t0 = System.nanoTime();
+    NDArray c = a.getManager().create(new Shape(dims), DataType.FLOAT32);
+    if (batch * m * n > 0 && k > 0) {
+      ByteBuffer ab = a.toByteBuffer(true);
+      ByteBuffer bb = b.toByteBuffer(true);
+      ByteBuffer cb = c.toByteBuffer(true);
+      if (!ab.isDirect() || !bb.isDirect() || !cb.isDirect()) {
+        throw new IllegalStateException("DJL gave a heap copy of a tensor: bfloat16 matmul needs direct memory");
+      }
+      Bf16Native.bmm(ab, bb, cb, batch, m, n, k, transB, Bf16Matrix.threads());
+    } else {
+      c.close();
+      c = a.getManager().zeros(new Shape(dims));
+    }
+    Bf16Matrix.addApplyNanos(System.nanoTime() - t0);
+    return c;
+  }
+}
