@@ -9,15 +9,13 @@ import io.longmem.io.Json;
 import io.longmem.memory.security.TokenStore;
 import io.longmem.memory.service.MemoryServer;
 import io.longmem.memory.service.ServiceConfig;
+import io.longmem.memory.service.TestCerts;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.MemDType;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -29,30 +27,6 @@ import org.junit.jupiter.api.io.TempDir;
 class SecureMemoryCliTest {
   static final String TOKEN = "cli-worker-token-5e4d3c";
 
-  /** A CA, a server certificate (127.0.0.1) and a client certificate, made by openssl in {@code dir}. */
-  static void certificates(Path dir) throws Exception {
-    Files.writeString(dir.resolve("leaf.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        + "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n");
-    openssl(dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cli-test-ca");
-    for (String leaf : new String[] {"server", "client"}) {
-      openssl(dir, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-          "-keyout", leaf + ".key", "-out", leaf + ".csr", "-subj", "/CN=" + leaf);
-      openssl(dir, "x509", "-req", "-in", leaf + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-          "-out", leaf + ".pem", "-days", "2", "-extfile", "leaf.ext");
-    }
-  }
-
-  private static void openssl(Path dir, String... args) throws IOException, InterruptedException {
-    List<String> cmd = new ArrayList<>(List.of("openssl"));
-    cmd.addAll(List.of(args));
-    Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
-    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-      throw new IOException("openssl failed (bin/install-build-deps installs it): " + out);
-    }
-  }
-
   @Test
   void generateThroughATlsNodeWithATokenFile(@TempDir Path tmp) throws Exception {
     Path tiny = Fixtures.tinyA();
@@ -63,8 +37,7 @@ class SecureMemoryCliTest {
     Checkpoint ckpt = Checkpoint.open(tiny.resolve("model"));
     Path coll = MemoryCliTest.collection(tmp.resolve("book"), ckpt, MemDType.BFLOAT16, "book", book);
     Path q = Files.writeString(tmp.resolve("q.json"), Json.idList(question));
-    Path certs = Files.createDirectories(tmp.resolve("certs"));
-    certificates(certs);
+    TestCerts certs = TestCerts.make(tmp.resolve("certs"));
     Path tokens = Files.writeString(tmp.resolve("tokens.json"), "{\"tokens\": [{\"name\": \"worker\", \"roles\": "
         + "[\"search\", \"sessions\"], \"sha256\": \"" + TokenStore.sha256Hex(TOKEN) + "\"}]}");
     Path token = Files.writeString(tmp.resolve("token"), TOKEN + "\n");
@@ -72,16 +45,16 @@ class SecureMemoryCliTest {
     ServiceConfig config = new ServiceConfig();
     config.port = 0;
     config.collections.put("book", coll.toString());
-    config.tls.certChain = certs.resolve("server.pem").toString();
-    config.tls.privateKey = certs.resolve("server.key").toString();
-    config.tls.clientCa = certs.resolve("ca.pem").toString();
+    config.tls.certChain = certs.cert("server").toString();
+    config.tls.privateKey = certs.key("server").toString();
+    config.tls.clientCa = certs.ca().toString();
     config.auth.tokensFile = tokens.toString();
     try (MemoryServer server = MemoryServer.start(config)) {
       List<String> common = List.of("generate", "--model", tiny.resolve("model").toString(), "--input-ids",
           q.toString(), "--max-new-tokens", Integer.toString(expected.length), "--greedy", "--last-context-length",
           "20", "--memory", "grpcs://127.0.0.1:" + server.port(), "--collection", "book", "--memory-top-k", "256",
-          "--memory-tls-ca", certs.resolve("ca.pem").toString(), "--memory-tls-cert",
-          certs.resolve("client.pem").toString(), "--memory-tls-key", certs.resolve("client.key").toString());
+          "--memory-tls-ca", certs.ca().toString(), "--memory-tls-cert",
+          certs.cert("client").toString(), "--memory-tls-key", certs.key("client").toString());
       var r = run(common, "--memory-token-file", token.toString());
       assertEquals(0, r.code(), r.err());
       assertEquals(Json.idList(expected), r.out().strip(), "the reference ids through the secured node");

@@ -12,9 +12,9 @@ import java.util.concurrent.TimeUnit;
  * Real certificates made at test time by the {@code openssl} command (bin/install-build-deps
  * installs it): a CA, a server certificate it signed for IP:127.0.0.1 and DNS:localhost, a client
  * certificate it signed, and a second CA nobody trusts with a client certificate of its own. Keys
- * are P-256, written PKCS#8 (what gRPC reads).
+ * are P-256, written PKCS#8 (what gRPC reads). The command line's tests use them too (the test jar).
  */
-final class TestCerts {
+public final class TestCerts {
   final Path dir;
 
   private TestCerts(Path dir) {
@@ -22,12 +22,12 @@ final class TestCerts {
   }
 
   /** Makes everything in {@code dir} (about a second). */
-  static TestCerts make(Path dir) throws IOException, InterruptedException {
+  public static TestCerts make(Path dir) throws IOException, InterruptedException {
     return make(dir, List.of());
   }
 
   /** The same, the server certificate also valid for {@code ips} (nodes on other addresses). */
-  static TestCerts make(Path dir, List<String> ips) throws IOException, InterruptedException {
+  public static TestCerts make(Path dir, List<String> ips) throws IOException, InterruptedException {
     Files.createDirectories(dir);
     TestCerts c = new TestCerts(dir);
     c.ca("ca");
@@ -43,19 +43,19 @@ final class TestCerts {
     return c;
   }
 
-  Path ca() {
+  public Path ca() {
     return dir.resolve("ca.pem");
   }
 
-  Path otherCa() {
+  public Path otherCa() {
     return dir.resolve("other-ca.pem");
   }
 
-  Path cert(String name) {
+  public Path cert(String name) {
     return dir.resolve(name + ".pem");
   }
 
-  Path key(String name) {
+  public Path key(String name) {
     return dir.resolve(name + ".key");
   }
 
