@@ -5,8 +5,6 @@ import io.longmem.memory.api.MemoryBlock;
 import io.longmem.memory.api.SessionBlocks;
 import io.longmem.memory.api.Wire;
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.Shape;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.longmem.memory.grpc.AppendSessionRequest;
@@ -237,9 +235,7 @@ public final class ServiceMemory implements Memory {
         }
       }
     }
-    NDManager m = queries.getManager();
-    Shape shape = new Shape(batch, heads, q, k, headDim);
-    return new Retrieved(m.create(outK, shape), m.create(outV, shape), m.create(mask, new Shape(batch, heads, q, k)));
+    return Retrieved.perQuery(queries.getManager(), outK, outV, mask, batch, heads, q, k, headDim);
   }
 
   @Override

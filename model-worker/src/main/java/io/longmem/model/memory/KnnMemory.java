@@ -1,8 +1,6 @@
 package io.longmem.model.memory;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.Shape;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
@@ -102,9 +100,7 @@ public final class KnnMemory implements Memory, MemoryContents {
         mask[at] = 0f;
       }
     });
-    NDManager m = queries.getManager();
-    Shape shape = new Shape(batch, heads, q, k, dim);
-    return new Retrieved(m.create(outK, shape), m.create(outV, shape), m.create(mask, new Shape(batch, heads, q, k)));
+    return Retrieved.perQuery(queries.getManager(), outK, outV, mask, batch, heads, q, k, dim);
   }
 
   @Override

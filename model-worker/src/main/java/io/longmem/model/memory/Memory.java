@@ -1,6 +1,8 @@
 package io.longmem.model.memory;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 
 /**
  * The one question LongLLaMA's memory layers ask, whatever backs the memory: "for layer L, these
@@ -58,6 +60,13 @@ public interface Memory extends AutoCloseable {
    * broadcastable to [B, H, q, K].
    */
   record Retrieved(NDArray keys, NDArray values, NDArray mask) {
+    /** Per-query pairs from flat arrays: keys and values [B, H, q, k, D], mask [B, H, q, k]. */
+    public static Retrieved perQuery(NDManager m, float[] keys, float[] values, float[] mask, long batch, long heads,
+        long q, long k, long dim) {
+      Shape shape = new Shape(batch, heads, q, k, dim);
+      return new Retrieved(m.create(keys, shape), m.create(values, shape), m.create(mask, new Shape(batch, heads, q, k)));
+    }
+
     public boolean perQuery() {
       return keys.getShape().dimension() == 5;
     }
