@@ -56,6 +56,12 @@ final class TrainCommand implements Callable<Integer> {
 
   @Option(names = "--passkey-share", defaultValue = "0.5", paramLabel = "F",
       description = "share of documents that are passkey prompts when --data is given too") double passkeyShare;
+  @Option(names = "--passkey-context-loss", defaultValue = "0", paramLabel = "F",
+      description = "share of a passkey prompt's other positions (filler, key line) in the loss too; "
+          + "evaluation counts the answer only (default: ${DEFAULT-VALUE})") double passkeyContextLoss;
+  @Option(names = "--passkey-tail", defaultValue = "0", paramLabel = "N",
+      description = "up to N filler tokens after a passkey prompt's answer, so the question sits anywhere in its "
+          + "window (default: ${DEFAULT-VALUE}, the question ends the prompt)") int passkeyTail;
 
   // a new model's shape
   @Option(names = "--hidden", defaultValue = "256") int hidden;
@@ -161,7 +167,7 @@ final class TrainCommand implements Callable<Integer> {
         List<Batch> eval = new ArrayList<>();
         if (evalBatches > 0 && evalEvery > 0) {
           KPacking e = passkey ? new KPacking(batch, length, k, null,
-              new PasskeyTask(tok, k * length + 1, seed + 1_000_003)::next, 1.0, seed + 1)
+              new PasskeyTask(tok, k * length + 1, seed + 1_000_003, 0, passkeyTail)::next, 1.0, seed + 1)
               : packing(corpus, tok, false, seed + 1);
           for (int i = 0; i < evalBatches; i++) {
             eval.add(e.next());
@@ -204,7 +210,7 @@ final class TrainCommand implements Callable<Integer> {
 
   private KPacking packing(TrainingCorpus corpus, SentencePieceTokenizer tok, boolean passkey, long s) {
     Iterator<Doc> texts = corpus == null ? null : corpus.documents();
-    PasskeyTask p = passkey ? new PasskeyTask(tok, k * length + 1, s + 7) : null;
+    PasskeyTask p = passkey ? new PasskeyTask(tok, k * length + 1, s + 7, passkeyContextLoss, passkeyTail) : null;
     return new KPacking(batch, length, k, texts, p == null ? null : p::next, passkeyShare, s);
   }
 

@@ -176,6 +176,20 @@ final class Attention {
     return new Result(out, local);
   }
 
+  /**
+   * The last memory layer of a read that stops there ({@code MEMORY_ONLY}): nothing uses its
+   * attention's output, so only its keys and values are computed and go to memory. The memory is
+   * the same as after {@link #forward}, and reading it no longer attends to everything read
+   * before: one memory layer (or the last one) costs linear time in the document's length.
+   */
+  void rememberOnly(int l, NDArray x, NDArray mask, NDArray positions, Memory memory) {
+    long batch = x.getShape().get(0);
+    long length = x.getShape().get(1);
+    NDArray kv = weights.layer(l).qkv().apply(x).reshape(batch, length, 3, config.numHeads(), config.headDim())
+        .transpose(2, 0, 3, 1, 4);
+    remember(l, memory, new Context(kv.get(1), kv.get(2), positions), lastRowMask(mask));
+  }
+
   /** Appends unrotated keys (= rotated as if at position 0) and values, rounded to mem_dtype. */
   private void remember(int l, Memory memory, Context pairs, NDArray mask) {
     memory.append(l, round(pairs.keys()), round(pairs.values()), mask);

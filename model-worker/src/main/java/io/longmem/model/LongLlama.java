@@ -444,6 +444,11 @@ public final class LongLlama implements AutoCloseable {
     Context[] nextLocal = new Context[config.numLayers()];
     for (int l = 0; l <= upToLayer; l++) {
       Attention.Mode mode = Attention.Mode.of(config, l, cache.hasLocal(), useCache);
+      if (l == upToLayer && upToLayer < config.numLayers() - 1 && mode == Attention.Mode.MEMORY_READ) {
+        // a MEMORY_ONLY read ends at the last memory layer: its keys and values are all it needs
+        attention.rememberOnly(l, rmsNorm(h, weights.layer(l).inputNorm()), mask, positions, cache.memory());
+        break;
+      }
       // each layer in its own scope: its intermediates are freed before the next layer runs
       NDArray[] kept;
       try (NDScope layerScope = new NDScope()) {

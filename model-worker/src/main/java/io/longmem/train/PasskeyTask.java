@@ -9,16 +9,43 @@ import java.util.Random;
 /**
  * The paper's passkey prompt as a training document: task line, the filler, "The pass key is N.
  * Remember it. N is the pass key." at a random depth, more filler, the question, and the answer
- * " N", whose tokens alone count in the loss. Exactly the asked number of tokens: filler tokens
+ * " N", whose tokens count in the loss. Exactly the asked number of tokens: filler tokens
  * after BOS make up what whole filler sentences do not fill.
+ *
+ * <p>{@code contextShare} adds that share of the other positions (drawn at random) to the loss:
+ * predicting the repeated filler and the key's second mention is what grows the previous-token and
+ * copying heads the answer's lookup is built from, and the answer alone gives too few targets per
+ * step for a small model to find them in a short run.
  */
 public final class PasskeyTask {
   private final SentencePieceTokenizer tok;
   private final int tokens;
   private final Random random;
   private final int[] filler;
+  private final double contextShare;
+
+  private final int maxTail;
 
   public PasskeyTask(SentencePieceTokenizer tok, int tokens, long seed) {
+    this(tok, tokens, seed, 0, 0);
+  }
+
+  /**
+   * @param contextShare share of the positions before the answer that count in the loss too (0: the answer only)
+   * @param maxTail at most this many filler tokens after the answer (drawn uniformly), so that the
+   *     question sits anywhere in the last window, not only at its end: with mem_positionals a
+   *     memory key's score depends on the query's position, and a question read at inference
+   *     starts its own context
+   */
+  public PasskeyTask(SentencePieceTokenizer tok, int tokens, long seed, double contextShare, int maxTail) {
+    if (!(contextShare >= 0 && contextShare <= 1)) {
+      throw new io.longmem.io.InputException("the passkey context loss share must be in [0, 1], got " + contextShare);
+    }
+    if (maxTail < 0 || maxTail > tokens / 2) {
+      throw new io.longmem.io.InputException("the passkey tail must be in [0, " + tokens / 2 + "], got " + maxTail);
+    }
+    this.contextShare = contextShare;
+    this.maxTail = maxTail;
     this.tok = tok;
     this.tokens = tokens;
     this.random = new Random(seed);
@@ -43,7 +70,9 @@ public final class PasskeyTask {
     int perFiller = tok.encode(" " + Passkey.FILLER).length;
     int fixed = tok.encodeWithBos(String.join("\n", Passkey.TASK, Passkey.keyLine(key), Passkey.QUESTION + " " + key))
         .length + 4;
-    int repeats = Math.max(0, (tokens - fixed) / perFiller);
+    int tail = maxTail == 0 ? 0 : random.nextInt(maxTail + 1);
+    int room = tokens - tail;
+    int repeats = Math.max(0, (room - fixed) / perFiller);
     while (true) {
       int before = random.nextInt(repeats + 1);
       String prompt = String.join("\n", Passkey.TASK, String.join(" ", Collections.nCopies(before, Passkey.FILLER)),
@@ -55,11 +84,11 @@ public final class PasskeyTask {
       while (common < question.length && common < full.length && question[common] == full[common]) {
         common++;
       }
-      if (full.length > tokens) {
+      if (full.length > room) {
         repeats--;
         continue;
       }
-      int pad = tokens - full.length;
+      int pad = room - full.length;
       int[] t = new int[tokens];
       boolean[] loss = new boolean[tokens];
       t[0] = full[0]; // BOS
@@ -67,7 +96,15 @@ public final class PasskeyTask {
         t[1 + i] = filler[i % filler.length];
       }
       System.arraycopy(full, 1, t, 1 + pad, full.length - 1);
-      Arrays.fill(loss, pad + common, tokens, true);
+      for (int i = 0; i < tail; i++) {
+        t[room + i] = filler[i % filler.length];
+      }
+      Arrays.fill(loss, pad + common, room, true);
+      if (contextShare > 0) {
+        for (int i = 1; i < tokens; i++) {
+          loss[i] |= (i < pad + common || i > room) && random.nextDouble() < contextShare;
+        }
+      }
       return new Doc(t, loss);
     }
   }
