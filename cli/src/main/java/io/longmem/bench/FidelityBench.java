@@ -64,6 +64,14 @@ public final class FidelityBench {
     long[] doc = r.longs(o.documentTokens(), 3, ckpt.config().vocabSize()).toArray();
     doc[0] = 1;
     long[] question = r.longs(o.questionTokens(), 3, ckpt.config().vocabSize()).toArray();
+    String text = "random tokens";
+    if (o.model() != null && ckpt.tokenizerModel() != null) {
+      // a model that was trained (and has its tokenizer): what it was trained for, a passkey haystack and its question
+      var tok = io.longmem.model.tokenizer.SentencePieceTokenizer.load(ckpt.tokenizerModel());
+      doc = io.longmem.passkey.Haystack.make(tok, o.documentTokens(), new java.util.Random(21)).ids(tok);
+      question = io.longmem.passkey.Haystack.question(tok);
+      text = "a passkey haystack and its question";
+    }
     try (LongLlama model = LongLlama.load(ckpt, Device.cpu())) {
       Path exact = o.dir().resolve("exact");
       Path approx = o.dir().resolve("approx");
@@ -75,9 +83,9 @@ public final class FidelityBench {
       colls.put("approx", approx);
       int vocab = model.config().vocabSize();
       System.out.printf(Locale.ROOT, "bench fidelity: model %s (%d layers, memory %s, %d heads x %d), document %d tokens, "
-          + "question %d tokens; approximate index %s, nprobe %d%n", modelDir, model.config().numLayers(),
+          + "question %d tokens (%s); approximate index %s, nprobe %d%n", modelDir, model.config().numLayers(),
           model.config().memLayers(), model.config().numHeads(), model.config().headDim(), doc.length, question.length,
-          o.index(), o.nprobe());
+          text, o.index(), o.nprobe());
       try (MemoryEndpoint endpoint = InProcessNode.open(colls, ckpt.fingerprint())) {
         for (int k : o.ks()) {
           StringBuilder line = new StringBuilder(String.format(Locale.ROOT, "k=%-4d", k));

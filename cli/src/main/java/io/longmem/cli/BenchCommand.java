@@ -20,7 +20,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
     subcommands = {BenchCommand.Model.class, BenchCommand.Memory.class, BenchCommand.Faiss.class,
-        BenchCommand.Decode.class, BenchCommand.Fidelity.class})
+        BenchCommand.Decode.class, BenchCommand.Fidelity.class, BenchCommand.PasskeyAccuracy.class})
 final class BenchCommand implements Runnable {
   @Override
   public void run() {
@@ -103,6 +103,42 @@ final class BenchCommand implements Runnable {
       return 0;
     }
   }
+
+  @Command(name = "passkey", mixinStandardHelpOptions = true,
+      description = "Passkey accuracy with memory from Spark-encoded, served collections (exact and approximate, "
+          + "top-k over gRPC), beside dense memory in process and the model cut off from memory.")
+  static final class PasskeyAccuracy implements Callable<Integer> {
+    @Option(names = "--model", description = "checkpoint (default: the shipped model, conf/models/passkey-small)")
+    Path model;
+    @Option(names = "--dir", required = true, description = "corpora and collections go here") Path dir;
+    @Option(names = "--sizes", split = ",", defaultValue = "4096,65536,1048576,16777216", description = "haystack tokens")
+    long[] sizes;
+    @Option(names = "--trials", split = ",", defaultValue = "20,20,20,5", description = "trials, one or one per size")
+    int[] trials;
+    @Option(names = "--memory-top-k", defaultValue = "64") int topK;
+    @Option(names = "--index", defaultValue = "auto",
+        description = "approximate collection's FAISS factory (auto: IVF with ~64 keys per list, PQ16)") String index;
+    @Option(names = "--nprobe", defaultValue = "32") int nprobe;
+    @Option(names = "--refine", defaultValue = "16") int refine;
+    @Option(names = "--dense-max-tokens", defaultValue = "65536", description = "largest haystack read densely in process")
+    long denseMax;
+    @Option(names = "--full-budget", defaultValue = "2000000",
+        description = "most haystack tokens per size encoded as one document per trial (above: a shared filler document)")
+    long fullBudget;
+    @Option(names = "--parallelism", defaultValue = "2", description = "Spark local[N] and shards") int parallelism;
+    @Option(names = "--seed", defaultValue = "1") long seed;
+
+    @Override
+    public Integer call() throws Exception {
+      Path m = model != null ? model : Path.of(System.getProperty("longmem.home", ".")).resolve(SHIPPED_MODEL);
+      io.longmem.bench.PasskeyBench.run(new io.longmem.bench.PasskeyBench.Options(dir, m, sizes, trials, topK, index,
+          nprobe, refine, denseMax, fullBudget, parallelism, seed));
+      return 0;
+    }
+  }
+
+  /** The model trained here and shipped in the repository (conf/models/passkey-small/TRAINING.md). */
+  static final String SHIPPED_MODEL = "conf/models/passkey-small";
 
   @Command(name = "decode", mixinStandardHelpOptions = true,
       description = "Per-token decode latency with the memory layer's pairs fetched by kNN from served collections of "

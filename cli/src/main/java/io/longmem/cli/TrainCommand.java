@@ -62,6 +62,9 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--passkey-tail", defaultValue = "0", paramLabel = "N",
       description = "up to N filler tokens after a passkey prompt's answer, so the question sits anywhere in its "
           + "window (default: ${DEFAULT-VALUE}, the question ends the prompt)") int passkeyTail;
+  @Option(names = "--passkey-in-memory", defaultValue = "0", paramLabel = "F",
+      description = "share of passkey prompts whose key line ends before their last entry, so only memory (cross-batch) "
+          + "reaches it (default: ${DEFAULT-VALUE}: the key anywhere)") double passkeyInMemory;
 
   // a new model's shape
   @Option(names = "--hidden", defaultValue = "256") int hidden;
@@ -73,6 +76,8 @@ final class TrainCommand implements Callable<Integer> {
   int window;
   @Option(names = "--mem-layers", split = ",", paramLabel = "L,...",
       description = "default: LongLLaMA-3B's proportion (6, 12, 18 of 26)") List<Integer> memLayers;
+  @Option(names = "--no-mem-positionals", description = "a new model's memory layers without rotary positions "
+      + "(the reference's mem_positionals false)") boolean noMemPositionals;
 
   // the run
   @Option(names = "--steps", defaultValue = "1000") int steps;
@@ -145,7 +150,7 @@ final class TrainCommand implements Callable<Integer> {
     } else {
       LongLlamaConfig c = HfConfig.newModel(tok.vocabSize(), hidden, heads,
           intermediate > 0 ? intermediate : (hidden * 8 / 3 + 31) / 32 * 32, layers, window > 0 ? window : length,
-          memLayers);
+          memLayers, !noMemPositionals);
       model = Init.fresh(c, NDManager.newBaseManager(dev), DataType.FLOAT32, seed);
     }
     try (LongLlama m = model) {
@@ -167,7 +172,8 @@ final class TrainCommand implements Callable<Integer> {
         List<Batch> eval = new ArrayList<>();
         if (evalBatches > 0 && evalEvery > 0) {
           KPacking e = passkey ? new KPacking(batch, length, k, null,
-              new PasskeyTask(tok, k * length + 1, seed + 1_000_003, 0, passkeyTail)::next, 1.0, seed + 1)
+              new PasskeyTask(tok, k * length + 1, seed + 1_000_003, 0, passkeyTail, (k - 1) * length,
+                  passkeyInMemory)::next, 1.0, seed + 1)
               : packing(corpus, tok, false, seed + 1);
           for (int i = 0; i < evalBatches; i++) {
             eval.add(e.next());
@@ -210,7 +216,8 @@ final class TrainCommand implements Callable<Integer> {
 
   private KPacking packing(TrainingCorpus corpus, SentencePieceTokenizer tok, boolean passkey, long s) {
     Iterator<Doc> texts = corpus == null ? null : corpus.documents();
-    PasskeyTask p = passkey ? new PasskeyTask(tok, k * length + 1, s + 7, passkeyContextLoss, passkeyTail) : null;
+    PasskeyTask p = passkey ? new PasskeyTask(tok, k * length + 1, s + 7, passkeyContextLoss, passkeyTail,
+        (k - 1) * length, passkeyInMemory) : null;
     return new KPacking(batch, length, k, texts, p == null ? null : p::next, passkeyShare, s);
   }
 

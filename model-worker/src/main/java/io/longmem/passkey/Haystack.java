@@ -70,7 +70,7 @@ public final class Haystack {
   }
 
   /** What the model answers to the question with {@code memory} holding a haystack. */
-  public record Answer(int key, String text, double seconds) {}
+  public record Answer(int key, String text, double readSeconds, double seconds) {}
 
   /** The haystack's ids, with BOS. */
   public long[] ids(SentencePieceTokenizer tok) {
@@ -88,10 +88,13 @@ public final class Haystack {
       if (haystack != null) {
         model.forward(cache, new long[][] {haystack}, null, false, 0, LongLlama.Output.MEMORY_ONLY, null);
       }
-      GenerationOptions greedy = GenerationOptions.greedy(ANSWER_TOKENS, -1, model.config().lastContextLength());
+      double read = (System.nanoTime() - start) / 1e9;
+      // the question and its answer stay in one local window, as a question is read in training
+      // (last_context_length would send its first tokens to memory)
+      GenerationOptions greedy = GenerationOptions.greedy(ANSWER_TOKENS, -1, model.config().maxPositionEmbeddings());
       Generator.Result r = new Generator(model, tok).generate(cache, question(tok), greedy, false, null);
       String text = r.text() == null ? "" : r.text().strip();
-      return new Answer(Passkey.answer(text), text, (System.nanoTime() - start) / 1e9);
+      return new Answer(Passkey.answer(text), text, read, (System.nanoTime() - start) / 1e9);
     }
   }
 }

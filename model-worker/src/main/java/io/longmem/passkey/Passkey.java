@@ -2,12 +2,9 @@ package io.longmem.passkey;
 
 import io.longmem.io.InputException;
 import io.longmem.model.LongLlama;
-import io.longmem.model.generate.GenerationOptions;
 import io.longmem.model.memory.Memory;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
-import io.longmem.summarize.BookSummarizer;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Random;
@@ -19,7 +16,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The passkey retrieval test of the LongLLaMA paper (the landmark-attention prompt): a pass key
- * hidden at a random depth in filler text of a given length; the model is asked for it.
+ * hidden at a random depth in filler text of a given length; the model is asked for it. The
+ * haystack is read into memory first and the question after it in a context of its own
+ * ({@link Haystack}), as with a haystack a served collection holds.
  */
 public final class Passkey {
   private static final Logger LOG = LoggerFactory.getLogger(Passkey.class);
@@ -32,21 +31,6 @@ public final class Passkey {
 
   public static String keyLine(int key) {
     return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
-  }
-
-  /** One trial's prompt: its ids (with BOS), the key, and the filler repeats before and after it. */
-  public record Prompt(long[] ids, int key, int before, int after) {}
-
-  /** A prompt of about {@code tokens} tokens with a random key at a random depth. */
-  public static Prompt prompt(SentencePieceTokenizer tok, int tokens, Random random) {
-    int key = 1 + random.nextInt(50_000);
-    int fixed = 1 + tok.encode(String.join("\n", TASK, keyLine(key), QUESTION)).length + 4;
-    int perFiller = tok.encode(" " + FILLER).length;
-    int repeats = Math.max(0, (tokens - fixed) / perFiller);
-    int before = random.nextInt(repeats + 1);
-    String text = String.join("\n", TASK, String.join(" ", java.util.Collections.nCopies(before, FILLER)), keyLine(key),
-        String.join(" ", java.util.Collections.nCopies(repeats - before, FILLER)), QUESTION);
-    return new Prompt(Arrays.stream(tok.encodeWithBos(text)).asLongStream().toArray(), key, before, repeats - before);
   }
 
   /** The key the model gave: the first number in its answer, or -1. */
@@ -67,7 +51,10 @@ public final class Passkey {
     }
   }
 
-  /** Runs {@code trials} prompts of about {@code tokens} tokens, each with a fresh memory. */
+  /**
+   * Runs {@code trials} haystacks of about {@code tokens} tokens, each read into a fresh memory,
+   * then the question in a context of its own ({@link Haystack#ask}).
+   */
   public static Report run(LongLlama model, SentencePieceTokenizer tok, Supplier<Memory> memory, int tokens, int trials,
       long seed) {
     if (tokens < 64) {
@@ -77,23 +64,20 @@ public final class Passkey {
       throw new InputException("--trials must be >= 1, got " + trials);
     }
     Random random = new Random(seed);
-    BookSummarizer reader = new BookSummarizer(model, tok);
-    GenerationOptions greedy = GenerationOptions.greedy(8, -1, model.config().lastContextLength());
     int correct = 0;
     long read = 0;
     double seconds = 0;
     List<String> lines = new ArrayList<>();
     for (int t = 0; t < trials; t++) {
-      Prompt p = prompt(tok, tokens, random);
-      BookSummarizer.Result r = reader.summarizeIds(p.ids(), p.ids().length, memory.get(), greedy, null);
-      int got = answer(r.summary());
-      boolean ok = got == p.key();
+      Haystack h = Haystack.make(tok, tokens, random);
+      long[] ids = h.ids(tok);
+      Haystack.Answer a = Haystack.ask(model, tok, memory.get(), ids);
+      boolean ok = a.key() == h.key();
       correct += ok ? 1 : 0;
-      read += p.ids().length;
-      seconds += r.readSeconds();
+      read += ids.length;
+      seconds += a.readSeconds();
       String line = String.format(Locale.ROOT, "trial %d: %d tokens, key %d at depth %.0f%%, answer '%s' -> %s", t + 1,
-          p.ids().length, p.key(), 100.0 * p.before() / Math.max(1, p.before() + p.after()),
-          r.summary() == null ? "" : r.summary().strip(), ok ? "correct" : "wrong");
+          ids.length, h.key(), 100 * h.depth(), a.text(), ok ? "correct" : "wrong");
       LOG.info(line);
       lines.add(line);
     }

@@ -27,6 +27,16 @@ public final class HfConfig {
    */
   public static LongLlamaConfig newModel(int vocab, int hidden, int heads, int intermediate, int layers, int window,
       List<Integer> memLayers) {
+    return newModel(vocab, hidden, heads, intermediate, layers, window, memLayers, true);
+  }
+
+  /**
+   * @param memPositionals the reference's {@code mem_positionals}: false leaves memory layers without
+   *     rotary positions, locally too, so what such a layer learns to find in its own window it finds
+   *     the same way in memory (where every key is positioned as if first)
+   */
+  public static LongLlamaConfig newModel(int vocab, int hidden, int heads, int intermediate, int layers, int window,
+      List<Integer> memLayers, boolean memPositionals) {
     if (memLayers == null || memLayers.isEmpty()) {
       memLayers = defaultMemLayers(layers);
     }
@@ -42,6 +52,7 @@ public final class HfConfig {
     JsonArray mem = new JsonArray();
     memLayers.forEach(mem::add);
     o.add("mem_layers", mem);
+    o.addProperty("mem_positionals", memPositionals);
     return LongLlamaConfig.fromJson(o, "new model");
   }
 

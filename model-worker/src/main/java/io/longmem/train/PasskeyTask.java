@@ -25,6 +25,8 @@ public final class PasskeyTask {
   private final double contextShare;
 
   private final int maxTail;
+  private final int keyBefore;
+  private final double inMemoryShare;
 
   public PasskeyTask(SentencePieceTokenizer tok, int tokens, long seed) {
     this(tok, tokens, seed, 0, 0);
@@ -38,6 +40,23 @@ public final class PasskeyTask {
    *     starts its own context
    */
   public PasskeyTask(SentencePieceTokenizer tok, int tokens, long seed, double contextShare, int maxTail) {
+    this(tok, tokens, seed, contextShare, maxTail, 0, 0);
+  }
+
+  /**
+   * @param keyBefore with {@code inMemoryShare}, that share of the documents has its key line end
+   *     before this token (e.g. where the last entry starts, so that only memory can reach it; in a
+   *     short entry the key would otherwise sit beside the question most of the time and the memory
+   *     lookup would hardly be trained)
+   */
+  public PasskeyTask(SentencePieceTokenizer tok, int tokens, long seed, double contextShare, int maxTail, int keyBefore,
+      double inMemoryShare) {
+    if (keyBefore < 0 || keyBefore > tokens || !(inMemoryShare >= 0 && inMemoryShare <= 1)) {
+      throw new io.longmem.io.InputException("the passkey key position must be in [0, " + tokens + "] and its share in "
+          + "[0, 1], got " + keyBefore + " and " + inMemoryShare);
+    }
+    this.keyBefore = keyBefore;
+    this.inMemoryShare = inMemoryShare;
     if (!(contextShare >= 0 && contextShare <= 1)) {
       throw new io.longmem.io.InputException("the passkey context loss share must be in [0, 1], got " + contextShare);
     }
@@ -73,8 +92,10 @@ public final class PasskeyTask {
     int tail = maxTail == 0 ? 0 : random.nextInt(maxTail + 1);
     int room = tokens - tail;
     int repeats = Math.max(0, (room - fixed) / perFiller);
+    boolean inMemory = keyBefore > 0 && random.nextDouble() < inMemoryShare;
+    int before = -1;
     while (true) {
-      int before = random.nextInt(repeats + 1);
+      before = before < 0 ? random.nextInt(repeats + 1) : Math.min(before, repeats);
       String prompt = String.join("\n", Passkey.TASK, String.join(" ", Collections.nCopies(before, Passkey.FILLER)),
           Passkey.keyLine(key), String.join(" ", Collections.nCopies(repeats - before, Passkey.FILLER)),
           Passkey.QUESTION);
@@ -89,6 +110,14 @@ public final class PasskeyTask {
         continue;
       }
       int pad = room - full.length;
+      if (inMemory && before > 0) {
+        int keyEnd = pad + tok.encodeWithBos(String.join("\n", Passkey.TASK, String.join(" ",
+            Collections.nCopies(before, Passkey.FILLER)), Passkey.keyLine(key))).length + 1;
+        if (keyEnd > keyBefore) {
+          before = random.nextInt(before); // earlier, until the key line ends in memory
+          continue;
+        }
+      }
       int[] t = new int[tokens];
       boolean[] loss = new boolean[tokens];
       t[0] = full[0]; // BOS

@@ -90,4 +90,72 @@ class PackingTest {
     assertEquals(257, d.tokens().length);
     assertArrayEquals(new int[] {tok.bosId()}, new int[] {d.tokens()[0]});
   }
+
+  @Test
+  void aPasskeyTailMovesTheQuestionAndContextLossAddsOnlyOtherPositions() throws Exception {
+    SentencePieceTokenizer tok = tokenizer();
+    int[] question = tok.encode("What is the pass key? The pass key is");
+    java.util.Set<Integer> ends = new java.util.HashSet<>();
+    PasskeyTask answerOnly = new PasskeyTask(tok, 2 * 64 + 1, 9, 0, 40);
+    PasskeyTask withContext = new PasskeyTask(tok, 2 * 64 + 1, 9, 0.3, 40);
+    for (int n = 0; n < 40; n++) {
+      Doc a = answerOnly.next();
+      Doc c = withContext.next();
+      assertEquals(129, a.tokens().length);
+      // the answer: a run of loss positions right after the question; nothing else counts
+      int first = -1;
+      int count = 0;
+      for (int i = 0; i < a.loss().length; i++) {
+        if (a.loss()[i]) {
+          first = first < 0 ? i : first;
+          count++;
+        }
+      }
+      assertTrue(first > question.length && count >= 2 && count <= 6, "answer at " + first + ", " + count + " tokens");
+      // (the question's first word follows a newline in the document: compare what comes after it)
+      int[] before = java.util.Arrays.copyOfRange(a.tokens(), first - question.length + 1, first);
+      assertArrayEquals(java.util.Arrays.copyOfRange(question, 1, question.length), before,
+          "the answer does not follow the question");
+      for (int i = first; i < first + count; i++) {
+        assertTrue(a.loss()[i]);
+      }
+      ends.add(first + count);
+      // the same draws with a context share: the answer still counts, and about 30% of the rest do
+      int extra = 0;
+      for (int i = 0; i < c.loss().length; i++) {
+        extra += c.loss()[i] ? 1 : 0;
+      }
+      assertTrue(extra > count + 10 && extra < 129 * 0.6, extra + " positions count");
+      assertTrue(!c.loss()[0], "BOS is never a target");
+    }
+    // the tail is drawn: the answer does not always end the document
+    assertTrue(ends.size() > 10, "answer ends " + ends);
+    assertTrue(ends.stream().anyMatch(e -> e < 129 - 20), "the question never left the end: " + ends);
+  }
+
+  @Test
+  void keysInMemoryEndBeforeTheLastEntry() throws Exception {
+    SentencePieceTokenizer tok = tokenizer();
+    int inMemory = 0;
+    int anywhere = 0;
+    PasskeyTask forced = new PasskeyTask(tok, 3 * 64 + 1, 4, 0, 40, 128, 1.0);
+    PasskeyTask free = new PasskeyTask(tok, 3 * 64 + 1, 4, 0, 40, 0, 0);
+    for (int n = 0; n < 30; n++) {
+      inMemory += keyEnd(tok, forced.next(), forced.lastKey()) <= 128 ? 1 : 0;
+      anywhere += keyEnd(tok, free.next(), free.lastKey()) <= 128 ? 1 : 0;
+    }
+    assertEquals(30, inMemory, "forced documents with the key line in the last entry");
+    assertTrue(anywhere < 30, "with the key anywhere, it never reached the last entry");
+  }
+
+  /** The token index just after the key line's "." in a document. */
+  private static int keyEnd(SentencePieceTokenizer tok, Doc d, int key) {
+    String line = "The pass key is " + key + ". Remember it.";
+    for (int end = 1; end <= d.tokens().length; end++) {
+      if (tok.decode(java.util.Arrays.copyOf(d.tokens(), end)).contains(line)) {
+        return end;
+      }
+    }
+    throw new AssertionError("no key line in the document");
+  }
 }
