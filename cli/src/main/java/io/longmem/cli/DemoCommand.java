@@ -59,13 +59,26 @@ public final class DemoCommand implements Callable<Integer> {
     Path workDir = (work != null ? work : home.resolve("target/demo")).toAbsolutePath();
     PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
     Path modelDir = model != null ? model : home.resolve(BenchCommand.SHIPPED_MODEL);
+    boolean standIn = false;
+    if (model == null && !Files.exists(modelDir.resolve("config.json"))) {
+      // no trained model in this tree: a deterministic random one with LongLLaMA's structure stands in
+      // (its answer is noise; the path it takes is the real one)
+      modelDir = workDir.resolve("random-model");
+      standIn = true;
+      if (!Files.exists(modelDir.resolve("config.json"))) {
+        io.longmem.model.checkpoint.RandomCheckpoint.write(modelDir, new io.longmem.model.checkpoint.RandomCheckpoint
+            .Shape(32000, 128, 4, 344, 4, 256, 128, new int[] {1, 2}), 42);
+        Files.copy(home.resolve("conf/demo/tokenizer.model"), modelDir.resolve("tokenizer.model"));
+      }
+    }
     Checkpoint ckpt = Checkpoint.open(modelDir);
     if (ckpt.tokenizerModel() == null) {
       throw new io.longmem.io.InputException("the demo needs a checkpoint with its tokenizer.model: " + modelDir);
     }
     SentencePieceTokenizer tok = SentencePieceTokenizer.load(ckpt.tokenizerModel());
-    out.println("[0/4] model: " + modelDir + (model == null ? " (trained here by bin/longmem train: "
-        + BenchCommand.SHIPPED_MODEL + "/TRAINING.md)" : ""));
+    out.println("[0/4] model: " + modelDir + (standIn ? " (no trained model in " + BenchCommand.SHIPPED_MODEL
+        + ": a small random checkpoint, so the answer is noise; the path it takes is the real one)"
+        : model == null ? " (trained here by bin/longmem train: " + BenchCommand.SHIPPED_MODEL + "/TRAINING.md)" : ""));
 
     long s = seed != null ? seed : System.nanoTime();
     Haystack haystack = Haystack.make(tok, tokens, new Random(s));

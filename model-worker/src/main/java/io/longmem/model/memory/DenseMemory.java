@@ -1,8 +1,6 @@
 package io.longmem.model.memory;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDArrays;
-import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
@@ -15,39 +13,68 @@ import java.util.Map;
  */
 public final class DenseMemory implements Memory, MemoryContents {
   private final NDManager manager;
-  private final Map<Integer, NDArray[]> layers = new HashMap<>(); // keys, values, mask
+  /** Per layer: keys, values, mask buffers ([B,H,cap,D], [B,H,cap,D], [B,cap]) of which the first n are memory. */
+  private final Map<Integer, Layer> layers = new HashMap<>();
+
+  private static final class Layer {
+    NDArray keys;
+    NDArray values;
+    NDArray mask;
+    long n;
+
+    long capacity() {
+      return keys.getShape().get(2);
+    }
+  }
 
   public DenseMemory(NDManager parent) {
     this.manager = parent.newSubManager();
   }
 
+  /**
+   * Copies the pairs into the layer's buffers, which grow by doubling: appending a window costs
+   * its own size (amortized), not the memory's (joining arrays anew per window was quadratic in the
+   * document's length), and the buffers are the only arrays memory holds.
+   */
   @Override
   public void append(int layer, NDArray keys, NDArray values, NDArray mask) {
-    NDArray[] old = layers.get(layer);
-    NDArray[] next;
-    if (old == null) {
-      next = new NDArray[] {keys.duplicate(), values.duplicate(), mask.duplicate()};
-    } else {
-      next = new NDArray[] {
-          NDArrays.concat(new NDList(old[0], keys), 2),
-          NDArrays.concat(new NDList(old[1], values), 2),
-          NDArrays.concat(new NDList(old[2], mask), 1)};
-    }
-    for (NDArray a : next) {
-      NDScope.unregister(a);
-      a.attach(manager);
-    }
-    layers.put(layer, next);
-    if (old != null) {
-      for (NDArray a : old) {
-        a.close();
+    long t = keys.getShape().get(2);
+    Layer l = layers.get(layer);
+    if (l == null || l.n + t > l.capacity()) {
+      long cap = Math.max(t, l == null ? t : Math.max(2 * l.capacity(), l.n + t));
+      Layer next = new Layer();
+      next.keys = buffer(keys.getShape(), 2, cap, keys.getDataType());
+      next.values = buffer(values.getShape(), 2, cap, values.getDataType());
+      next.mask = buffer(mask.getShape(), 1, cap, mask.getDataType());
+      if (l != null) {
+        next.keys.set(new NDIndex(":, :, :{}", l.n), l.keys.get(new NDIndex(":, :, :{}", l.n)));
+        next.values.set(new NDIndex(":, :, :{}", l.n), l.values.get(new NDIndex(":, :, :{}", l.n)));
+        next.mask.set(new NDIndex(":, :{}", l.n), l.mask.get(new NDIndex(":, :{}", l.n)));
+        next.n = l.n;
+        l.keys.close();
+        l.values.close();
+        l.mask.close();
       }
+      layers.put(layer, next);
+      l = next;
     }
+    l.keys.set(new NDIndex(":, :, {}:{}", l.n, l.n + t), keys);
+    l.values.set(new NDIndex(":, :, {}:{}", l.n, l.n + t), values);
+    l.mask.set(new NDIndex(":, {}:{}", l.n, l.n + t), mask);
+    l.n += t;
+  }
+
+  private NDArray buffer(ai.djl.ndarray.types.Shape like, int axis, long cap, ai.djl.ndarray.types.DataType type) {
+    long[] dims = like.getShape();
+    dims[axis] = cap;
+    NDArray a = manager.zeros(new ai.djl.ndarray.types.Shape(dims), type);
+    NDScope.unregister(a);
+    return a;
   }
 
   @Override
   public Retrieved retrieve(int layer, NDArray queries) {
-    NDArray[] m = layers.get(layer);
+    NDArray[] m = contents(layer);
     if (m == null) {
       return null;
     }
@@ -58,24 +85,29 @@ public final class DenseMemory implements Memory, MemoryContents {
 
   @Override
   public long size(int layer) {
-    NDArray[] m = layers.get(layer);
-    return m == null ? 0 : m[0].getShape().get(2);
+    Layer l = layers.get(layer);
+    return l == null ? 0 : l.n;
   }
 
-  /** The stored keys, values and mask of a layer ([B,H,M,D], [B,H,M,D], [B,M]), or null. */
+  /** Views of the stored keys, values and mask of a layer ([B,H,M,D], [B,H,M,D], [B,M]), or null. */
   public NDArray[] contents(int layer) {
-    return layers.get(layer);
+    Layer l = layers.get(layer);
+    if (l == null) {
+      return null;
+    }
+    return new NDArray[] {l.keys.get(new NDIndex(":, :, :{}", l.n)), l.values.get(new NDIndex(":, :, :{}", l.n)),
+        l.mask.get(new NDIndex(":, :{}", l.n))};
   }
 
   /** Row b's first n tokens of [B, H, M, D] as [H, n, D]: in reading order a row's real tokens come first. */
   @Override
   public float[] keys(int layer, int row, int tokens) {
-    return row(layers.get(layer)[0], row, tokens);
+    return row(layers.get(layer).keys, row, tokens);
   }
 
   @Override
   public float[] values(int layer, int row, int tokens) {
-    return row(layers.get(layer)[1], row, tokens);
+    return row(layers.get(layer).values, row, tokens);
   }
 
   private static float[] row(NDArray a, int b, int n) {
