@@ -100,11 +100,12 @@ public final class DemoCommand implements Callable<Integer> {
     EncodeJob.Report encoded;
     try (SparkSession spark = SparkSession.builder().master("local[*]").appName("longmem demo")
         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate()) {
+      // read in linear time (--read-memory knn): a dense read of a long haystack is quadratic
       encoded = EncodeJob.run(spark, new EncodeSpec(modelDir.toAbsolutePath().toString(), null, null, "Flat", 65536, 2, 4,
-          16384, 1, new Corpus.Spec(texts.toString(), Corpus.Format.TEXT, "id", "text", "token_ids")),
+          16384, 1, new Corpus.Spec(texts.toString(), Corpus.Format.TEXT, "id", "text", "token_ids"), "knn", null),
           collection, false, 10);
     }
-    out.println("[2/4] encode (Spark local[*]): " + encoded.summary());
+    out.println("[2/4] encode (Spark local[*], --read-memory knn): " + encoded.summary());
 
     ServiceConfig conf = new ServiceConfig();
     conf.port = 0;

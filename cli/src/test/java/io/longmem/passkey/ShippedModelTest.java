@@ -34,6 +34,9 @@ class ShippedModelTest {
 
   @Test
   void findsThePassKeyAt8kTokensThroughAnInProcessEndpoint(@TempDir Path tmp) throws Exception {
+    // runs once a trained model is shipped (issue 11); none that retrieves has been trained yet
+    org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.exists(MODEL.resolve("model.safetensors")),
+        "no shipped model in " + MODEL);
     Checkpoint ckpt = Checkpoint.open(MODEL);
     SentencePieceTokenizer tok = SentencePieceTokenizer.load(ckpt.tokenizerModel());
     int withoutMemory = 0;
