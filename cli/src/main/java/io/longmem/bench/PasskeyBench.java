@@ -22,11 +22,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
 import java.util.Random;
-import java.util.function.Function;
 import org.apache.spark.sql.SparkSession;
 
 /**
@@ -147,8 +145,8 @@ public final class PasskeyBench {
     System.out.printf(Locale.ROOT, "size %,d: %d trials, %s; %,d tokens to encode per collection%n", size, trials,
         shared ? "shared filler documents + one key document per trial" : "one haystack document per trial",
         corpusTokens);
-    double exactRate = encode(o, ckpt, corpus, dir.resolve("exact"), "Flat", corpusTokens, shards);
-    encode(o, ckpt, corpus, dir.resolve("approx"), approxFactory, corpusTokens, shards);
+    double exactRate = encode(o, corpus, dir.resolve("exact"), "Flat", corpusTokens, shards);
+    encode(o, corpus, dir.resolve("approx"), approxFactory, corpusTokens, shards);
 
     ServiceConfig conf = new ServiceConfig();
     conf.port = 0;
@@ -159,16 +157,16 @@ public final class PasskeyBench {
     double exactSeconds = 0;
     try (MemoryServer server = MemoryServer.start(conf);
          MemoryEndpoint endpoint = MemoryEndpoint.remote("grpc://127.0.0.1:" + server.port())) {
-      Function<Trial, Memory> exact = t -> new ServiceMemory(endpoint, new ServiceMemory.Options(List.of("exact"),
-          t.documents(), o.topK(), 0, 0, 600_000, 1), model.config(), ckpt.fingerprint(), 1);
-      Function<Trial, Memory> approx = t -> new ServiceMemory(endpoint, new ServiceMemory.Options(List.of("approx"),
-          t.documents(), o.topK(), o.nprobe(), o.refine(), 600_000, 1), model.config(), ckpt.fingerprint(), 1);
+      // top-k pairs from one served collection, restricted to the trial's documents
+      java.util.function.BiFunction<String, Trial, Memory> served = (name, t) -> new ServiceMemory(endpoint,
+          new ServiceMemory.Options(List.of(name), t.documents(), o.topK(), name.equals("exact") ? 0 : o.nprobe(),
+              name.equals("exact") ? 0 : o.refine(), 600_000, 1), model.config(), ckpt.fingerprint(), 1);
       for (int t = 0; t < list.size(); t++) {
         Trial trial = list.get(t);
         int key = trial.haystack().key();
-        Haystack.Answer ex = Haystack.ask(model, tok, exact.apply(trial), null);
+        Haystack.Answer ex = Haystack.ask(model, tok, served.apply("exact", trial), null);
         exactSeconds += ex.seconds();
-        Haystack.Answer ap = Haystack.ask(model, tok, approx.apply(trial), null);
+        Haystack.Answer ap = Haystack.ask(model, tok, served.apply("approx", trial), null);
         Haystack.Answer none = Haystack.ask(model, tok, new DenseMemory(model.manager()), null);
         String dense = "-";
         if (size <= o.denseMax()) {
@@ -202,7 +200,7 @@ public final class PasskeyBench {
   }
 
   /** Encodes the corpus into a new collection with the Spark job (local[parallelism]); returns tokens/s. */
-  private static double encode(Options o, Checkpoint ckpt, Path corpus, Path out, String factory, long tokens,
+  private static double encode(Options o, Path corpus, Path out, String factory, long tokens,
       int shards) throws Exception {
     io.longmem.io.FileTrees.deleteRecursively(out);
     long t0 = System.nanoTime();
@@ -245,8 +243,7 @@ public final class PasskeyBench {
   /** A key line in filler as a haystack holds it: a few filler sentences on each side. */
   static long[] keyDocument(SentencePieceTokenizer tok, int key, Random random) {
     int before = random.nextInt(3);
-    String text = String.join(" ", Collections.nCopies(before, Passkey.FILLER)) + "\n" + Passkey.keyLine(key) + "\n"
-        + String.join(" ", Collections.nCopies(3 - before, Passkey.FILLER));
+    String text = Passkey.fillers(before) + "\n" + Passkey.keyLine(key) + "\n" + Passkey.fillers(3 - before);
     return java.util.Arrays.stream(tok.encodeWithBos(text)).asLongStream().toArray();
   }
 

@@ -8,18 +8,19 @@ import io.longmem.memory.service.MemoryServer;
 import io.longmem.memory.service.ServiceConfig;
 import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import io.longmem.memory.api.MemoryEndpoint;
 import io.longmem.retrieve.ServiceMemory;
 import io.longmem.passkey.Haystack;
 import io.longmem.passkey.Passkey;
-import java.util.Random;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
+import java.util.Random;
 import java.util.concurrent.Callable;
 import org.apache.spark.sql.SparkSession;
 import picocli.CommandLine.Command;
@@ -66,8 +67,7 @@ public final class DemoCommand implements Callable<Integer> {
       modelDir = workDir.resolve("random-model");
       standIn = true;
       if (!Files.exists(modelDir.resolve("config.json"))) {
-        io.longmem.model.checkpoint.RandomCheckpoint.write(modelDir, new io.longmem.model.checkpoint.RandomCheckpoint
-            .Shape(32000, 128, 4, 344, 4, 256, 128, new int[] {1, 2}), 42);
+        RandomCheckpoint.write(modelDir, new RandomCheckpoint.Shape(32000, 128, 4, 344, 4, 256, 128, new int[] {1, 2}), 42);
         Files.copy(home.resolve("conf/demo/tokenizer.model"), modelDir.resolve("tokenizer.model"));
       }
     }

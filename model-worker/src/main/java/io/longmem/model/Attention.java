@@ -132,8 +132,7 @@ final class Attention {
     long length = x.getShape().get(1);
     int heads = config.numHeads();
     int dim = config.headDim();
-    NDArray qkv = weights.layer(l).qkv().apply(x).reshape(batch, length, 3, heads, dim)
-        .transpose(2, 0, 3, 1, 4);
+    NDArray qkv = qkv(l, x);
     NDArray q = qkv.get(0);
     Context input = new Context(qkv.get(1), qkv.get(2), positions);
     Context local = input;
@@ -183,11 +182,14 @@ final class Attention {
    * before: one memory layer (or the last one) costs linear time in the document's length.
    */
   void rememberOnly(int l, NDArray x, NDArray mask, NDArray positions, Memory memory) {
-    long batch = x.getShape().get(0);
-    long length = x.getShape().get(1);
-    NDArray kv = weights.layer(l).qkv().apply(x).reshape(batch, length, 3, config.numHeads(), config.headDim())
-        .transpose(2, 0, 3, 1, 4);
+    NDArray kv = qkv(l, x);
     remember(l, memory, new Context(kv.get(1), kv.get(2), positions), lastRowMask(mask));
+  }
+
+  /** The fused projection of x [B, L, hidden] as q, k, v stacked: [3, B, heads, L, head_dim]. */
+  private NDArray qkv(int l, NDArray x) {
+    return weights.layer(l).qkv().apply(x).reshape(x.getShape().get(0), x.getShape().get(1), 3, config.numHeads(),
+        config.headDim()).transpose(2, 0, 3, 1, 4);
   }
 
   /** Appends unrotated keys (= rotated as if at position 0) and values, rounded to mem_dtype. */

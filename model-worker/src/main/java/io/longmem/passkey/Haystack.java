@@ -8,7 +8,6 @@ import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import io.longmem.model.LongLlamaCache;
 import io.longmem.model.generate.Generator;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.Random;
 
 /**
@@ -24,6 +23,7 @@ public final class Haystack {
   private final String text;
   private final int key;
   private final double depth;
+  private long[] ids; // tokenized once, when first asked
 
   private Haystack(String text, int key, double depth) {
     this.text = text;
@@ -41,8 +41,8 @@ public final class Haystack {
       throw new InputException("a haystack of " + tokens + " tokens is too long to build as one text");
     }
     int before = (int) (random.nextDouble() * (repeats + 1));
-    String text = String.join("\n", Passkey.TASK, String.join(" ", Collections.nCopies(before, Passkey.FILLER)),
-        Passkey.keyLine(key), String.join(" ", Collections.nCopies((int) repeats - before, Passkey.FILLER)));
+    String text = String.join("\n", Passkey.TASK, Passkey.fillers(before), Passkey.keyLine(key),
+        Passkey.fillers((int) repeats - before));
     return new Haystack(text, key, before / (double) Math.max(1, repeats));
   }
 
@@ -72,9 +72,12 @@ public final class Haystack {
   /** What the model answers to the question with {@code memory} holding a haystack. */
   public record Answer(int key, String text, double readSeconds, double seconds) {}
 
-  /** The haystack's ids, with BOS. */
+  /** The haystack's ids, with BOS (tokenized once). */
   public long[] ids(SentencePieceTokenizer tok) {
-    return Arrays.stream(tok.encodeWithBos(text)).asLongStream().toArray();
+    if (ids == null) {
+      ids = Arrays.stream(tok.encodeWithBos(text)).asLongStream().toArray();
+    }
+    return ids;
   }
 
   /**

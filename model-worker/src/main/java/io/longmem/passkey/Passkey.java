@@ -29,6 +29,11 @@ public final class Passkey {
 
   private Passkey() {}
 
+  /** {@code n} filler sentences joined by spaces. */
+  public static String fillers(int n) {
+    return String.join(" ", java.util.Collections.nCopies(n, FILLER));
+  }
+
   public static String keyLine(int key) {
     return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
   }

@@ -3,7 +3,6 @@ package io.longmem.train;
 import io.longmem.model.tokenizer.SentencePieceTokenizer;
 import io.longmem.passkey.Passkey;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.Random;
 
 /**
@@ -96,9 +95,8 @@ public final class PasskeyTask {
     int before = -1;
     while (true) {
       before = before < 0 ? random.nextInt(repeats + 1) : Math.min(before, repeats);
-      String prompt = String.join("\n", Passkey.TASK, String.join(" ", Collections.nCopies(before, Passkey.FILLER)),
-          Passkey.keyLine(key), String.join(" ", Collections.nCopies(repeats - before, Passkey.FILLER)),
-          Passkey.QUESTION);
+      String prompt = String.join("\n", Passkey.TASK, Passkey.fillers(before), Passkey.keyLine(key),
+          Passkey.fillers(repeats - before), Passkey.QUESTION);
       int[] question = tok.encodeWithBos(prompt);
       int[] full = tok.encodeWithBos(prompt + " " + key);
       int common = 0;
@@ -111,8 +109,8 @@ public final class PasskeyTask {
       }
       int pad = room - full.length;
       if (inMemory && before > 0) {
-        int keyEnd = pad + tok.encodeWithBos(String.join("\n", Passkey.TASK, String.join(" ",
-            Collections.nCopies(before, Passkey.FILLER)), Passkey.keyLine(key))).length + 1;
+        int keyEnd = pad + tok.encodeWithBos(String.join("\n", Passkey.TASK, Passkey.fillers(before),
+            Passkey.keyLine(key))).length + 1;
         if (keyEnd > keyBefore) {
           before = random.nextInt(before); // earlier, until the key line ends in memory
           continue;
