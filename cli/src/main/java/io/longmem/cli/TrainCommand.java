@@ -16,6 +16,7 @@ import io.longmem.train.HfConfig;
 import io.longmem.train.Init;
 import io.longmem.train.KPacking;
 import io.longmem.train.PasskeyTask;
+import io.longmem.train.RecallTask;
 import io.longmem.train.TrainOptions;
 import io.longmem.train.Trainer;
 import io.longmem.train.TrainingCheckpoint;
@@ -58,13 +59,23 @@ final class TrainCommand implements Callable<Integer> {
       description = "share of documents that are passkey prompts when --data is given too") double passkeyShare;
   @Option(names = "--passkey-context-loss", defaultValue = "0", paramLabel = "F",
       description = "share of a passkey prompt's other positions (filler, key line) in the loss too; "
-          + "evaluation counts the answer only (default: ${DEFAULT-VALUE})") double passkeyContextLoss;
+          + "evaluation counts the answer only, of prompts whose key only memory reaches (default: ${DEFAULT-VALUE})") double passkeyContextLoss;
   @Option(names = "--passkey-tail", defaultValue = "0", paramLabel = "N",
       description = "up to N filler tokens after a passkey prompt's answer, so the question sits anywhere in its "
           + "window (default: ${DEFAULT-VALUE}, the question ends the prompt)") int passkeyTail;
   @Option(names = "--passkey-in-memory", defaultValue = "0", paramLabel = "F",
       description = "share of passkey prompts whose key line ends before their last entry, so only memory (cross-batch) "
           + "reaches it (default: ${DEFAULT-VALUE}: the key anywhere)") double passkeyInMemory;
+  @Option(names = "--recall-share", defaultValue = "0", paramLabel = "F",
+      description = "share of the synthetic documents that are recall documents instead of passkey prompts: a run of "
+          + "random digits and words in memory, repeated in the last entry, every repeated token a target "
+          + "(default: ${DEFAULT-VALUE})") double recallShare;
+  @Option(names = "--recall-local", defaultValue = "0", paramLabel = "F",
+      description = "share of recall documents whose first copy is in the last entry too, a local lookup that grows "
+          + "the previous-token heads the memory lookup needs (default: ${DEFAULT-VALUE})") double recallLocal;
+  @Option(names = "--recall-pool", defaultValue = "0", paramLabel = "N",
+      description = "draw recall runs from the digits and N - 10 vocabulary pieces (default: 0, the digits and 20 "
+          + "words: one token seldom identifies its successor)") int recallPool;
 
   // a new model's shape
   @Option(names = "--hidden", defaultValue = "256") int hidden;
@@ -80,6 +91,10 @@ final class TrainCommand implements Callable<Integer> {
       + "(the reference's mem_positionals false)") boolean noMemPositionals;
 
   // the run
+  @Option(names = "--init-std", defaultValue = "0.02", paramLabel = "S",
+      description = "a new model's initial weights' standard deviation (default: ${DEFAULT-VALUE}, LLaMA's)")
+  double initStd;
+
   @Option(names = "--steps", defaultValue = "1000") int steps;
   @Option(names = "--batch", defaultValue = "8") int batch;
   @Option(names = "--length", defaultValue = "256", description = "tokens per batch entry") int length;
@@ -116,6 +131,9 @@ final class TrainCommand implements Callable<Integer> {
     if (!passkey && data == null) {
       throw new InputException("no training data: give --data, or --task passkey");
     }
+    if (!(recallShare >= 0 && recallShare <= 1)) {
+      throw new InputException("--recall-share must be in [0, 1], got " + recallShare);
+    }
     if (!(passkeyShare >= 0 && passkeyShare <= 1)) {
       throw new InputException("--passkey-share must be in [0, 1], got " + passkeyShare);
     }
@@ -151,7 +169,7 @@ final class TrainCommand implements Callable<Integer> {
       LongLlamaConfig c = HfConfig.newModel(tok.vocabSize(), hidden, heads,
           intermediate > 0 ? intermediate : (hidden * 8 / 3 + 31) / 32 * 32, layers, window > 0 ? window : length,
           memLayers, !noMemPositionals);
-      model = Init.fresh(c, NDManager.newBaseManager(dev), DataType.FLOAT32, seed);
+      model = Init.fresh(c, NDManager.newBaseManager(dev), DataType.FLOAT32, seed, initStd);
     }
     try (LongLlama m = model) {
       m.config().checkTokenizer(tok.vocabSize());
@@ -173,14 +191,24 @@ final class TrainCommand implements Callable<Integer> {
         if (evalBatches > 0 && evalEvery > 0) {
           KPacking e = passkey ? new KPacking(batch, length, k, null,
               new PasskeyTask(tok, k * length + 1, seed + 1_000_003, 0, passkeyTail, (k - 1) * length,
-                  passkeyInMemory)::next, 1.0, seed + 1)
+                  k > 1 ? 1.0 : 0.0)::next, 1.0, seed + 1)
               : packing(corpus, tok, false, seed + 1);
           for (int i = 0; i < evalBatches; i++) {
             eval.add(e.next());
           }
         }
         Path ckDir = out.resolve("checkpoint");
-        Trainer.Result r = trainer.run(train::next, eval, t -> TrainingCheckpoint.save(t, tokPath, ckDir));
+        java.util.Map<String, List<Batch>> more = new java.util.LinkedHashMap<>();
+        if (passkey && recallShare > 0 && !eval.isEmpty()) {
+          RecallTask r = new RecallTask(tok, k * length + 1, (k - 1) * length, seed + 1_000_033, 0, recallPool);
+          KPacking e = new KPacking(batch, length, k, null, r::next, 1.0, seed + 2);
+          List<Batch> recall = new ArrayList<>();
+          for (int i = 0; i < evalBatches; i++) {
+            recall.add(e.next());
+          }
+          more.put("recall from memory", recall);
+        }
+        Trainer.Result r = trainer.run(train::next, eval, more, t -> TrainingCheckpoint.save(t, tokPath, ckDir));
         TrainingCheckpoint.save(trainer, tokPath, ckDir);
         TrainingCheckpoint.export(m, tokPath, o.outputType(), out.resolve("model"));
         String evaluation = Double.isNaN(r.evalLoss()) ? "no evaluation"
@@ -216,9 +244,18 @@ final class TrainCommand implements Callable<Integer> {
 
   private KPacking packing(TrainingCorpus corpus, SentencePieceTokenizer tok, boolean passkey, long s) {
     Iterator<Doc> texts = corpus == null ? null : corpus.documents();
-    PasskeyTask p = passkey ? new PasskeyTask(tok, k * length + 1, s + 7, passkeyContextLoss, passkeyTail,
-        (k - 1) * length, passkeyInMemory) : null;
-    return new KPacking(batch, length, k, texts, p == null ? null : p::next, passkeyShare, s);
+    if (!passkey) {
+      return new KPacking(batch, length, k, texts, null, 0, s);
+    }
+    PasskeyTask p = new PasskeyTask(tok, k * length + 1, s + 7, passkeyContextLoss, passkeyTail, (k - 1) * length,
+        passkeyInMemory);
+    if (recallShare == 0) {
+      return new KPacking(batch, length, k, texts, p::next, passkeyShare, s);
+    }
+    RecallTask r = new RecallTask(tok, k * length + 1, (k - 1) * length, s + 11, recallLocal, recallPool);
+    java.util.Random pick = new java.util.Random(s + 13);
+    return new KPacking(batch, length, k, texts, () -> pick.nextDouble() < recallShare ? r.next() : p.next(),
+        passkeyShare, s);
   }
 
   private static long parameters(LongLlama m) {

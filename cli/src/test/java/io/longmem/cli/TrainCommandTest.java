@@ -46,6 +46,14 @@ class TrainCommandTest {
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("train: 2 layers, hidden 32"), r.out());
     assertTrue(Files.isRegularFile(cont.resolve("model/model.safetensors")));
+    // the recall task mixed into the synthetic documents, from a new model with a wider start
+    Path recall = tmp.resolve("recall");
+    r = CliTestSupport.run("train", "--out", recall.toString(), "--steps", "1", "--tokenizer", TOKENIZER, "--hidden", "32",
+        "--layers", "2", "--heads", "2", "--length", "40", "--k", "2", "--batch", "4", "--warmup", "1",
+        "--eval-every", "1", "--eval-batches", "1", "--dtype", "float32", "--recall-share", "0.7", "--recall-local",
+        "0.5", "--recall-pool", "100", "--init-std", "0.05");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("train: 1 steps"), r.out());
   }
 
   @Test
@@ -58,6 +66,13 @@ class TrainCommandTest {
     expect("--lr must be a positive number", "train", "--out", out, "--tokenizer", TOKENIZER, "--lr", "0");
     expect("--task must be passkey or none", "train", "--out", out, "--tokenizer", TOKENIZER, "--task", "x");
     expect("no training data", "train", "--out", out, "--tokenizer", TOKENIZER, "--task", "none");
+    expect("--recall-share must be in [0, 1]", "train", "--out", out, "--tokenizer", TOKENIZER, "--recall-share", "2");
+    expect("the recall pool must hold 11 to 16000 tokens", "train", "--out", out, "--tokenizer", TOKENIZER, "--hidden",
+        "16", "--layers", "1", "--heads", "2", "--length", "40", "--recall-share", "0.5", "--recall-pool", "5");
+    expect("cannot hold the task line, the key line and the question", "train", "--out", out, "--tokenizer", TOKENIZER,
+        "--hidden", "16", "--layers", "1", "--heads", "2", "--length", "32", "--k", "2", "--batch", "2");
+    expect("the initial standard deviation must be in (0, 1)", "train", "--out", out, "--tokenizer", TOKENIZER,
+        "--hidden", "16", "--layers", "1", "--heads", "2", "--length", "40", "--init-std", "0");
     expect("--length 80 exceeds the model's window", "train", "--out", out, "--tokenizer", TOKENIZER, "--window", "64",
         "--length", "80", "--hidden", "16", "--layers", "1", "--heads", "2");
     expect("needs about", "train", "--out", out, "--tokenizer", TOKENIZER, "--hidden", "65536", "--layers", "64");

@@ -24,22 +24,35 @@ public final class Init {
 
   /** A new model of {@code config}, its weights on {@code manager} (owned by the model from now on). */
   public static LongLlama fresh(LongLlamaConfig config, NDManager manager, DataType type, long seed) {
+    return fresh(config, manager, type, seed, STD);
+  }
+
+  /**
+   * As {@link #fresh(LongLlamaConfig, NDManager, DataType, long)} with matrices drawn with standard
+   * deviation {@code std}: 0.02 is LLaMA's for hidden sizes in the thousands; a small model's
+   * attention starts nearly uniform with it, and circuits that need sharp attention (a lookup) form
+   * later.
+   */
+  public static LongLlama fresh(LongLlamaConfig config, NDManager manager, DataType type, long seed, double std) {
+    if (!(std > 0 && std < 1)) {
+      throw new io.longmem.io.InputException("the initial standard deviation must be in (0, 1), got " + std);
+    }
     SplittableRandom random = new SplittableRandom(seed);
     Map<String, NDArray> params = new LinkedHashMap<>();
     int h = config.hiddenSize();
     int i = config.intermediateSize();
-    params.put("model.embed_tokens.weight", normal(manager, random, type, config.vocabSize(), h));
+    params.put("model.embed_tokens.weight", normal(manager, random, std, type, config.vocabSize(), h));
     for (int l = 0; l < config.numLayers(); l++) {
       String p = "model.layers." + l + ".";
       params.put(p + "input_layernorm.weight", ones(manager, type, h));
-      params.put(p + Weights.QKV, normal(manager, random, type, 3 * h, h));
-      params.put(p + "self_attn.o_proj.weight", normal(manager, random, type, h, h));
+      params.put(p + Weights.QKV, normal(manager, random, std, type, 3 * h, h));
+      params.put(p + "self_attn.o_proj.weight", normal(manager, random, std, type, h, h));
       params.put(p + "post_attention_layernorm.weight", ones(manager, type, h));
-      params.put(p + Weights.GATE_UP, normal(manager, random, type, 2 * i, h));
-      params.put(p + "mlp.down_proj.weight", normal(manager, random, type, h, i));
+      params.put(p + Weights.GATE_UP, normal(manager, random, std, type, 2 * i, h));
+      params.put(p + "mlp.down_proj.weight", normal(manager, random, std, type, h, i));
     }
     params.put("model.norm.weight", ones(manager, type, h));
-    params.put("lm_head.weight", normal(manager, random, type, config.vocabSize(), h));
+    params.put("lm_head.weight", normal(manager, random, std, type, config.vocabSize(), h));
     return trainable(config, manager, params);
   }
 
@@ -61,10 +74,10 @@ public final class Init {
     return LongLlama.of(config, Weights.of(config, manager, params));
   }
 
-  private static NDArray normal(NDManager m, SplittableRandom r, DataType type, long rows, long cols) {
+  private static NDArray normal(NDManager m, SplittableRandom r, double std, DataType type, long rows, long cols) {
     double[] v = new double[Math.toIntExact(rows * cols)];
     for (int j = 0; j < v.length; j++) {
-      v[j] = gaussian(r) * STD;
+      v[j] = gaussian(r) * std;
     }
     NDArray d = m.create(v, new Shape(rows, cols));
     // a copy libtorch owns (the created array is a view of a Java direct buffer), in the type asked

@@ -8,7 +8,8 @@ import java.util.Random;
 /**
  * The paper's passkey prompt as a training document: task line, the filler, "The pass key is N.
  * Remember it. N is the pass key." at a random depth, more filler, the question, and the answer
- * " N", whose tokens count in the loss. Exactly the asked number of tokens: filler tokens
+ * " N.", whose tokens count in the loss (the full stop too: a model that has not seen where the answer
+ * ends goes on copying digits after it). Exactly the asked number of tokens: filler tokens
  * after BOS make up what whole filler sentences do not fill.
  *
  * <p>{@code contextShare} adds that share of the other positions (drawn at random) to the loss:
@@ -86,8 +87,8 @@ public final class PasskeyTask {
     int key = 1 + random.nextInt(50_000);
     lastKey = key;
     int perFiller = tok.encode(" " + Passkey.FILLER).length;
-    int fixed = tok.encodeWithBos(String.join("\n", Passkey.TASK, Passkey.keyLine(key), Passkey.QUESTION + " " + key))
-        .length + 4;
+    int fixed = tok.encodeWithBos(String.join("\n", Passkey.TASK, Passkey.keyLine(key),
+        Passkey.QUESTION + " " + key + ".")).length + 4;
     int tail = maxTail == 0 ? 0 : random.nextInt(maxTail + 1);
     int room = tokens - tail;
     int repeats = Math.max(0, (room - fixed) / perFiller);
@@ -98,12 +99,17 @@ public final class PasskeyTask {
       String prompt = String.join("\n", Passkey.TASK, Passkey.fillers(before), Passkey.keyLine(key),
           Passkey.fillers(repeats - before), Passkey.QUESTION);
       int[] question = tok.encodeWithBos(prompt);
-      int[] full = tok.encodeWithBos(prompt + " " + key);
+      int[] full = tok.encodeWithBos(prompt + " " + key + "."); // the full stop too: where the answer ends
       int common = 0;
       while (common < question.length && common < full.length && question[common] == full[common]) {
         common++;
       }
       if (full.length > room) {
+        if (repeats == 0) {
+          throw new io.longmem.io.InputException("a passkey document of " + tokens + " tokens (a tail of " + tail
+              + ") cannot hold the task line, the key line and the question (" + full.length + " tokens): raise "
+              + "--length or --k, or lower --passkey-tail");
+        }
         repeats--;
         continue;
       }

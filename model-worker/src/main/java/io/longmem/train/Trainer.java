@@ -77,6 +77,15 @@ public final class Trainer {
    * steps before it used, so it sees what an uninterrupted run would have seen.
    */
   public Result run(Supplier<Batch> data, List<Batch> eval, Checkpointer checkpointer) throws java.io.IOException {
+    return run(data, eval, java.util.Map.of(), checkpointer);
+  }
+
+  /**
+   * As {@link #run(Supplier, List, Checkpointer)}, also evaluating {@code more} (named sets, logged
+   * beside the main one; the result reports the main one).
+   */
+  public Result run(Supplier<Batch> data, List<Batch> eval, java.util.Map<String, List<Batch>> more,
+      Checkpointer checkpointer) throws java.io.IOException {
     for (long s = 0; s < step; s++) {
       data.get();
     }
@@ -116,6 +125,11 @@ public final class Trainer {
         lastEval = evaluate(eval);
         LOG.info(String.format(Locale.ROOT, "eval at step %d: loss %.4f, target tokens ranked first %.1f%%", step,
             lastEval.loss(), 100 * lastEval.accuracy()));
+        for (var e : more.entrySet()) {
+          Eval x = evaluate(e.getValue());
+          LOG.info(String.format(Locale.ROOT, "eval at step %d, %s: loss %.4f, target tokens ranked first %.1f%%", step,
+              e.getKey(), x.loss(), 100 * x.accuracy()));
+        }
       }
       if (checkpointer != null && options.checkpointEvery() > 0 && step % options.checkpointEvery() == 0
           && step < options.steps()) {

@@ -71,8 +71,9 @@ class PackingTest {
           digits.add((int) b.targets()[i]);
         }
       }
-      String answer = tok.decode(digits.stream().mapToInt(Integer::intValue).toArray()).strip();
-      assertTrue(answer.matches("\\d+"), "answer '" + answer + "'");
+      String stated = tok.decode(digits.stream().mapToInt(Integer::intValue).toArray()).strip();
+      assertTrue(stated.matches("\\d+\\."), "answer '" + stated + "'"); // the key and its full stop
+      String answer = stated.substring(0, stated.length() - 1);
       long[] last = b.ids()[1];
       int firstAnswer = b.positions()[0] % 128;
       String before = tok.decode(java.util.Arrays.stream(last, 0, firstAnswer + 1).mapToInt(x -> (int) x).toArray());
@@ -103,15 +104,10 @@ class PackingTest {
       Doc c = withContext.next();
       assertEquals(129, a.tokens().length);
       // the answer: a run of loss positions right after the question; nothing else counts
-      int first = -1;
-      int count = 0;
-      for (int i = 0; i < a.loss().length; i++) {
-        if (a.loss()[i]) {
-          first = first < 0 ? i : first;
-          count++;
-        }
-      }
-      assertTrue(first > question.length && count >= 2 && count <= 6, "answer at " + first + ", " + count + " tokens");
+      int[] targets = lossRun(a);
+      int first = targets[0];
+      int count = targets[1];
+      assertTrue(first > question.length && count >= 3 && count <= 7, "answer at " + first + ", " + count + " tokens");
       // (the question's first word follows a newline in the document: compare what comes after it)
       int[] before = java.util.Arrays.copyOfRange(a.tokens(), first - question.length + 1, first);
       assertArrayEquals(java.util.Arrays.copyOfRange(question, 1, question.length), before,
@@ -146,6 +142,82 @@ class PackingTest {
     }
     assertEquals(30, inMemory, "forced documents with the key line in the last entry");
     assertTrue(anywhere < 30, "with the key anywhere, it never reached the last entry");
+  }
+
+  @Test
+  void recallDocumentsRepeatARunFromMemoryAndOnlyTheRepeatCounts() throws Exception {
+    SentencePieceTokenizer tok = tokenizer();
+    RecallTask task = new RecallTask(tok, 2 * 64 + 1, 64, 3);
+    java.util.Set<Integer> pool = java.util.Arrays.stream(task.pool()).boxed().collect(java.util.stream.Collectors.toSet());
+    assertTrue(pool.size() >= 20, "pool of " + pool.size());
+    int[] filler = tok.encode(io.longmem.passkey.Passkey.FILLER + " ");
+    java.util.Set<Integer> starts = new java.util.HashSet<>();
+    for (int n = 0; n < 50; n++) {
+      Doc d = task.next();
+      assertEquals(129, d.tokens().length);
+      assertEquals(tok.bosId(), d.tokens()[0]);
+      // the repeat: a run of targets in the last entry, preceded by its own first token
+      int[] targets = lossRun(d);
+      int first = targets[0];
+      int count = targets[1];
+      int again = first - 1;
+      int n0 = count + 1;
+      assertTrue(again >= 64 && n0 >= 8 && n0 <= 48, "repeat at " + again + " of " + n0 + " tokens");
+      starts.add(again);
+      int[] run = java.util.Arrays.copyOfRange(d.tokens(), again, again + n0);
+      for (int t : run) {
+        assertTrue(pool.contains(t), "a run token outside the pool");
+      }
+      // the same run lies wholly before the last entry, and nowhere else in it
+      int found = -1;
+      for (int at = 1; at + n0 <= 64; at++) {
+        if (java.util.Arrays.equals(run, java.util.Arrays.copyOfRange(d.tokens(), at, at + n0))) {
+          found = at;
+        }
+      }
+      assertTrue(found > 0, "the run is not in memory");
+      // the rest is the filler
+      for (int i = 1; i < d.tokens().length; i++) {
+        boolean inRun = (i >= found && i < found + n0) || (i >= again && i < again + n0);
+        if (!inRun) {
+          int at = i;
+          assertTrue(java.util.Arrays.stream(filler).anyMatch(f -> f == d.tokens()[at]), "not filler at " + i);
+        }
+      }
+    }
+    assertTrue(starts.size() > 10, "the repeat always starts at " + starts);
+    // with a local share of 1, the first copy lies in the last entry too, before the repeat
+    RecallTask local = new RecallTask(tok, 2 * 64 + 1, 64, 3, 1.0, 0);
+    for (int n = 0; n < 30; n++) {
+      Doc d = local.next();
+      int[] targets = lossRun(d);
+      int first = targets[0];
+      int count = targets[1];
+      int[] run = java.util.Arrays.copyOfRange(d.tokens(), first - 1, first + count);
+      boolean before = false;
+      for (int at = 64; at + run.length <= first - 1; at++) {
+        before |= java.util.Arrays.equals(run, java.util.Arrays.copyOfRange(d.tokens(), at, at + run.length));
+      }
+      assertTrue(before, "no local first copy before the repeat at " + (first - 1));
+    }
+    // a larger pool: the asked number of tokens, the same for every seed (training and evaluation)
+    int[] big = new RecallTask(tok, 2 * 64 + 1, 64, 3, 0, 100).pool();
+    assertEquals(100, big.length);
+    assertArrayEquals(big, new RecallTask(tok, 2 * 64 + 1, 64, 99, 0.5, 100).pool());
+  }
+
+  /** The one run of loss positions in a document: {first, count}; fails if they are not one run. */
+  private static int[] lossRun(Doc d) {
+    int first = -1;
+    int count = 0;
+    for (int i = 0; i < d.loss().length; i++) {
+      if (d.loss()[i]) {
+        assertTrue(first < 0 || i == first + count, "the targets are not one run");
+        first = first < 0 ? i : first;
+        count++;
+      }
+    }
+    return new int[] {first, count};
   }
 
   /** The token index just after the key line's "." in a document. */
