@@ -59,7 +59,8 @@ final class TrainCommand implements Callable<Integer> {
       description = "share of documents that are passkey prompts when --data is given too") double passkeyShare;
   @Option(names = "--passkey-context-loss", defaultValue = "0", paramLabel = "F",
       description = "share of a passkey prompt's other positions (filler, key line) in the loss too; "
-          + "evaluation counts the answer only, of prompts whose key only memory reaches (default: ${DEFAULT-VALUE})") double passkeyContextLoss;
+          + "evaluation counts the answer only, of prompts whose key only memory reaches (default: ${DEFAULT-VALUE})")
+  double passkeyContextLoss;
   @Option(names = "--passkey-tail", defaultValue = "0", paramLabel = "N",
       description = "up to N filler tokens after a passkey prompt's answer, so the question sits anywhere in its "
           + "window (default: ${DEFAULT-VALUE}, the question ends the prompt)") int passkeyTail;
@@ -193,20 +194,14 @@ final class TrainCommand implements Callable<Integer> {
               new PasskeyTask(tok, k * length + 1, seed + 1_000_003, 0, passkeyTail, (k - 1) * length,
                   k > 1 ? 1.0 : 0.0)::next, 1.0, seed + 1)
               : packing(corpus, tok, false, seed + 1);
-          for (int i = 0; i < evalBatches; i++) {
-            eval.add(e.next());
-          }
+          eval.addAll(batches(e, evalBatches));
         }
         Path ckDir = out.resolve("checkpoint");
         java.util.Map<String, List<Batch>> more = new java.util.LinkedHashMap<>();
         if (passkey && recallShare > 0 && !eval.isEmpty()) {
           RecallTask r = new RecallTask(tok, k * length + 1, (k - 1) * length, seed + 1_000_033, 0, recallPool);
-          KPacking e = new KPacking(batch, length, k, null, r::next, 1.0, seed + 2);
-          List<Batch> recall = new ArrayList<>();
-          for (int i = 0; i < evalBatches; i++) {
-            recall.add(e.next());
-          }
-          more.put("recall from memory", recall);
+          more.put("recall from memory", batches(new KPacking(batch, length, k, null, r::next, 1.0, seed + 2),
+              evalBatches));
         }
         Trainer.Result r = trainer.run(train::next, eval, more, t -> TrainingCheckpoint.save(t, tokPath, ckDir));
         TrainingCheckpoint.save(trainer, tokPath, ckDir);
@@ -256,6 +251,15 @@ final class TrainCommand implements Callable<Integer> {
     java.util.Random pick = new java.util.Random(s + 13);
     return new KPacking(batch, length, k, texts, () -> pick.nextDouble() < recallShare ? r.next() : p.next(),
         passkeyShare, s);
+  }
+
+  /** The next {@code n} batches of a packing (held-out evaluation sets). */
+  private static List<Batch> batches(KPacking p, int n) {
+    List<Batch> out = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      out.add(p.next());
+    }
+    return out;
   }
 
   private static long parameters(LongLlama m) {

@@ -13,8 +13,8 @@ import java.util.Set;
  * is hidden in the passkey filler of a document's earlier entries and repeated in its last entry,
  * and predicting the repeat counts in the loss. Only memory reaches the first copy, so every
  * repeated token trains what the passkey answer needs (find in memory what followed the tokens
- * just read and copy it), with a dozen targets per document where a passkey prompt has its answer
- * only. The pool is small, so one token seldom identifies its successor: the lookup has to match
+ * just read and copy it), with dozens of targets per document where a passkey prompt has its answer
+ * only. The default pool is small, so one token seldom identifies its successor: the lookup has to match
  * the tokens before it too, as "key is" (not "sky is") must be matched to find the pass key.
  */
 public final class RecallTask {
