@@ -6,6 +6,7 @@
 #include <jni.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -212,6 +213,210 @@ uint16_t* scratch_b(size_t n) {
 }
 
 
+
+// y[m, n] = xs @ W^T in float32, xs already bfloat16; counts the time from t1 as multiplying.
+// Throws a Java IllegalStateException (and returns false) where oneDNN fails.
+bool multiply(JNIEnv* env, Matrix* w, const uint16_t* xs, float* y, int64_t m, int64_t t1) {
+  if (!w->packed) {
+    portable(*w, xs, y, m);
+    ns_multiply += now_ns() - t1;
+    return true;
+  }
+  try {
+    dnnl::matmul prim;
+    memory::desc pad_md;
+    {
+      std::lock_guard<std::mutex> lock(w->mu);
+      auto it = w->by_rows.find(m);
+      if (it == w->by_rows.end()) {
+        auto pd = describe(m, w->n, w->k, w->blocked_md);
+        it = w->by_rows.emplace(m, std::make_pair(dnnl::matmul(pd), pd.scratchpad_desc())).first;
+      }
+      prim = it->second.first;
+      pad_md = it->second.second;
+    }
+    memory src({{m, w->k}, memory::data_type::bf16, memory::format_tag::ab}, engine(), const_cast<uint16_t*>(xs));
+    memory dst({{m, w->n}, memory::data_type::f32, memory::format_tag::ab}, engine(), y);
+    memory scratchpad(pad_md, engine(), pad(pad_md.get_size()));
+    dnnl::stream s(engine());
+    prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w->blocked}, {DNNL_ARG_DST, dst},
+        {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    s.wait();
+    ns_multiply += now_ns() - t1;
+    return true;
+  } catch (const dnnl::error& e) {
+    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 matmul failed: ") + e.what());
+    return false;
+  }
+}
+
+// Two float32 operands rounded into this thread's two scratch buffers (the time counted as rounding).
+std::pair<uint16_t*, uint16_t*> round_operands(const float* a, int64_t na, const float* b, int64_t nb) {
+  int64_t t0 = now_ns();
+  uint16_t* as = scratch(static_cast<size_t>(na));
+  uint16_t* bs = scratch_b(static_cast<size_t>(nb));
+  round_all(a, as, na);
+  round_all(b, bs, nb);
+  ns_round += now_ns() - t0;
+  calls++;
+  return {as, bs};
+}
+
+// Per-thread buffers of the fused attention, one per Tag (the calling thread's scratch() buffers
+// hold the rounded keys and values while its OpenMP team works).
+template <typename T, int Tag>
+T* team_buffer(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// e^x for the softmax, branch-free so that it vectorizes: x = n ln2 + r, |r| <= ln2/2, a degree-6
+// polynomial for e^r (Cephes' coefficients), 2^n by the exponent bits; 0 below -87 (where float32
+// e^x is subnormal or 0: the masked keys, floored at -1e6).
+#define LONGMEM_EXP(x, out)                                                                       \
+  {                                                                                               \
+    float xc = (x) < -87.f ? -87.f : ((x) > 88.f ? 88.f : (x));                                   \
+    float fn = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);                                \
+    float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;                                      \
+    float p = 1.9875691500e-4f;                                                                   \
+    p = p * r + 1.3981999507e-3f;                                                                 \
+    p = p * r + 8.3334519073e-3f;                                                                 \
+    p = p * r + 4.1665795894e-2f;                                                                 \
+    p = p * r + 1.6666665459e-1f;                                                                 \
+    p = p * r + 5.0000001201e-1f;                                                                 \
+    p = p * r * r + r + 1.f;                                                                      \
+    int32_t bits = (static_cast<int32_t>(fn) + 127) << 23;                                        \
+    float two_n;                                                                                  \
+    std::memcpy(&two_n, &bits, 4);                                                                \
+    out = (x) < -87.f ? 0.f : p * two_n;                                                          \
+  }
+
+// One query's softmax over n scores s (in place: scaled, masked, floored, exponentiated), written
+// as bfloat16 weights to w: the float32 arithmetic of the reference's masked softmax.
+#define LONGMEM_SOFTMAX_BODY                                                    \
+  float mx = -3.4e38f;                                                          \
+  _Pragma("omp simd reduction(max : mx)")                                       \
+  for (int64_t j = 0; j < n; j++) {                                             \
+    float v = s[j] / scale + mask[j];                                           \
+    v = v > floor ? v : floor;                                                  \
+    s[j] = v;                                                                   \
+    mx = v > mx ? v : mx;                                                       \
+  }                                                                             \
+  float sum = 0.f;                                                              \
+  _Pragma("omp simd reduction(+ : sum)")                                        \
+  for (int64_t j = 0; j < n; j++) {                                             \
+    float e;                                                                    \
+    LONGMEM_EXP(s[j] - mx, e)                                                   \
+    s[j] = e;                                                                   \
+    sum += e;                                                                   \
+  }                                                                             \
+  float inv = 1.f / sum;                                                        \
+  _Pragma("omp simd")                                                           \
+  for (int64_t j = 0; j < n; j++) {                                             \
+    uint32_t u;                                                                 \
+    float f = s[j] * inv;                                                       \
+    std::memcpy(&u, &f, 4);                                                     \
+    w[j] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);      \
+  }
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void softmax_row_avx512(float* s, const float* mask,
+    uint16_t* w, int64_t n, float scale, float floor) {
+  LONGMEM_SOFTMAX_BODY
+}
+
+void softmax_row_plain(float* s, const float* mask, uint16_t* w, int64_t n, float scale, float floor) {
+  LONGMEM_SOFTMAX_BODY
+}
+
+void softmax_row(float* s, const float* mask, uint16_t* w, int64_t n, float scale, float floor) {
+  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (avx512) {
+    softmax_row_avx512(s, mask, w, n, scale, floor);
+  } else {
+    softmax_row_plain(s, mask, w, n, scale, floor);
+  }
+}
+
+// The MLP's activation: bf16(silu(g) * u) over rows of [g | u] (gate and up side by side, as the
+// fused gate/up projection returns them); silu(g) = g / (1 + e^-g), as torch computes it.
+#define LONGMEM_SWIGLU_BODY                                                     \
+  _Pragma("omp simd")                                                           \
+  for (int64_t j = 0; j < n; j++) {                                             \
+    float g = gu[j], e;                                                         \
+    LONGMEM_EXP(-g, e)                                                          \
+    float f = g / (1.f + e) * gu[n + j];                                        \
+    uint32_t u;                                                                 \
+    std::memcpy(&u, &f, 4);                                                     \
+    out[j] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);    \
+  }
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_row_avx512(const float* gu, uint16_t* out,
+    int64_t n) {
+  LONGMEM_SWIGLU_BODY
+}
+
+void swiglu_row_plain(const float* gu, uint16_t* out, int64_t n) {
+  LONGMEM_SWIGLU_BODY
+}
+
+void swiglu_rows(const float* gu, uint16_t* out, int64_t rows, int64_t n) {
+  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#pragma omp parallel for schedule(static) if (rows > 1)
+  for (int64_t i = 0; i < rows; i++) {
+    if (avx512) {
+      swiglu_row_avx512(gu + i * 2 * n, out + i * n, n);
+    } else {
+      swiglu_row_plain(gu + i * 2 * n, out + i * n, n);
+    }
+  }
+}
+
+// The fused attention's two matmuls for a block of m queries over n keys of dim d: scores
+// (bf16 q [m, d] by bf16 keys [n, d] transposed) and output (bf16 weights [m, n] by values [n, d]).
+struct AttnKey {
+  int64_t m, n, d;
+  bool scores;
+  bool operator==(const AttnKey& o) const { return m == o.m && n == o.n && d == o.d && scores == o.scores; }
+};
+struct AttnKeyHash {
+  size_t operator()(const AttnKey& key) const {
+    size_t h = std::hash<int64_t>()(key.m);
+    for (int64_t v : {key.n, key.d, static_cast<int64_t>(key.scores)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    return h;
+  }
+};
+std::mutex attn_mu;
+std::unordered_map<AttnKey, std::pair<dnnl::matmul, memory::desc>, AttnKeyHash> attn_prims;
+
+std::pair<dnnl::matmul, memory::desc> attn_prim(int64_t m, int64_t n, int64_t d, bool scores) {
+  std::lock_guard<std::mutex> lock(attn_mu);
+  AttnKey key{m, n, d, scores};
+  auto it = attn_prims.find(key);
+  if (it == attn_prims.end()) {
+    if (attn_prims.size() >= 256) attn_prims.clear();
+    int64_t inner = scores ? d : n, outer = scores ? n : d;
+    memory::desc a_md({m, inner}, memory::data_type::bf16, memory::format_tag::ab);
+    memory::desc b_md({inner, outer}, memory::data_type::bf16, scores ? memory::format_tag::ba : memory::format_tag::ab);
+    memory::desc c_md({m, outer}, memory::data_type::f32, memory::format_tag::ab);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+    it = attn_prims.emplace(key, std::make_pair(dnnl::matmul(pd), pd.scratchpad_desc())).first;
+  }
+  return it->second;
+}
+
+void run(const std::pair<dnnl::matmul, memory::desc>& prim, const dnnl::stream& s, const memory::desc& a_md,
+    void* a, const memory::desc& b_md, void* b, const memory::desc& c_md, void* c, void* scratch_pad) {
+  memory am(a_md, engine(), a), bm(b_md, engine(), b), cm(c_md, engine(), c), pm(prim.second, engine(), scratch_pad);
+  prim.first.execute(const_cast<dnnl::stream&>(s),
+      {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, pm}});
+}
+
+// Queries per block of the fused attention: a block's float32 scores over 8k keys stay in L2.
+constexpr int64_t kQueryBlock = 32;
+
 }  // namespace
 
 extern "C" {
@@ -323,35 +528,38 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_matmul(JNIEnv* e
   int64_t t1 = now_ns();
   ns_round += t1 - t0;
   calls++;
-  if (!w->packed) {
-    portable(*w, xs, y, m);
-    ns_multiply += now_ns() - t1;
+  multiply(env, w, xs, y, m, t1);
+}
+
+// The MLP in one call: y = bf16(silu(g) * u) @ Wdown^T where [g | u] = bf16(x) @ Wgateup^T; the
+// gate/up output and its activation stay in this thread's buffers (grown to the largest call, then
+// reused), so no float32 tensor of [m, 2 x intermediate] is allocated, split and multiplied per call.
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_mlp(JNIEnv* env, jclass, jlong gate_up, jlong down,
+    jobject xb, jlong m, jobject yb, jint threads) {
+  Matrix* gu = of(gate_up);
+  Matrix* dn = of(down);
+  const float* x = static_cast<const float*>(env->GetDirectBufferAddress(xb));
+  float* y = static_cast<float*>(env->GetDirectBufferAddress(yb));
+  if (x == nullptr || y == nullptr || m <= 0 || gu->n != 2 * dn->k || env->GetDirectBufferCapacity(xb) < m * gu->k * 4
+      || env->GetDirectBufferCapacity(yb) < m * dn->n * 4) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers or shapes for a bfloat16 MLP");
     return;
   }
-  try {
-    dnnl::matmul prim;
-    memory::desc pad_md;
-    {
-      std::lock_guard<std::mutex> lock(w->mu);
-      auto it = w->by_rows.find(m);
-      if (it == w->by_rows.end()) {
-        auto pd = describe(m, w->n, w->k, w->blocked_md);
-        it = w->by_rows.emplace(m, std::make_pair(dnnl::matmul(pd), pd.scratchpad_desc())).first;
-      }
-      prim = it->second.first;
-      pad_md = it->second.second;
-    }
-    memory src({{m, w->k}, memory::data_type::bf16, memory::format_tag::ab}, engine(), xs);
-    memory dst({{m, w->n}, memory::data_type::f32, memory::format_tag::ab}, engine(), y);
-    memory scratchpad(pad_md, engine(), pad(pad_md.get_size()));
-    dnnl::stream s(engine());
-    prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w->blocked}, {DNNL_ARG_DST, dst},
-        {DNNL_ARG_SCRATCHPAD, scratchpad}});
-    s.wait();
-    ns_multiply += now_ns() - t1;
-  } catch (const dnnl::error& e) {
-    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 matmul failed: ") + e.what());
-  }
+  if (threads > 0) omp_set_num_threads(threads);
+  int64_t t0 = now_ns();
+  uint16_t* xs = scratch(static_cast<size_t>(m * gu->k));
+  round_all(x, xs, m * gu->k);
+  int64_t t1 = now_ns();
+  ns_round += t1 - t0;
+  calls += 2;
+  float* h = team_buffer<float, 4>(static_cast<size_t>(m * gu->n));
+  if (!multiply(env, gu, xs, h, m, t1)) return;
+  int64_t t2 = now_ns();
+  uint16_t* act = scratch_b(static_cast<size_t>(m * dn->k));
+  swiglu_rows(h, act, m, dn->k);
+  int64_t t3 = now_ns();
+  ns_round += t3 - t2;
+  multiply(env, dn, act, y, m, t3);
 }
 
 // c[batch, m, n] = bf16(a[batch, m, k]) @ bf16(b) in float32, b [batch, k, n], or [batch, n, k] read
@@ -368,14 +576,8 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_bmm(JNIEnv* env,
     return;
   }
   if (threads > 0) omp_set_num_threads(threads);
-  int64_t t0 = now_ns();
-  uint16_t* as = scratch(static_cast<size_t>(batch * m * k));
-  uint16_t* bs = scratch_b(static_cast<size_t>(batch * k * n));
-  round_all(a, as, batch * m * k);
-  round_all(b, bs, batch * k * n);
+  auto [as, bs] = round_operands(a, batch * m * k, b, batch * k * n);
   int64_t t1 = now_ns();
-  ns_round += t1 - t0;
-  calls++;
   try {
     BmmKey key{batch, m, n, k, trans_b == JNI_TRUE};
     memory::desc a_md({batch, m, k}, memory::data_type::bf16, memory::format_tag::abc);
@@ -405,6 +607,91 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_bmm(JNIEnv* env,
     ns_multiply += now_ns() - t1;
   } catch (const dnnl::error& e) {
     throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 batched matmul failed: ") + e.what());
+  }
+}
+
+// Softmax attention of a prefill call in one pass per block of queries, as the reference's bfloat16
+// run computes it: scores = bf16(q) . bf16(k)^T in float32, / scale + mask, floored at `floor`,
+// softmax in float32, out = bf16(weights) . bf16(v) in float32. q and out [B, H, L, D]; k and v
+// [B, H, N, D]; mask [B, mh, mr, N] with mh 1 or H, mr 1 or L (broadcast). All contiguous float32.
+// The score matrix never exists whole: each block's [32, N] scores live in the cache.
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_attend(JNIEnv* env, jclass, jobject qb, jobject kb,
+    jobject vb, jobject maskb, jobject outb, jlong batch, jlong heads, jlong len, jlong n, jlong d, jlong mask_heads,
+    jlong mask_rows, jfloat scale, jfloat floor, jint threads) {
+  const float* q = static_cast<const float*>(env->GetDirectBufferAddress(qb));
+  const float* k = static_cast<const float*>(env->GetDirectBufferAddress(kb));
+  const float* v = static_cast<const float*>(env->GetDirectBufferAddress(vb));
+  const float* mask = static_cast<const float*>(env->GetDirectBufferAddress(maskb));
+  float* out = static_cast<float*>(env->GetDirectBufferAddress(outb));
+  const int64_t bh = batch * heads;
+  if (q == nullptr || k == nullptr || v == nullptr || mask == nullptr || out == nullptr || batch <= 0 || heads <= 0
+      || len <= 0 || n <= 0 || d <= 0 || (mask_heads != 1 && mask_heads != heads) || (mask_rows != 1 && mask_rows != len)
+      || env->GetDirectBufferCapacity(qb) < bh * len * d * 4 || env->GetDirectBufferCapacity(kb) < bh * n * d * 4
+      || env->GetDirectBufferCapacity(vb) < bh * n * d * 4 || env->GetDirectBufferCapacity(outb) < bh * len * d * 4
+      || env->GetDirectBufferCapacity(maskb) < batch * mask_heads * mask_rows * n * 4) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for the bfloat16 attention");
+    return;
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  auto [ks, vs] = round_operands(k, bh * n * d, v, bh * n * d);
+  int64_t t1 = now_ns();
+  try {
+    const int64_t block = len < kQueryBlock ? len : kQueryBlock;
+    const int64_t blocks = (len + block - 1) / block;
+    const int64_t tail = len - (blocks - 1) * block;
+    // the primitives (a block and the last, shorter one) are made before the team starts
+    auto scores_full = attn_prim(block, n, d, true), out_full = attn_prim(block, n, d, false);
+    auto scores_tail = attn_prim(tail, n, d, true), out_tail = attn_prim(tail, n, d, false);
+    size_t pad_bytes = std::max({scores_full.second.get_size(), out_full.second.get_size(),
+        scores_tail.second.get_size(), out_tail.second.get_size()});
+    const memory::desc k_md({d, n}, memory::data_type::bf16, memory::format_tag::ba);
+    const memory::desc v_md({n, d}, memory::data_type::bf16, memory::format_tag::ab);
+    const int64_t tasks = batch * blocks * heads;  // heads innermost: a thread's blocks share mask rows
+    std::atomic<bool> failed{false};
+    std::string failure;
+    std::mutex failure_mu;
+#pragma omp parallel
+    {
+      float* s = team_buffer<float, 0>(static_cast<size_t>(block * n));
+      uint16_t* w = team_buffer<uint16_t, 1>(static_cast<size_t>(block * n));
+      uint16_t* qr = team_buffer<uint16_t, 2>(static_cast<size_t>(block * d));
+      void* scratch_pad = team_buffer<char, 3>(pad_bytes > 0 ? pad_bytes : 1);
+      dnnl::stream stream(engine());
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < tasks; t++) {
+        if (failed.load()) continue;
+        const int64_t h = t % heads, qblock = (t / heads) % blocks, b = t / (heads * blocks);
+        const int64_t r0 = qblock * block, m = qblock == blocks - 1 ? tail : block;
+        const bool full = m == block;
+        const int64_t head = b * heads + h;
+        round_range(q + (head * len + r0) * d, qr, m * d);
+        try {
+          const memory::desc q_md({m, d}, memory::data_type::bf16, memory::format_tag::ab);
+          const memory::desc s_md({m, n}, memory::data_type::f32, memory::format_tag::ab);
+          const memory::desc w_md({m, n}, memory::data_type::bf16, memory::format_tag::ab);
+          const memory::desc o_md({m, d}, memory::data_type::f32, memory::format_tag::ab);
+          run(full ? scores_full : scores_tail, stream, q_md, qr, k_md, ks + head * n * d, s_md, s, scratch_pad);
+          stream.wait();
+          const float* mask_head = mask + (b * mask_heads + (mask_heads == 1 ? 0 : h)) * mask_rows * n;
+          for (int64_t i = 0; i < m; i++) {
+            softmax_row(s + i * n, mask_head + (mask_rows == 1 ? 0 : r0 + i) * n, w + i * n, n, scale, floor);
+          }
+          run(full ? out_full : out_tail, stream, w_md, w, v_md, vs + head * n * d, o_md, out + (head * len + r0) * d,
+              scratch_pad);
+          stream.wait();
+        } catch (const dnnl::error& e) {
+          std::lock_guard<std::mutex> lock(failure_mu);
+          failure = e.what();
+          failed = true;
+        }
+      }
+    }
+    ns_multiply += now_ns() - t1;
+    if (failed.load()) {
+      throw_java(env, "java/lang/IllegalStateException", "oneDNN bfloat16 attention failed: " + failure);
+    }
+  } catch (const dnnl::error& e) {
+    throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 attention failed: ") + e.what());
   }
 }
 

@@ -46,6 +46,26 @@ public final class ComputeBounds {
     return bytes * times / Bf16Matrix.copySeconds(bytes, times);
   }
 
+  /**
+   * Matmul FLOPs of the attention (q.k^T and weights.v, every key of a query's window counted, as
+   * the matmuls compute them) when a prompt of {@code tokens} is read as the model reads it: all but
+   * the last {@code last_context_length} tokens into memory a window at a time, each window
+   * attending to itself and, in memory layers, to everything read before; then the rest in one call.
+   */
+  public static double attentionFlops(LongLlamaConfig c, long tokens) {
+    long window = c.maxPositionEmbeddings();
+    long memLength = Math.max(0, tokens - c.lastContextLength());
+    double h = c.hiddenSize();
+    double flops = 0;
+    for (long beg = 0; beg < tokens; ) {
+      long end = beg < memLength ? Math.min(memLength, beg + window) : tokens;
+      long len = end - beg;
+      flops += 4 * h * len * (c.numLayers() * (double) len + c.memLayers().size() * (double) beg);
+      beg = end;
+    }
+    return flops;
+  }
+
   /** Matmul FLOPs of the projections (q/k/v, o, gate/up, down) for {@code tokens} tokens, plus lm_head rows. */
   public static double projectionFlops(LongLlamaConfig c, long tokens, long lmHeadRows) {
     double h = c.hiddenSize();

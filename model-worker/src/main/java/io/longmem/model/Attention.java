@@ -237,6 +237,9 @@ final class Attention {
   private NDArray attend(NDArray q, NDArray k, NDArray v, NDArray mask, Memory.Retrieved mem, boolean isMem) {
     int heads = config.numHeads();
     long length = q.getShape().get(2);
+    if (bf16 && length >= BF16_MIN_QUERIES && (mem == null || sharedBy(mem, q))) {
+      return attendBf16(q, k, v, mask, mem);
+    }
     int groupHeads = heads;
     long groupQueries = length;
     if (isMem && config.memAttentionGrouping() != null) {
@@ -266,6 +269,36 @@ final class Attention {
       byHeads.add(byQueries.size() == 1 ? byQueries.get(0) : NDArrays.concat(byQueries, 2));
     }
     return byHeads.size() == 1 ? byHeads.get(0) : NDArrays.concat(byHeads, 1);
+  }
+
+  /** Whether memory pairs are the same for every query and have q's batch and head dims. */
+  private static boolean sharedBy(Memory.Retrieved mem, NDArray q) {
+    Shape s = mem.keys().getShape();
+    return !mem.perQuery() && s.get(0) == q.getShape().get(0) && s.get(1) == q.getShape().get(1);
+  }
+
+  /**
+   * Prefill's attention in bfloat16 compute: local keys and memory pairs joined into one key set
+   * (with their masks), then one native pass ({@link Bf16Attention#attend}) that never holds the
+   * score matrix, so needs no grouping by heads or queries.
+   */
+  private NDArray attendBf16(NDArray q, NDArray k, NDArray v, NDArray mask, Memory.Retrieved mem) {
+    if (mem == null) {
+      return Bf16Attention.attend(q, k, v, mask, (float) Math.sqrt(config.headDim()), SCORE_FLOOR);
+    }
+    long batch = q.getShape().get(0);
+    long length = q.getShape().get(2);
+    long maskHeads = Math.max(mask.getShape().get(1), mem.mask().getShape().get(1));
+    NDArray keys = NDArrays.concat(new NDList(k, mem.keys()), 2);
+    NDArray values = NDArrays.concat(new NDList(v, mem.values()), 2);
+    NDArray joinedMask = NDArrays.concat(new NDList(
+        mask.broadcast(batch, maskHeads, length, k.getShape().get(2)),
+        mem.mask().broadcast(batch, maskHeads, length, mem.keys().getShape().get(2))), 3);
+    NDArray out = Bf16Attention.attend(q, keys, values, joinedMask, (float) Math.sqrt(config.headDim()), SCORE_FLOOR);
+    keys.close();
+    values.close();
+    joinedMask.close();
+    return out;
   }
 
   /** a @ b (or a @ b^T), in bfloat16 when {@code lowp} and the batch dims agree (not broadcast). */

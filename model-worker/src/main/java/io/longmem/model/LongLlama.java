@@ -15,6 +15,7 @@ import io.longmem.model.LongLlamaCache.Context;
 import io.longmem.model.checkpoint.Checkpoint;
 import io.longmem.model.checkpoint.CheckpointException;
 import io.longmem.model.checkpoint.LongLlamaConfig;
+import io.longmem.model.compute.Bf16Matrix;
 import io.longmem.model.compute.ComputeDType;
 import io.longmem.model.memory.Memory;
 import io.longmem.model.memory.MemoryContents;
@@ -425,9 +426,22 @@ public final class LongLlama implements AutoCloseable {
     Attention.Result attn = attention.forward(l, mode, rmsNorm(h, w.inputNorm()), mask, positions, past, memory,
         crossBatch);
     NDArray out = h.add(attn.out());
-    NDList gu = w.gateUp().apply(rmsNorm(out, w.postNorm())).split(2, 2);
-    out = out.add(w.down().apply(silu(gu.get(0)).mul(gu.get(1))));
-    return new Attention.Result(out, attn.local());
+    return new Attention.Result(out.add(mlp(w, rmsNorm(out, w.postNorm()))), attn.local());
+  }
+
+  /**
+   * Whether bfloat16 compute runs the MLP as one native call (unless the system property
+   * {@code longmem.bf16.mlp=false} asks for the two projections and DJL's activation between).
+   */
+  private static final boolean FUSED_MLP = !"false".equals(System.getProperty("longmem.bf16.mlp"));
+
+  /** down(silu(gate(x)) * up(x)); in bfloat16 compute one native call (no float32 [.., 2 x intermediate] tensor). */
+  private static NDArray mlp(Weights.Layer w, NDArray x) {
+    if (FUSED_MLP && w.gateUp() instanceof Bf16Matrix gu && w.down() instanceof Bf16Matrix down) {
+      return Bf16Matrix.mlp(gu, down, x);
+    }
+    NDList gu = w.gateUp().apply(x).split(2, x.getShape().dimension() - 1);
+    return w.down().apply(silu(gu.get(0)).mul(gu.get(1)));
   }
 
   // ---------------------------------------------------------------------------------------------

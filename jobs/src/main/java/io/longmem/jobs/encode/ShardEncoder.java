@@ -139,7 +139,8 @@ public final class ShardEncoder {
         return new Result(id, null, counts, false);
       }
       Manifest.ShardEntry entry = shard.finish();
-      LOG.info("{}: {} documents, {} tokens", id, counts.documents(), counts.tokens());
+      LOG.info(String.format(java.util.Locale.ROOT, "%s: %d documents, %d tokens (model %.1f s, writing %.1f s)", id,
+          counts.documents(), counts.tokens(), loop.modelNanos / 1e9, loop.writeNanos / 1e9));
       return new Result(id, entry, counts, false);
     }
   }
@@ -243,6 +244,9 @@ public final class ShardEncoder {
     private long documents;
     private long tokens;
     private long rejected;
+    /** Time in the model (reading documents into memory) and in writing its pairs to the shard. */
+    private long modelNanos;
+    private long writeNanos;
 
     private final long started = System.nanoTime();
     private long lastLog = started;
@@ -308,12 +312,17 @@ public final class ShardEncoder {
         List<Pending> batch = pending.subList(i, j);
         List<long[]> ids = new ArrayList<>();
         batch.forEach(p -> ids.add(p.ids()));
+        long t0 = System.nanoTime();
         List<List<MemoryBlock>> encoded = encoder.encodeBatch(ids);
+        long t1 = System.nanoTime();
+        modelNanos += t1 - t0;
         for (int b = 0; b < batch.size(); b++) {
           Pending p = batch.get(b);
           List<MemoryBlock> blocks = encoded.get(b);
           int n = blocks.get(0).tokens();
+          long w0 = System.nanoTime();
           shard.append(p.id(), blocks);
+          writeNanos += System.nanoTime() - w0;
           documents++;
           tokens += n;
           progress.add(1, n, p.units());

@@ -3,7 +3,6 @@ package io.longmem.model.compute;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import java.nio.ByteBuffer;
 
 /**
  * The attention's two batched matmuls (q.k^T and weights.v) in bfloat16 on oneDNN, as the
@@ -38,6 +37,38 @@ public final class Bf16Attention {
   }
 
   /**
+   * Masked softmax attention in one native pass: bf16(q) . bf16(k)^T / scale + mask, floored at
+   * {@code floor}, softmax in float32, times bf16(v). The score matrix is never materialized (a
+   * block of 32 queries at a time), so neither are its float32 copies (masking, flooring, softmax,
+   * the memory's concatenation) that prefill otherwise spends most of its non-matmul time on.
+   *
+   * @param q [B, H, L, D]
+   * @param k keys [B, H, N, D] (local and memory keys concatenated)
+   * @param v values [B, H, N, D]
+   * @param mask additive, [B, 1 or H, 1 or L, N]
+   * @return [B, H, L, D] float32 on q's manager
+   */
+  public static NDArray attend(NDArray q, NDArray k, NDArray v, NDArray mask, float scale, float floor) {
+    Shape sq = q.getShape();
+    Shape sk = k.getShape();
+    Shape sm = mask.getShape();
+    if (sq.dimension() != 4 || !sk.equals(v.getShape()) || sk.dimension() != 4 || sm.dimension() != 4
+        || sk.get(0) != sq.get(0) || sk.get(1) != sq.get(1) || sk.get(3) != sq.get(3) || sm.get(0) != sq.get(0)
+        || (sm.get(1) != 1 && sm.get(1) != sq.get(1)) || (sm.get(2) != 1 && sm.get(2) != sq.get(2))
+        || sm.get(3) != sk.get(2)) {
+      throw new IllegalArgumentException("bfloat16 attention of q " + sq + ", k " + sk + ", v " + v.getShape()
+          + ", mask " + sm);
+    }
+    long t0 = System.nanoTime();
+    NDArray out = q.getManager().create(sq, DataType.FLOAT32);
+    Bf16Native.attend(Bf16Native.memory(q), Bf16Native.memory(k), Bf16Native.memory(v),
+        Bf16Native.memory(mask), Bf16Native.memory(out), sq.get(0), sq.get(1), sq.get(2),
+        sk.get(2), sq.get(3), sm.get(1), sm.get(2), scale, floor, Bf16Matrix.threads());
+    Bf16Matrix.addApplyNanos(System.nanoTime() - t0);
+    return out;
+  }
+
+  /**
    * a [..., m, k] @ b [..., k, n] (or b^T, b [..., n, k], when {@code transB}); the leading dims of
    * a and b are equal (no broadcasting). Returns float32 [..., m, n] on a's manager.
    */
@@ -67,13 +98,7 @@ public final class Bf16Attention {
     long t0 = System.nanoTime();
     NDArray c = a.getManager().create(new Shape(dims), DataType.FLOAT32);
     if (batch * m * n > 0 && k > 0) {
-      ByteBuffer ab = a.toByteBuffer(true);
-      ByteBuffer bb = b.toByteBuffer(true);
-      ByteBuffer cb = c.toByteBuffer(true);
-      if (!ab.isDirect() || !bb.isDirect() || !cb.isDirect()) {
-        throw new IllegalStateException("DJL gave a heap copy of a tensor: bfloat16 matmul needs direct memory");
-      }
-      Bf16Native.bmm(ab, bb, cb, batch, m, n, k, transB, Bf16Matrix.threads());
+      Bf16Native.bmm(Bf16Native.memory(a), Bf16Native.memory(b), Bf16Native.memory(c), batch, m, n, k, transB, Bf16Matrix.threads());
     } else {
       c.close();
       c = a.getManager().zeros(new Shape(dims));

@@ -105,13 +105,36 @@ public final class Bf16Matrix implements Projection {
     dims[dims.length - 1] = n;
     NDArray y = x.getManager().create(new Shape(dims), DataType.FLOAT32);
     if (m > 0) {
-      // direct views of both tensors' memory (DJL makes x contiguous first where it is not)
-      ByteBuffer xb = x.toByteBuffer(true);
-      ByteBuffer yb = y.toByteBuffer(true);
-      if (!xb.isDirect() || !yb.isDirect()) {
-        throw new IllegalStateException("DJL gave a heap copy of a tensor: bfloat16 matmul needs direct memory");
-      }
-      Bf16Native.matmul(handle, xb, m, yb, threads());
+      Bf16Native.matmul(handle, Bf16Native.memory(x), m, Bf16Native.memory(y), threads());
+    }
+    APPLY_NS.add(System.nanoTime() - t0);
+    return y;
+  }
+
+  /**
+   * The MLP of a layer in one native call: down(silu(g) * u) where [g | u] = gateUp(x), as
+   * {@code down.apply(silu(g).mul(u))} computes it but without the float32 [.., 2 x intermediate]
+   * tensor and its split, activation and product in DJL (native buffers hold them, reused).
+   *
+   * @param x [..., in] float32; returns [..., out] float32 on x's manager
+   */
+  public static NDArray mlp(Bf16Matrix gateUp, Bf16Matrix down, NDArray x) {
+    Shape s = x.getShape();
+    if (gateUp.handle == 0 || down.handle == 0) {
+      throw new IllegalStateException("bfloat16 matrix used after close");
+    }
+    if (x.getDataType() != DataType.FLOAT32 || s.dimension() == 0 || s.get(s.dimension() - 1) != gateUp.k
+        || gateUp.n != 2L * down.k) {
+      throw new IllegalArgumentException("bfloat16 MLP of [" + gateUp.n + ", " + gateUp.k + "] and [" + down.n + ", "
+          + down.k + "] by " + s + " " + x.getDataType());
+    }
+    long t0 = System.nanoTime();
+    long m = s.size() / gateUp.k;
+    long[] dims = s.getShape().clone();
+    dims[dims.length - 1] = down.n;
+    NDArray y = x.getManager().create(new Shape(dims), DataType.FLOAT32);
+    if (m > 0) {
+      Bf16Native.mlp(gateUp.handle, down.handle, Bf16Native.memory(x), m, Bf16Native.memory(y), threads());
     }
     APPLY_NS.add(System.nanoTime() - t0);
     return y;

@@ -90,11 +90,41 @@ final class Bf16Native {
   static native void free(long handle);
 
   /**
+   * A float32 tensor's own memory as a direct buffer, for native code to read or write (DJL makes
+   * a view contiguous first); fails where DJL would give a Java-heap copy.
+   */
+  static ByteBuffer memory(ai.djl.ndarray.NDArray a) {
+    if (a.getDataType() != ai.djl.ndarray.types.DataType.FLOAT32) {
+      throw new IllegalArgumentException("bfloat16 compute takes float32 tensors, not " + a.getDataType());
+    }
+    ByteBuffer b = a.toByteBuffer(true);
+    if (!b.isDirect()) {
+      throw new IllegalStateException("DJL gave a heap copy of a tensor: bfloat16 compute needs direct memory");
+    }
+    return b;
+  }
+
+  /**
+   * y[m, out] = bf16(silu(g) * u) @ down^T, [g | u] = bf16(x[m, in]) @ gateUp^T: the MLP in one call
+   * (gateUp [2 x I, in], down [out, I]); x and y contiguous float32 direct buffers.
+   */
+  static native void mlp(long gateUp, long down, ByteBuffer x, long m, ByteBuffer y, int threads);
+
+  /**
    * c[batch, m, n] = bf16(a[batch, m, k]) @ bf16(b), float32 out; b is [batch, k, n], or [batch, n, k]
    * read transposed ({@code transB}); contiguous float32 direct buffers.
    */
   static native void bmm(ByteBuffer a, ByteBuffer b, ByteBuffer c, long batch, long m, long n, long k, boolean transB,
       int threads);
+
+  /**
+   * Softmax attention in bfloat16 matmuls and float32 softmax, a block of queries at a time: q and
+   * out [batch, heads, len, d], k and v [batch, heads, n, d], mask [batch, maskHeads, maskRows, n]
+   * (maskHeads 1 or heads, maskRows 1 or len); scores are divided by {@code scale}, masked and
+   * floored at {@code floor}. Contiguous float32 direct buffers.
+   */
+  static native void attend(ByteBuffer q, ByteBuffer k, ByteBuffer v, ByteBuffer mask, ByteBuffer out, long batch,
+      long heads, long len, long n, long d, long maskHeads, long maskRows, float scale, float floor, int threads);
 
   /** Whether oneDNN has a bfloat16 matmul for this CPU (false: no AVX512). */
   static native boolean bmmSupported();

@@ -9,6 +9,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.Float2Vector;
@@ -69,7 +70,25 @@ final class LayerWriter implements AutoCloseable {
     for (int h = 0; h < indexes.length; h++) {
       indexes[h] = template != null ? template[h].copy() : FaissIndex.create(layout.headDim(), indexFactory);
     }
+    allocate();
+  }
+
+  /**
+   * A new batch: keys and values sized for {@link ShardWriter#BATCH_ROWS} rows and marked valid
+   * up front, so that {@link #put} writes floats straight into the buffers (element by element
+   * {@code setSafe}, which checks capacity and sets a validity bit per float, was a fifth of
+   * encoding in bfloat16 compute).
+   */
+  private void allocate() {
     root.allocateNew();
+    long floats = (long) ShardWriter.BATCH_ROWS * layout.heads() * layout.headDim();
+    for (String name : new String[] {ArrowSchemas.KEY, ArrowSchemas.VALUE}) {
+      FieldVector data = ((FixedSizeListVector) root.getVector(name)).getDataVector();
+      while (data.getValueCapacity() < floats) {
+        data.reAlloc();
+      }
+      data.getValidityBuffer().setOne(0, data.getValidityBuffer().capacity());
+    }
   }
 
   /** Arrow rows [n, heads * dim] from the head-major block; each head's keys to its index. */
@@ -103,16 +122,19 @@ final class LayerWriter implements AutoCloseable {
     addToIndexes(block, firstRow);
   }
 
-  /** Copies {@code count} floats of {@code src} from {@code offset} to element {@code at} of the list's data. */
+  /**
+   * Copies {@code count} floats of {@code src} from {@code offset} to element {@code at} of the
+   * list's data (sized and marked valid by {@link #allocate}).
+   */
   private static void put(FieldVector data, int at, float[] src, int offset, int count) {
-    if (data instanceof Float4Vector f) {
+    ArrowBuf buf = data.getDataBuffer();
+    if (data instanceof Float4Vector) {
       for (int j = 0; j < count; j++) {
-        f.setSafe(at + j, src[offset + j]);
+        buf.setFloat((long) (at + j) * Float4Vector.TYPE_WIDTH, src[offset + j]);
       }
     } else {
-      Float2Vector f = (Float2Vector) data;
       for (int j = 0; j < count; j++) {
-        f.setSafe(at + j, io.longmem.memory.api.Float16.toHalf(src[offset + j]));
+        buf.setShort((long) (at + j) * Float2Vector.TYPE_WIDTH, io.longmem.memory.api.Float16.toHalf(src[offset + j]));
       }
     }
   }
@@ -124,7 +146,7 @@ final class LayerWriter implements AutoCloseable {
     root.setRowCount(batchRows);
     writer.writeBatch();
     root.clear();
-    root.allocateNew();
+    allocate();
     batchRows = 0;
   }
 
