@@ -75,6 +75,27 @@ void round_range(const float* in, uint16_t* out, int64_t n) {
   }
 }
 
+// x rounded to bfloat16 and widened back to float32 (torch's .to(bfloat16).float(): round to
+// nearest even, NaN kept quiet), branch-free so that it vectorizes.
+#define LONGMEM_WIDEN_BODY                                                      \
+  for (int64_t i = 0; i < n; i++) {                                             \
+    uint32_t u;                                                                 \
+    std::memcpy(&u, in + i, 4);                                                 \
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;                \
+    uint32_t q = (u & 0xffff0000u) | 0x400000u;                                 \
+    uint32_t v = (u & 0x7fffffffu) > 0x7f800000u ? q : r;                       \
+    std::memcpy(out + i, &v, 4);                                                \
+  }
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void widen_range_avx512(const float* in, float* out,
+    int64_t n) {
+  LONGMEM_WIDEN_BODY
+}
+
+void widen_range_plain(const float* in, float* out, int64_t n) {
+  LONGMEM_WIDEN_BODY
+}
+
 // Rounds count floats, split over the calling thread's OpenMP team when large.
 void round_all(const float* in, uint16_t* out, int64_t count) {
 #pragma omp parallel if (count > 65536)
@@ -692,6 +713,33 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_attend(JNIEnv* e
     }
   } catch (const dnnl::error& e) {
     throw_java(env, "java/lang/IllegalStateException", std::string("oneDNN bfloat16 attention failed: ") + e.what());
+  }
+}
+
+// out = in rounded to bfloat16 and widened back to float32: the memory's mem_dtype rounding in one
+// pass (DJL cannot hold bfloat16, and composing it from float32 ops takes twenty).
+JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_roundTrip(JNIEnv* env, jclass, jobject inb,
+    jobject outb, jlong count) {
+  const float* in = static_cast<const float*>(env->GetDirectBufferAddress(inb));
+  float* out = static_cast<float*>(env->GetDirectBufferAddress(outb));
+  if (in == nullptr || out == nullptr || count < 0 || env->GetDirectBufferCapacity(inb) < count * 4
+      || env->GetDirectBufferCapacity(outb) < count * 4) {
+    throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for bfloat16 rounding");
+    return;
+  }
+  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#pragma omp parallel if (count > 65536)
+  {
+    int64_t teams = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t chunk = (count + teams - 1) / teams;
+    int64_t b = t * chunk, e = b + chunk < count ? b + chunk : count;
+    if (b < e) {
+      if (avx512) {
+        widen_range_avx512(in + b, out + b, e - b);
+      } else {
+        widen_range_plain(in + b, out + b, e - b);
+      }
+    }
   }
 }
 

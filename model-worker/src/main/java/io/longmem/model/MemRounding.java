@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.types.DataType;
 import io.longmem.model.checkpoint.MemDType;
+import io.longmem.model.compute.Bf16Rounding;
 
 /**
  * Rounds float32 memory to the values of {@code mem_dtype}, staying in float32.
@@ -15,6 +16,7 @@ import io.longmem.model.checkpoint.MemDType;
  * so this is how the reference's {@code .to(torch.bfloat16)} is reproduced on any device.
  */
 final class MemRounding {
+  // bfloat16 on the CPU: one native pass (Bf16Rounding) where its library loads, else the ops below
   private MemRounding() {}
 
   static NDArray round(NDArray x, MemDType dtype) {
@@ -24,13 +26,14 @@ final class MemRounding {
       case FLOAT16:
         return x.toType(DataType.FLOAT16, false).toType(DataType.FLOAT32, false);
       case BFLOAT16:
-        return roundBFloat16(x);
+        return !x.getDevice().isGpu() && Bf16Rounding.available() ? Bf16Rounding.roundTrip(x) : roundBFloat16(x);
       default:
         throw new InputException(dtype.toString());
     }
   }
 
-  private static NDArray roundBFloat16(NDArray x) {
+  /** bfloat16 rounding from float32 ops (any device; tests compare it with the native pass). */
+  static NDArray roundBFloat16(NDArray x) {
     NDArray a = x.abs();
     NDArray e = a.log2().floor().maximum(-126f).minimum(127f); // log2(0) = -inf: bf16 subnormal spacing
     NDArray two = x.getManager().create(2f);

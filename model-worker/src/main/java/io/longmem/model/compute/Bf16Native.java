@@ -24,6 +24,16 @@ final class Bf16Native {
 
   private Bf16Native() {}
 
+  /** Whether the library loads here (loading it if not yet tried); false instead of the exception. */
+  static boolean tryLoad() {
+    try {
+      ensureLoaded();
+      return true;
+    } catch (InputException e) {
+      return false;
+    }
+  }
+
   /** Loads the library once; throws an InputException saying why bfloat16 compute cannot run. */
   static synchronized String ensureLoaded() {
     if (loaded != null) {
@@ -64,7 +74,7 @@ final class Bf16Native {
       LOG.warn("could not cap oneDNN at {}", cap);
     }
     loaded = isa();
-    LOG.info("bfloat16 matmuls: oneDNN on {}", loaded);
+    LOG.info("bfloat16 native library: oneDNN on {}", loaded);
     return loaded;
   }
 
@@ -125,6 +135,9 @@ final class Bf16Native {
    */
   static native void attend(ByteBuffer q, ByteBuffer k, ByteBuffer v, ByteBuffer mask, ByteBuffer out, long batch,
       long heads, long len, long n, long d, long maskHeads, long maskRows, float scale, float floor, int threads);
+
+  /** out[i] = float32(bfloat16(in[i])), round to nearest even, for count floats. */
+  static native void roundTrip(ByteBuffer in, ByteBuffer out, long count);
 
   /** Whether oneDNN has a bfloat16 matmul for this CPU (false: no AVX512). */
   static native boolean bmmSupported();
