@@ -92,10 +92,11 @@ final class Attention {
   Attention(LongLlamaConfig config, Weights weights) {
     this.config = config;
     this.weights = weights;
-    this.rope = new Rope(weights.manager(), config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings());
+    this.bf16 = weights.compute() == ComputeDType.BFLOAT16 && Bf16Attention.enabled();
+    this.rope = new Rope(weights.manager(), config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings(),
+        bf16 && !weights.manager().getDevice().isGpu());
     this.scale = constant(weights.manager(), (float) Math.sqrt(config.headDim()));
     this.floor = constant(weights.manager(), SCORE_FLOOR);
-    this.bf16 = weights.compute() == ComputeDType.BFLOAT16 && Bf16Attention.enabled();
   }
 
   /** A float32 scalar array that libtorch owns (not a view of a Java buffer). */

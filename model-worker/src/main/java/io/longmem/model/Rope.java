@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
+import io.longmem.model.compute.NativeRope;
 
 /**
  * Rotary position embedding with LLaMA's half-split layout, computed in float32 the way the
@@ -20,7 +21,15 @@ final class Rope {
   private NDArray sin;
   private long length;
 
+  /** Whether {@link #rotate} runs as one native pass (bfloat16 compute, CPU). */
+  private final boolean nativePass;
+
   Rope(NDManager parent, int dim, double base, int initialLength) {
+    this(parent, dim, base, initialLength, false);
+  }
+
+  Rope(NDManager parent, int dim, double base, int initialLength, boolean nativePass) {
+    this.nativePass = nativePass;
     this.manager = parent.newSubManager();
     this.dim = dim;
     this.base = base;
@@ -54,6 +63,11 @@ final class Rope {
   /** Rotates x [B, H, T, D] by relative positions rel [B, T] (int64). */
   NDArray rotate(NDArray x, NDArray rel, long maxPosition) {
     grow(maxPosition + 1);
+    if (nativePass) {
+      synchronized (this) {
+        return NativeRope.rotate(x, rel, cos, sin);
+      }
+    }
     NDArray c;
     NDArray s;
     synchronized (this) {

@@ -104,8 +104,13 @@ final class Bf16Native {
    * a view contiguous first); fails where DJL would give a Java-heap copy.
    */
   static ByteBuffer memory(ai.djl.ndarray.NDArray a) {
-    if (a.getDataType() != ai.djl.ndarray.types.DataType.FLOAT32) {
-      throw new IllegalArgumentException("bfloat16 compute takes float32 tensors, not " + a.getDataType());
+    return memory(a, ai.djl.ndarray.types.DataType.FLOAT32);
+  }
+
+  /** {@link #memory(ai.djl.ndarray.NDArray)} of a tensor of the given type. */
+  static ByteBuffer memory(ai.djl.ndarray.NDArray a, ai.djl.ndarray.types.DataType type) {
+    if (a.getDataType() != type) {
+      throw new IllegalArgumentException("native compute takes " + type + " here, not " + a.getDataType());
     }
     ByteBuffer b = a.toByteBuffer(true);
     if (!b.isDirect()) {
@@ -135,6 +140,13 @@ final class Bf16Native {
    */
   static native void attend(ByteBuffer q, ByteBuffer k, ByteBuffer v, ByteBuffer mask, ByteBuffer out, long batch,
       long heads, long len, long n, long d, long maskHeads, long maskRows, float scale, float floor, int threads);
+
+  /**
+   * Rotary embedding of x [batch, heads, len, d] at positions pos [batch, len] (int64) from the
+   * tables cos, sin [positions, d] into out; LLaMA's half-split layout.
+   */
+  static native void rope(ByteBuffer x, ByteBuffer pos, ByteBuffer cos, ByteBuffer sin, ByteBuffer out, long batch,
+      long heads, long len, long d, long positions, int threads);
 
   /** out[i] = float32(bfloat16(in[i])), round to nearest even, for count floats. */
   static native void roundTrip(ByteBuffer in, ByteBuffer out, long count);
