@@ -46,6 +46,12 @@ inline float from_bf16(uint16_t h) {
   return f;
 }
 
+// Whether the AVX512 builds of the loops below may run (AVX512BW and VL; checked once).
+bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return yes;
+}
+
 // to_bf16 over a range, branch-free so that the compiler vectorizes it; an AVX512 build of the
 // same loop where the CPU has AVX512BW (the activations' rounding is a pass over every input).
 #define LONGMEM_ROUND_BODY                                                    \
@@ -67,8 +73,7 @@ void round_range_plain(const float* in, uint16_t* out, int64_t n) {
 }
 
 void round_range(const float* in, uint16_t* out, int64_t n) {
-  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  if (avx512) {
+  if (has_avx512()) {
     round_range_avx512(in, out, n);
   } else {
     round_range_plain(in, out, n);
@@ -96,15 +101,30 @@ void widen_range_plain(const float* in, float* out, int64_t n) {
   LONGMEM_WIDEN_BODY
 }
 
-// Rounds count floats, split over the calling thread's OpenMP team when large.
-void round_all(const float* in, uint16_t* out, int64_t count) {
+void widen_range(const float* in, float* out, int64_t n) {
+  if (has_avx512()) {
+    widen_range_avx512(in, out, n);
+  } else {
+    widen_range_plain(in, out, n);
+  }
+}
+
+// range(b, e) over [0, count) split into one contiguous part per thread of the calling thread's
+// OpenMP team when count is large.
+template <typename F>
+void split_over_team(int64_t count, F range) {
 #pragma omp parallel if (count > 65536)
   {
     int64_t teams = omp_get_num_threads(), t = omp_get_thread_num();
     int64_t chunk = (count + teams - 1) / teams;
     int64_t b = t * chunk, e = b + chunk < count ? b + chunk : count;
-    if (b < e) round_range(in + b, out + b, e - b);
+    if (b < e) range(b, e);
   }
+}
+
+// Rounds count floats to bfloat16, split over the team when large.
+void round_all(const float* in, uint16_t* out, int64_t count) {
+  split_over_team(count, [&](int64_t b, int64_t e) { round_range(in + b, out + b, e - b); });
 }
 
 // IEEE half -> float32 (load time only, so plain code rather than F16C).
@@ -178,19 +198,22 @@ inline int64_t now_ns() {
       std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Activations rounded to bfloat16 here: a scratch buffer per calling thread, grown as needed.
-uint16_t* scratch(size_t n) {
-  thread_local std::vector<uint16_t> buf;
-  if (buf.size() < n) buf.resize(n);
+// A buffer of at least n elements per thread and per Tag, grown as needed and kept for reuse.
+template <typename T, int Tag>
+T* thread_buffer(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n || buf.empty()) buf.resize(n > 0 ? n : 1);
   return buf.data();
 }
 
-// oneDNN's scratchpad for this thread's call.
-void* pad(size_t bytes) {
-  thread_local std::vector<char> buf;
-  if (buf.size() < bytes || buf.empty()) buf.resize(bytes > 0 ? bytes : 1);
-  return buf.data();
-}
+// The calling thread's buffers: activations (or a matmul's first operand) rounded to bfloat16, a
+// second rounded operand, oneDNN's scratchpad, the MLP's gate/up output; and, per thread of the
+// fused attention's team, its block's scores, weights and queries.
+enum BufferTag { kRounded, kRoundedB, kPad, kGateUp, kScores, kWeights, kQueries };
+
+uint16_t* scratch(size_t n) { return thread_buffer<uint16_t, kRounded>(n); }
+uint16_t* scratch_b(size_t n) { return thread_buffer<uint16_t, kRoundedB>(n); }
+void* pad(size_t bytes) { return thread_buffer<char, kPad>(bytes); }
 
 void portable(const Matrix& w, const uint16_t* x, float* y, int64_t m) {
   const int64_t n = w.n, k = w.k;
@@ -226,12 +249,6 @@ struct BmmKeyHash {
 std::mutex bmm_mu;
 std::unordered_map<BmmKey, std::pair<dnnl::matmul, memory::desc>, BmmKeyHash> bmm_prims;
 
-// Activations of one operand rounded to bfloat16: a second scratch buffer per calling thread.
-uint16_t* scratch_b(size_t n) {
-  thread_local std::vector<uint16_t> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
 
 
 
@@ -271,26 +288,27 @@ bool multiply(JNIEnv* env, Matrix* w, const uint16_t* xs, float* y, int64_t m, i
   }
 }
 
-// Two float32 operands rounded into this thread's two scratch buffers (the time counted as rounding).
-std::pair<uint16_t*, uint16_t*> round_operands(const float* a, int64_t na, const float* b, int64_t nb) {
+// A matmul's float32 activations rounded into this thread's scratch buffer (the time counted as
+// rounding, the call counted).
+uint16_t* round_activations(const float* x, int64_t count) {
   int64_t t0 = now_ns();
-  uint16_t* as = scratch(static_cast<size_t>(na));
-  uint16_t* bs = scratch_b(static_cast<size_t>(nb));
-  round_all(a, as, na);
-  round_all(b, bs, nb);
+  uint16_t* xs = scratch(static_cast<size_t>(count));
+  round_all(x, xs, count);
   ns_round += now_ns() - t0;
   calls++;
+  return xs;
+}
+
+// Two float32 operands rounded into this thread's two scratch buffers (the time counted as rounding).
+std::pair<uint16_t*, uint16_t*> round_operands(const float* a, int64_t na, const float* b, int64_t nb) {
+  uint16_t* as = round_activations(a, na);
+  int64_t t0 = now_ns();
+  uint16_t* bs = scratch_b(static_cast<size_t>(nb));
+  round_all(b, bs, nb);
+  ns_round += now_ns() - t0;
   return {as, bs};
 }
 
-// Per-thread buffers of the fused attention, one per Tag (the calling thread's scratch() buffers
-// hold the rounded keys and values while its OpenMP team works).
-template <typename T, int Tag>
-T* team_buffer(size_t n) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
 
 // e^x for the softmax, branch-free so that it vectorizes: x = n ln2 + r, |r| <= ln2/2, a degree-6
 // polynomial for e^r (Cephes' coefficients), 2^n by the exponent bits; 0 below -87 (where float32
@@ -351,8 +369,7 @@ void softmax_row_plain(float* s, const float* mask, uint16_t* w, int64_t n, floa
 }
 
 void softmax_row(float* s, const float* mask, uint16_t* w, int64_t n, float scale, float floor) {
-  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  if (avx512) {
+  if (has_avx512()) {
     softmax_row_avx512(s, mask, w, n, scale, floor);
   } else {
     softmax_row_plain(s, mask, w, n, scale, floor);
@@ -382,7 +399,7 @@ void swiglu_row_plain(const float* gu, uint16_t* out, int64_t n) {
 }
 
 void swiglu_rows(const float* gu, uint16_t* out, int64_t rows, int64_t n) {
-  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  const bool avx512 = has_avx512();
 #pragma omp parallel for schedule(static) if (rows > 1)
   for (int64_t i = 0; i < rows; i++) {
     if (avx512) {
@@ -542,14 +559,8 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_matmul(JNIEnv* e
     return;
   }
   if (threads > 0) omp_set_num_threads(threads);  // this thread's OpenMP teams (oneDNN's too)
-  const int64_t count = m * w->k;
-  int64_t t0 = now_ns();
-  uint16_t* xs = scratch(static_cast<size_t>(count));
-  round_all(x, xs, count);
-  int64_t t1 = now_ns();
-  ns_round += t1 - t0;
-  calls++;
-  multiply(env, w, xs, y, m, t1);
+  uint16_t* xs = round_activations(x, m * w->k);
+  multiply(env, w, xs, y, m, now_ns());
 }
 
 // The MLP in one call: y = bf16(silu(g) * u) @ Wdown^T where [g | u] = bf16(x) @ Wgateup^T; the
@@ -567,13 +578,10 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_mlp(JNIEnv* env,
     return;
   }
   if (threads > 0) omp_set_num_threads(threads);
-  int64_t t0 = now_ns();
-  uint16_t* xs = scratch(static_cast<size_t>(m * gu->k));
-  round_all(x, xs, m * gu->k);
+  uint16_t* xs = round_activations(x, m * gu->k);
+  calls++;  // two matmuls
   int64_t t1 = now_ns();
-  ns_round += t1 - t0;
-  calls += 2;
-  float* h = team_buffer<float, 4>(static_cast<size_t>(m * gu->n));
+  float* h = thread_buffer<float, kGateUp>(static_cast<size_t>(m * gu->n));
   if (!multiply(env, gu, xs, h, m, t1)) return;
   int64_t t2 = now_ns();
   uint16_t* act = scratch_b(static_cast<size_t>(m * dn->k));
@@ -673,10 +681,11 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_attend(JNIEnv* e
     std::mutex failure_mu;
 #pragma omp parallel
     {
-      float* s = team_buffer<float, 0>(static_cast<size_t>(block * n));
-      uint16_t* w = team_buffer<uint16_t, 1>(static_cast<size_t>(block * n));
-      uint16_t* qr = team_buffer<uint16_t, 2>(static_cast<size_t>(block * d));
-      void* scratch_pad = team_buffer<char, 3>(pad_bytes > 0 ? pad_bytes : 1);
+      // the calling thread's scratch() buffers hold the rounded keys and values meanwhile
+      float* s = thread_buffer<float, kScores>(static_cast<size_t>(block * n));
+      uint16_t* w = thread_buffer<uint16_t, kWeights>(static_cast<size_t>(block * n));
+      uint16_t* qr = thread_buffer<uint16_t, kQueries>(static_cast<size_t>(block * d));
+      void* scratch_pad = pad(pad_bytes);
       dnnl::stream stream(engine());
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < tasks; t++) {
@@ -727,20 +736,7 @@ JNIEXPORT void JNICALL Java_io_longmem_model_compute_Bf16Native_roundTrip(JNIEnv
     throw_java(env, "java/lang/IllegalArgumentException", "bad buffers for bfloat16 rounding");
     return;
   }
-  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-#pragma omp parallel if (count > 65536)
-  {
-    int64_t teams = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t chunk = (count + teams - 1) / teams;
-    int64_t b = t * chunk, e = b + chunk < count ? b + chunk : count;
-    if (b < e) {
-      if (avx512) {
-        widen_range_avx512(in + b, out + b, e - b);
-      } else {
-        widen_range_plain(in + b, out + b, e - b);
-      }
-    }
-  }
+  split_over_team(count, [&](int64_t b, int64_t e) { widen_range(in + b, out + b, e - b); });
 }
 
 // Rotary embedding (LLaMA's half-split layout) of x [B, H, T, D] by positions pos [B, T] (int64)

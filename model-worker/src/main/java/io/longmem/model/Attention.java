@@ -284,8 +284,9 @@ final class Attention {
    * score matrix, so needs no grouping by heads or queries.
    */
   private NDArray attendBf16(NDArray q, NDArray k, NDArray v, NDArray mask, Memory.Retrieved mem) {
+    float scale = (float) Math.sqrt(config.headDim());
     if (mem == null) {
-      return Bf16Attention.attend(q, k, v, mask, (float) Math.sqrt(config.headDim()), SCORE_FLOOR);
+      return Bf16Attention.attend(q, k, v, mask, scale, SCORE_FLOOR);
     }
     long batch = q.getShape().get(0);
     long length = q.getShape().get(2);
@@ -295,7 +296,7 @@ final class Attention {
     NDArray joinedMask = NDArrays.concat(new NDList(
         mask.broadcast(batch, maskHeads, length, k.getShape().get(2)),
         mem.mask().broadcast(batch, maskHeads, length, mem.keys().getShape().get(2))), 3);
-    NDArray out = Bf16Attention.attend(q, keys, values, joinedMask, (float) Math.sqrt(config.headDim()), SCORE_FLOOR);
+    NDArray out = Bf16Attention.attend(q, keys, values, joinedMask, scale, SCORE_FLOOR);
     keys.close();
     values.close();
     joinedMask.close();

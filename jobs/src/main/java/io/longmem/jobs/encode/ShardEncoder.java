@@ -314,8 +314,7 @@ public final class ShardEncoder {
         batch.forEach(p -> ids.add(p.ids()));
         long t0 = System.nanoTime();
         List<List<MemoryBlock>> encoded = encoder.encodeBatch(ids);
-        long t1 = System.nanoTime();
-        modelNanos += t1 - t0;
+        modelNanos += System.nanoTime() - t0;
         for (int b = 0; b < batch.size(); b++) {
           Pending p = batch.get(b);
           List<MemoryBlock> blocks = encoded.get(b);

@@ -5,11 +5,12 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
 /**
- * The attention's two batched matmuls (q.k^T and weights.v) in bfloat16 on oneDNN, as the
- * reference computes them under {@code model.to(torch.bfloat16)}: both operands rounded to
- * bfloat16, float32 accumulate and output. Masking, softmax and everything else stay float32.
- * Used for prefill-sized inputs only (a decode step's shapes change every token, and its matmuls
- * are small).
+ * The attention of prefill-sized inputs in bfloat16 on oneDNN, as the reference computes it under
+ * {@code model.to(torch.bfloat16)}: q.k^T and weights.v with both operands rounded to bfloat16,
+ * float32 accumulate and output. {@link #attend} is the whole masked softmax attention in one
+ * native pass; {@link #matMul} one of its two matmuls, for the per-query (kNN) memory path, whose
+ * masking and softmax stay in DJL. A decode step's attention stays float32 (its shapes change every
+ * token, and its matmuls are small).
  */
 public final class Bf16Attention {
   private static volatile Boolean supported;
@@ -98,7 +99,8 @@ public final class Bf16Attention {
     long t0 = System.nanoTime();
     NDArray c = a.getManager().create(new Shape(dims), DataType.FLOAT32);
     if (batch * m * n > 0 && k > 0) {
-      Bf16Native.bmm(Bf16Native.memory(a), Bf16Native.memory(b), Bf16Native.memory(c), batch, m, n, k, transB, Bf16Matrix.threads());
+      Bf16Native.bmm(Bf16Native.memory(a), Bf16Native.memory(b), Bf16Native.memory(c), batch, m, n, k, transB,
+          Bf16Matrix.threads());
     } else {
       c.close();
       c = a.getManager().zeros(new Shape(dims));

@@ -20,12 +20,15 @@ import org.slf4j.LoggerFactory;
 final class Bf16Native {
   private static final Logger LOG = LoggerFactory.getLogger(Bf16Native.class);
   private static volatile String loaded;
-  private static String failure;
+  private static volatile String failure;
 
   private Bf16Native() {}
 
   /** Whether the library loads here (loading it if not yet tried); false instead of the exception. */
   static boolean tryLoad() {
+    if (loaded != null || failure != null) {
+      return loaded != null; // decided: no lock (the memory rounding asks on every window)
+    }
     try {
       ensureLoaded();
       return true;

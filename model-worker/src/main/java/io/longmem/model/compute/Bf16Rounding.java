@@ -10,18 +10,11 @@ import ai.djl.ndarray.types.DataType;
  * from DJL's float32 ops (DJL cannot hold bfloat16) takes twenty passes and tensors.
  */
 public final class Bf16Rounding {
-  private static volatile Boolean available;
-
   private Bf16Rounding() {}
 
   /** Whether {@link #roundTrip} can run here (the native library loads; CPU tensors only). */
   public static boolean available() {
-    Boolean a = available;
-    if (a == null) {
-      a = Bf16Native.tryLoad();
-      available = a;
-    }
-    return a;
+    return Bf16Native.tryLoad();
   }
 
   /** x rounded to bfloat16 and widened back: a new float32 CPU tensor on x's manager. */
