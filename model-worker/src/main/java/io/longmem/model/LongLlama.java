@@ -171,7 +171,7 @@ public final class LongLlama implements AutoCloseable {
    */
   public NDArray forward(LongLlamaCache cache, long[][] ids, float[][] padding, boolean useCache,
       int lastContextLength, Output output, NDManager out) {
-    validateInput(cache, ids, padding, lastContextLength);
+    validateInput(cache.batch(), ids, padding, lastContextLength);
     if (output == Output.MEMORY_ONLY && (useCache || cache.hasLocal())) {
       throw new InputException("MEMORY_ONLY reads input into memory without a local cache; "
           + "use it with useCache=false on a cache without local context");
@@ -236,9 +236,21 @@ public final class LongLlama implements AutoCloseable {
     if (config.memLayers().isEmpty()) {
       throw new InputException("the model has no memory layers: nothing to read into memory");
     }
+    if (!allLayers && config.memLayers().size() == 1 && BATCHED_WINDOWS) {
+      validateInput(ids.length, ids, padding, 0);
+      return readWindowsBatched(ids, padding);
+    }
+    return readInOrder(ids, padding, allLayers, readMemory);
+  }
+
+  /** {@link #read}'s window-by-window loop, whatever the model. */
+  List<List<MemoryBlock>> readInOrder(long[][] ids, float[][] padding, boolean allLayers, ReadMemory readMemory) {
+    if (config.memLayers().isEmpty()) {
+      throw new InputException("the model has no memory layers: nothing to read into memory");
+    }
     Memory readInto = readMemory.create(manager(), ids.length, config.numHeads(), config.headDim());
     try (LongLlamaCache cache = newCache(ids.length, readInto)) {
-      validateInput(cache, ids, padding, 0);
+      validateInput(cache.batch(), ids, padding, 0);
       int[] tokens = realTokens(padding, ids.length, ids[0].length);
       if (allLayers) {
         try (NDManager out = manager().newSubManager()) {
@@ -262,6 +274,85 @@ public final class LongLlama implements AutoCloseable {
         rows.add(blocks);
       }
       return rows;
+    }
+  }
+
+  /**
+   * Whether {@link #read} of a model with one memory layer reads all windows as one batch (unless
+   * the system property {@code longmem.read.batched=false} asks for the window-by-window loop).
+   */
+  private static final boolean BATCHED_WINDOWS = !"false".equals(System.getProperty("longmem.read.batched"));
+
+  /** Window tokens per model call of a batched read: the rows of one call's activations. */
+  static final int BATCHED_READ_TOKENS = 16_384;
+
+  /**
+   * {@link #read} for a model with one memory layer. There a window's pairs depend on its own
+   * tokens only: the layers before the memory layer attend within the window, and the memory
+   * layer's attention to earlier windows produces an output a read never uses. So every window of
+   * every row becomes a batch row of its own, at its own positions, and a long document costs a
+   * few large calls instead of one small call per window (the same arithmetic per window).
+   */
+  private List<List<MemoryBlock>> readWindowsBatched(long[][] ids, float[][] padding) {
+    int window = config.maxPositionEmbeddings();
+    int layer = config.memLayers().get(0);
+    int heads = config.numHeads();
+    int dim = config.headDim();
+    int[] tokens = realTokens(padding, ids.length, ids[0].length);
+    List<int[]> windows = new ArrayList<>(); // {row, first token, tokens}
+    float[][] keys = new float[ids.length][];
+    float[][] values = new float[ids.length][];
+    for (int b = 0; b < ids.length; b++) {
+      keys[b] = new float[heads * tokens[b] * dim];
+      values[b] = new float[heads * tokens[b] * dim];
+      for (int s = 0; s < tokens[b]; s += window) {
+        windows.add(new int[] {b, s, Math.min(window, tokens[b] - s)});
+      }
+    }
+    int perCall = Math.max(1, BATCHED_READ_TOKENS / window);
+    for (int first = 0; first < windows.size(); first += perCall) {
+      List<int[]> part = windows.subList(first, Math.min(windows.size(), first + perCall));
+      int rows = part.size();
+      long[][] cid = new long[rows][window];
+      float[][] cpad = new float[rows][window];
+      long[][] cpos = new long[rows][window];
+      for (int r = 0; r < rows; r++) {
+        int[] w = part.get(r);
+        System.arraycopy(ids[w[0]], w[1], cid[r], 0, w[2]);
+        java.util.Arrays.fill(cpad[r], 0, w[2], 1f);
+        for (int t = 0; t < window; t++) {
+          cpos[r][t] = w[1] + t; // the positions the window-by-window loop gives it
+        }
+      }
+      Memory into = ReadMemory.DENSE.create(manager(), rows, heads, dim);
+      try (LongLlamaCache cache = newCache(rows, into); NDScope scope = new NDScope()) {
+        scope.suppressNotUsedWarning();
+        call(cache, owned(manager().create(cid)), owned(manager().create(cpad)), owned(manager().create(cpos)), false,
+            layer, true);
+        MemoryContents memory = (MemoryContents) cache.memory();
+        for (int r = 0; r < rows; r++) {
+          int[] w = part.get(r);
+          copyWindow(memory.keys(layer, r, w[2]), keys[w[0]], tokens[w[0]], w[1], w[2], heads, dim);
+          copyWindow(memory.values(layer, r, w[2]), values[w[0]], tokens[w[0]], w[1], w[2], heads, dim);
+        }
+      }
+    }
+    List<List<MemoryBlock>> out = new ArrayList<>(ids.length);
+    for (int b = 0; b < ids.length; b++) {
+      int[] positions = new int[tokens[b]];
+      for (int t = 0; t < positions.length; t++) {
+        positions[t] = t;
+      }
+      out.add(List.of(new MemoryBlock(layer, "", positions, heads, dim, keys[b], values[b],
+          config.memDType().storage())));
+    }
+    return out;
+  }
+
+  /** A window's [H, n, D] pairs into its row's [H, tokens, D] at token {@code at}. */
+  private static void copyWindow(float[] from, float[] to, int tokens, int at, int n, int heads, int dim) {
+    for (int h = 0; h < heads; h++) {
+      System.arraycopy(from, h * n * dim, to, (h * tokens + at) * dim, n * dim);
     }
   }
 
@@ -292,7 +383,8 @@ public final class LongLlama implements AutoCloseable {
     NDArray kept = null;
     try (NDScope scope = new NDScope()) {
       scope.suppressNotUsedWarning();
-      NDArray h = call(cache, slice(ids, beg, end), slice(pad, beg, end), slice(positions, beg, end), useCache, upTo);
+      NDArray h = call(cache, slice(ids, beg, end), slice(pad, beg, end), slice(positions, beg, end), useCache, upTo,
+          output == Output.MEMORY_ONLY);
       if (output != Output.MEMORY_ONLY) {
         if (output == Output.LAST_LOGITS) {
           h = h.get(new NDIndex(":, -1:, :"));
@@ -312,9 +404,9 @@ public final class LongLlama implements AutoCloseable {
     logits.add(kept);
   }
 
-  private void validateInput(LongLlamaCache cache, long[][] ids, float[][] padding, int lastContextLength) {
-    if (ids.length == 0 || ids.length != cache.batch()) {
-      throw new InputException("batch of " + ids.length + " sequences, the cache holds " + cache.batch());
+  private void validateInput(int cacheBatch, long[][] ids, float[][] padding, int lastContextLength) {
+    if (ids.length == 0 || ids.length != cacheBatch) {
+      throw new InputException("batch of " + ids.length + " sequences, the cache holds " + cacheBatch);
     }
     int length = ids[0].length;
     if (length == 0) {
@@ -447,9 +539,13 @@ public final class LongLlama implements AutoCloseable {
   // ---------------------------------------------------------------------------------------------
   // One model call: LongLlamaModel.forward of the reference
 
-  /** Layers 0..upToLayer over one input; the cache's local context is replaced (or dropped) after. */
+  /**
+   * Layers 0..upToLayer over one input; the cache's local context is replaced (or dropped) after.
+   * With {@code memoryOnly} the last layer (a memory layer) only remembers its keys and values: its
+   * attention output is what nobody reads.
+   */
   private NDArray call(LongLlamaCache cache, NDArray ids, NDArray pad, NDArray positions, boolean useCache,
-      int upToLayer) {
+      int upToLayer, boolean memoryOnly) {
     long batch = ids.getShape().get(0);
     long length = ids.getShape().get(1);
     NDArray mask2d = cache.maskWith(pad);
@@ -458,7 +554,7 @@ public final class LongLlama implements AutoCloseable {
     Context[] nextLocal = new Context[config.numLayers()];
     for (int l = 0; l <= upToLayer; l++) {
       Attention.Mode mode = Attention.Mode.of(config, l, cache.hasLocal(), useCache);
-      if (l == upToLayer && upToLayer < config.numLayers() - 1 && mode == Attention.Mode.MEMORY_READ) {
+      if (l == upToLayer && memoryOnly && mode == Attention.Mode.MEMORY_READ) {
         // a MEMORY_ONLY read ends at the last memory layer: its keys and values are all it needs
         attention.rememberOnly(l, rmsNorm(h, weights.layer(l).inputNorm()), mask, positions, cache.memory());
         break;
