@@ -190,9 +190,7 @@ final class TrainCommand implements Callable<Integer> {
         KPacking train = packing(corpus, tok, passkey, seed);
         List<Batch> eval = new ArrayList<>();
         if (evalBatches > 0 && evalEvery > 0) {
-          KPacking e = passkey ? new KPacking(batch, length, k, null,
-              new PasskeyTask(tok, k * length + 1, seed + 1_000_003, 0, passkeyTail, (k - 1) * length,
-                  k > 1 ? 1.0 : 0.0)::next, 1.0, seed + 1)
+          KPacking e = passkey ? new KPacking(batch, length, k, null, passkeyEval(tok, seed), 1.0, seed + 1)
               : packing(corpus, tok, false, seed + 1);
           eval.addAll(batches(e, evalBatches));
         }
@@ -251,6 +249,22 @@ final class TrainCommand implements Callable<Integer> {
     java.util.Random pick = new java.util.Random(s + 13);
     return new KPacking(batch, length, k, texts, () -> pick.nextDouble() < recallShare ? r.next() : p.next(),
         passkeyShare, s);
+  }
+
+  /**
+   * The held-out passkey prompts, their keys only in memory; with the recall task on, its
+   * documents stripped of targets beside them in the training's share, as the negatives the
+   * prompts see (a prompt is nobody's negative).
+   */
+  private java.util.function.Supplier<Doc> passkeyEval(SentencePieceTokenizer tok, long s) {
+    PasskeyTask p = new PasskeyTask(tok, k * length + 1, s + 1_000_003, 0, passkeyTail, (k - 1) * length,
+        k > 1 ? 1.0 : 0.0);
+    if (recallShare == 0) {
+      return p::next;
+    }
+    RecallTask r = new RecallTask(tok, k * length + 1, (k - 1) * length, s + 1_000_017, 0, recallPool);
+    java.util.Random pick = new java.util.Random(s + 1_000_019);
+    return () -> pick.nextDouble() < recallShare ? r.next().withoutTargets() : p.next();
   }
 
   /** The next {@code n} batches of a packing (held-out evaluation sets). */

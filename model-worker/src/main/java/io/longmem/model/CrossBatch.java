@@ -19,10 +19,34 @@ public final class CrossBatch {
   private final int range;
   /** Per entry, how many of the other contexts it sees (0..range). */
   private final int[] sees;
+  /** Entries per document. */
+  private final int k;
+  /** Per entry, whether only its own document's entries may see it (null: none is). */
+  private final boolean[] privateEntries;
 
-  private CrossBatch(int range, int[] sees) {
+  private CrossBatch(int range, int[] sees, int k, boolean[] privateEntries) {
     this.range = range;
     this.sees = sees;
+    this.k = k;
+    this.privateEntries = privateEntries;
+  }
+
+  /**
+   * The same ranges, with the blocks of private entries masked for the entries of other
+   * documents (entry i belongs to document i / k).
+   *
+   * @param privateEntries per entry, or null for none
+   */
+  public CrossBatch hiding(boolean[] privateEntries) {
+    if (privateEntries != null && privateEntries.length != sees.length) {
+      throw new IllegalArgumentException(privateEntries.length + " private flags for " + sees.length + " entries");
+    }
+    return new CrossBatch(range, sees, k, privateEntries == null ? null : privateEntries.clone());
+  }
+
+  /** Whether entry b sees the block of entry src (one of the {@code sees(b)} before it). */
+  private boolean visible(int b, int j, int src) {
+    return j < sees[b] && (privateEntries == null || !privateEntries[src] || src / k == b / k);
   }
 
   /**
@@ -49,12 +73,12 @@ public final class CrossBatch {
       int pack = k == 1 || !stepping ? contexts : Math.min((b % k) * step + 1, contexts);
       sees[b] = Math.min(pack, b + 1) - 1;
     }
-    return new CrossBatch(range, sees);
+    return new CrossBatch(range, sees, Math.max(k, 1), null);
   }
 
   /** No other entry: ordinary attention. */
   public static CrossBatch none(int batch) {
-    return new CrossBatch(0, new int[batch]);
+    return new CrossBatch(0, new int[batch], 1, null);
   }
 
   public int range() {
@@ -98,8 +122,9 @@ public final class CrossBatch {
     float[] mask = new float[batch * range * (int) length];
     for (int b = 0; b < batch; b++) {
       for (int j = 0; j < range; j++) {
-        selector[b * range + j] = Math.floorMod(b - 1 - j, batch);
-        if (j >= sees[b]) {
+        int src = Math.floorMod(b - 1 - j, batch);
+        selector[b * range + j] = src;
+        if (!visible(b, j, src)) {
           Arrays.fill(mask, (b * range + j) * (int) length, (b * range + j + 1) * (int) length, Memory.MASK_MIN);
         }
       }

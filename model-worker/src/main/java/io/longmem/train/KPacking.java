@@ -61,6 +61,7 @@ public final class KPacking {
     long[][] ids = new long[batch][length];
     List<Integer> positions = new ArrayList<>();
     List<Long> targets = new ArrayList<>();
+    boolean[] privateEntries = new boolean[batch];
     int span = k * length;
     for (int s = 0; s < slots.size(); s++) {
       Doc d;
@@ -72,6 +73,7 @@ public final class KPacking {
       } else {
         d = slots.get(s).take(span + 1);
       }
+      java.util.Arrays.fill(privateEntries, s * k, (s + 1) * k, d.isPrivate());
       for (int i = 0; i < span; i++) {
         int row = s * k + i / length;
         int t = i % length;
@@ -83,7 +85,7 @@ public final class KPacking {
       }
     }
     return new Batch(ids, positions.stream().mapToInt(Integer::intValue).toArray(),
-        targets.stream().mapToLong(Long::longValue).toArray());
+        targets.stream().mapToLong(Long::longValue).toArray(), privateEntries);
   }
 
   /** One slot's document stream; the last token taken is kept as the first of the next span. */

@@ -138,7 +138,7 @@ public final class PasskeyTask {
           loss[i] |= (i < pad + common || i > room) && random.nextDouble() < contextShare;
         }
       }
-      return new Doc(t, loss);
+      return new Doc(t, loss, true); // nobody else's negative: its key would be a second key there
     }
   }
 }

@@ -101,7 +101,8 @@ public final class Trainer {
     while (step < options.steps()) {
       Batch b = data.get();
       long s = step + 1;
-      CrossBatch cb = CrossBatch.of(b.size(), options.crossBatchAt(s), options.k(), options.stepping());
+      CrossBatch cb = CrossBatch.of(b.size(), options.crossBatchAt(s), options.k(), options.stepping())
+          .hiding(b.privateEntries());
       double lr = options.lrAt(s);
       long s0 = System.nanoTime();
       double loss = step(b, cb, lr);
@@ -164,7 +165,8 @@ public final class Trainer {
     for (Batch b : batches) {
       try (NDScope scope = new NDScope()) {
         scope.suppressNotUsedWarning();
-        CrossBatch cb = CrossBatch.of(b.size(), options.crossBatchLate(), options.k(), options.stepping());
+        CrossBatch cb = CrossBatch.of(b.size(), options.crossBatchLate(), options.k(), options.stepping())
+            .hiding(b.privateEntries());
         NDArray logits = chosenLogits(model, b, cb);
         NDArray targets = owned(model.manager().create(b.targets()));
         loss += crossEntropy(logits, targets).getFloat();

@@ -54,6 +54,32 @@ class CrossBatchAttentionTest {
   }
 
   @Test
+  void aPrivateDocumentIsSeenByItsOwnEntriesOnly() {
+    int length = 10;
+    // two documents of two entries each, every entry sees all before it
+    try (LongLlama model = Tiny.model(DataType.FLOAT32, 5)) {
+      CrossBatch open = CrossBatch.of(4, 3, 2, false);
+      CrossBatch hiding = open.hiding(new boolean[] {true, true, false, false}); // document 0 is private
+      long[][] ids = Tiny.ids(4, length, 9);
+      long[][] changed = Tiny.ids(4, length, 9);
+      for (int p = 0; p < length; p++) {
+        changed[0][p] = (changed[0][p] + 11) % Tiny.VOCAB; // document 0's first entry
+      }
+      float[] before = logits(model, ids, hiding);
+      float[] after = logits(model, changed, hiding);
+      assertTrue(Tiny.maxAbsDiff(entry(before, 1, length, 0, length), entry(after, 1, length, 0, length)) > 1e-4,
+          "document 0's second entry no longer sees its first");
+      for (int b = 2; b < 4; b++) {
+        assertArrayEquals(entry(before, b, length, 0, length), entry(after, b, length, 0, length), 1e-6f,
+            "entry " + b + " of document 1 saw the private document 0");
+      }
+      // without the flags document 1 sees it (else the above proves nothing)
+      assertTrue(Tiny.maxAbsDiff(entry(logits(model, ids, open), 2, length, 0, length),
+          entry(logits(model, changed, open), 2, length, 0, length)) > 1e-4, "document 1 never saw document 0");
+    }
+  }
+
+  @Test
   void noQuerySeesALaterEntryOrPosition() {
     int batch = 4;
     int length = 10;
