@@ -45,6 +45,8 @@ class PackingTest {
     // the slots read different documents (negatives), and batch b continues batch a's streams
     assertTrue(a.ids()[0][0] / 1000 != a.ids()[2][0] / 1000);
     assertTrue(b.ids()[0][0] == a.ids()[1][4] + 1 || b.ids()[0][0] % 1000 == 0);
+    // texts are everyone's negatives
+    assertArrayEquals(new boolean[4], a.privateEntries());
     // every position has its next token as target (text: all positions count)
     assertEquals(4 * 5, a.positions().length);
     for (int i = 0; i < a.positions().length; i++) {
@@ -63,6 +65,8 @@ class PackingTest {
     for (int n = 0; n < 3; n++) {
       Batch b = p.next();
       assertTrue(b.positions().length > 0);
+      // a passkey prompt's entries are private: no other document sees its key line
+      assertArrayEquals(new boolean[] {true, true, true, true}, b.privateEntries());
       // targets decode to a number; the question is right before them
       List<Integer> digits = new ArrayList<>();
       for (int i = 0; i < b.targets().length; i++) {
