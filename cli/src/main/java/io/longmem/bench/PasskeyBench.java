@@ -109,6 +109,7 @@ public final class PasskeyBench {
     List<Trial> list = new ArrayList<>();
     Path corpus = dir.resolve("corpus.jsonl");
     long corpusTokens = 0;
+    int fillerDocuments = 0;
     Path partial = dir.resolve("corpus.jsonl.tmp");
     try (BufferedWriter w = Files.newBufferedWriter(partial, StandardCharsets.UTF_8)) {
       List<String> fillers = new ArrayList<>();
@@ -119,6 +120,7 @@ public final class PasskeyBench {
           long[] filler = fillerDocument(tok, Math.min(left, FILLER_DOCUMENT), f == 0);
           write(w, "filler-" + f, filler);
           fillers.add("filler-" + f);
+          fillerDocuments++;
           corpusTokens += filler.length;
           left -= filler.length;
           if (filler.length == 0) {
@@ -139,8 +141,11 @@ public final class PasskeyBench {
     }
     Files.move(partial, corpus, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
         java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-    // an index is trained per shard: small corpora in one shard, large ones in one per Spark task
-    int shards = corpusTokens >= 262_144 ? o.parallelism() : 1;
+    // an index is trained per shard: small corpora in one shard, large ones in one per Spark task;
+    // documents go to shards by id hash, so shared filler makes at most one shard per filler
+    // document (else a shard of key documents alone would have too few keys to train an IVF index)
+    int shards = corpusTokens < 262_144 ? 1 : shared ? Math.max(1, Math.min(o.parallelism(), fillerDocuments))
+        : o.parallelism();
     String approxFactory = o.index().equals("auto") ? autoIndex(corpusTokens / shards) : o.index();
     System.out.printf(Locale.ROOT, "size %,d: %d trials, %s; %,d tokens to encode per collection%n", size, trials,
         shared ? "shared filler documents + one key document per trial" : "one haystack document per trial",

@@ -82,9 +82,24 @@ public final class PasskeyTask {
     return lastKey;
   }
 
-  /** A new document with a random key (1..50000) at a random depth. */
+  /**
+   * A key in 1..50000: half as the paper draws them (uniformly: four in five have five digits),
+   * half with a number of digits drawn uniformly from 1 to 5. A model that saw few short keys
+   * reads a four-digit key from the wrong place.
+   */
+  static int drawKey(Random random) {
+    if (random.nextBoolean()) {
+      return 1 + random.nextInt(50_000);
+    }
+    int digits = 1 + random.nextInt(5);
+    int lo = digits == 1 ? 1 : (int) Math.pow(10, digits - 1);
+    int hi = digits == 5 ? 50_000 : (int) Math.pow(10, digits) - 1;
+    return lo + random.nextInt(hi - lo + 1);
+  }
+
+  /** A new document with a random key ({@link #drawKey}) at a random depth. */
   public Doc next() {
-    int key = 1 + random.nextInt(50_000);
+    int key = drawKey(random);
     lastKey = key;
     int perFiller = tok.encode(" " + Passkey.FILLER).length;
     int fixed = tok.encodeWithBos(String.join("\n", Passkey.TASK, Passkey.keyLine(key),

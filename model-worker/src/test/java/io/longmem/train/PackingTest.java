@@ -149,6 +149,22 @@ class PackingTest {
   }
 
   @Test
+  void keysAreThePapersAndAsManyShortOnes() {
+    java.util.Random r = new java.util.Random(7);
+    int[] byDigits = new int[6];
+    for (int n = 0; n < 10_000; n++) {
+      int key = PasskeyTask.drawKey(r);
+      assertTrue(key >= 1 && key <= 50_000, "key " + key);
+      byDigits[Integer.toString(key).length()]++;
+    }
+    // five digits: 4/5 of the paper's half plus 1/5 of the other half (~5,000); four digits ~1,900
+    assertTrue(byDigits[5] > 4_500 && byDigits[5] < 5_500, java.util.Arrays.toString(byDigits));
+    for (int d = 1; d <= 4; d++) {
+      assertTrue(byDigits[d] > 900, d + " digits: " + java.util.Arrays.toString(byDigits));
+    }
+  }
+
+  @Test
   void recallDocumentsRepeatARunFromMemoryAndOnlyTheRepeatCounts() throws Exception {
     SentencePieceTokenizer tok = tokenizer();
     RecallTask task = new RecallTask(tok, 2 * 64 + 1, 64, 3);
