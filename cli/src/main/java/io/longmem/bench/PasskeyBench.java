@@ -115,17 +115,14 @@ public final class PasskeyBench {
       List<String> fillers = new ArrayList<>();
       if (shared) {
         // in documents of at most FILLER_DOCUMENT tokens: a read holds its document's memory in process
+        // n documents of equal length (whole filler sentences: a few tokens short of the size in all)
         long left = size - keyDocumentTokens(tok);
-        for (int f = 0; left > 0; f++) {
-          long[] filler = fillerDocument(tok, Math.min(left, FILLER_DOCUMENT), f == 0);
+        fillerDocuments = (int) Math.max(1, (left + FILLER_DOCUMENT - 1) / FILLER_DOCUMENT);
+        for (int f = 0; f < fillerDocuments; f++) {
+          long[] filler = fillerDocument(tok, left / fillerDocuments, f == 0);
           write(w, "filler-" + f, filler);
           fillers.add("filler-" + f);
-          fillerDocuments++;
           corpusTokens += filler.length;
-          left -= filler.length;
-          if (filler.length == 0) {
-            break;
-          }
         }
       }
       for (int t = 0; t < trials; t++) {
@@ -245,11 +242,16 @@ public final class PasskeyBench {
     return out;
   }
 
-  /** A key line in filler as a haystack holds it: a few filler sentences on each side. */
+  /**
+   * A key line in filler as a haystack holds it: two to five filler sentences before it (more
+   * than a window of the small models, so the window it falls in, at a random place, is filler
+   * and key line as in a haystack, not the document's first after BOS) and three after; no BOS,
+   * as the middle of a haystack has none.
+   */
   static long[] keyDocument(SentencePieceTokenizer tok, int key, Random random) {
-    int before = random.nextInt(3);
-    String text = Passkey.fillers(before) + "\n" + Passkey.keyLine(key) + "\n" + Passkey.fillers(3 - before);
-    return java.util.Arrays.stream(tok.encodeWithBos(text)).asLongStream().toArray();
+    int before = 2 + random.nextInt(4);
+    String text = Passkey.fillers(before) + "\n" + Passkey.keyLine(key) + "\n" + Passkey.fillers(3);
+    return java.util.Arrays.stream(tok.encode(text)).asLongStream().toArray();
   }
 
   private static long keyDocumentTokens(SentencePieceTokenizer tok) {

@@ -264,7 +264,8 @@ final class TrainCommand implements Callable<Integer> {
     }
     RecallTask r = new RecallTask(tok, k * length + 1, (k - 1) * length, s + 1_000_017, 0, recallPool);
     java.util.Random pick = new java.util.Random(s + 1_000_019);
-    return () -> pick.nextDouble() < recallShare ? r.next().withoutTargets() : p.next();
+    double negatives = recallShare < 1 ? recallShare : 0.5; // a run of recall documents only still asks prompts
+    return () -> pick.nextDouble() < negatives ? r.next().withoutTargets() : p.next();
   }
 
   /** The next {@code n} batches of a packing (held-out evaluation sets). */
