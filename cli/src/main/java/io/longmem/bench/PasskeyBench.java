@@ -141,7 +141,7 @@ public final class PasskeyBench {
     // an index is trained per shard: small corpora in one shard, large ones in one per Spark task;
     // documents go to shards by id hash, so shared filler makes at most one shard per filler
     // document (else a shard of key documents alone would have too few keys to train an IVF index)
-    int shards = corpusTokens < 262_144 ? 1 : shared ? Math.max(1, Math.min(o.parallelism(), fillerDocuments))
+    int shards = corpusTokens < 262_144 ? 1 : shared ? Math.min(o.parallelism(), fillerDocuments)
         : o.parallelism();
     String approxFactory = o.index().equals("auto") ? autoIndex(corpusTokens / shards) : o.index();
     System.out.printf(Locale.ROOT, "size %,d: %d trials, %s; %,d tokens to encode per collection%n", size, trials,

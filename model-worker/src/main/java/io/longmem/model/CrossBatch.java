@@ -73,7 +73,7 @@ public final class CrossBatch {
       int pack = k == 1 || !stepping ? contexts : Math.min((b % k) * step + 1, contexts);
       sees[b] = Math.min(pack, b + 1) - 1;
     }
-    return new CrossBatch(range, sees, Math.max(k, 1), null);
+    return new CrossBatch(range, sees, k, null);
   }
 
   /** No other entry: ordinary attention. */

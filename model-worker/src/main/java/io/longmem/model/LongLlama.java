@@ -245,9 +245,6 @@ public final class LongLlama implements AutoCloseable {
 
   /** {@link #read}'s window-by-window loop, whatever the model. */
   List<List<MemoryBlock>> readInOrder(long[][] ids, float[][] padding, boolean allLayers, ReadMemory readMemory) {
-    if (config.memLayers().isEmpty()) {
-      throw new InputException("the model has no memory layers: nothing to read into memory");
-    }
     Memory readInto = readMemory.create(manager(), ids.length, config.numHeads(), config.headDim());
     try (LongLlamaCache cache = newCache(ids.length, readInto)) {
       validateInput(cache.batch(), ids, padding, 0);
@@ -262,14 +259,9 @@ public final class LongLlama implements AutoCloseable {
       MemoryContents memory = (MemoryContents) cache.memory();
       List<List<MemoryBlock>> rows = new ArrayList<>(ids.length);
       for (int b = 0; b < ids.length; b++) {
-        int[] positions = new int[tokens[b]];
-        for (int t = 0; t < positions.length; t++) {
-          positions[t] = t;
-        }
         List<MemoryBlock> blocks = new ArrayList<>();
         for (int layer : config.memLayers()) {
-          blocks.add(new MemoryBlock(layer, "", positions, config.numHeads(), config.headDim(),
-              memory.keys(layer, b, tokens[b]), memory.values(layer, b, tokens[b]), config.memDType().storage()));
+          blocks.add(block(layer, tokens[b], memory.keys(layer, b, tokens[b]), memory.values(layer, b, tokens[b])));
         }
         rows.add(blocks);
       }
@@ -284,7 +276,7 @@ public final class LongLlama implements AutoCloseable {
   private static final boolean BATCHED_WINDOWS = !"false".equals(System.getProperty("longmem.read.batched"));
 
   /** Window tokens per model call of a batched read: the rows of one call's activations. */
-  static final int BATCHED_READ_TOKENS = 16_384;
+  private static final int BATCHED_READ_TOKENS = 16_384;
 
   /**
    * {@link #read} for a model with one memory layer. There a window's pairs depend on its own
@@ -339,14 +331,19 @@ public final class LongLlama implements AutoCloseable {
     }
     List<List<MemoryBlock>> out = new ArrayList<>(ids.length);
     for (int b = 0; b < ids.length; b++) {
-      int[] positions = new int[tokens[b]];
-      for (int t = 0; t < positions.length; t++) {
-        positions[t] = t;
-      }
-      out.add(List.of(new MemoryBlock(layer, "", positions, heads, dim, keys[b], values[b],
-          config.memDType().storage())));
+      out.add(List.of(block(layer, tokens[b], keys[b], values[b])));
     }
     return out;
+  }
+
+  /** What one memory layer read of a row's n real tokens: [H, n, D] pairs at positions 0..n-1. */
+  private MemoryBlock block(int layer, int n, float[] keys, float[] values) {
+    int[] positions = new int[n];
+    for (int t = 0; t < n; t++) {
+      positions[t] = t;
+    }
+    return new MemoryBlock(layer, "", positions, config.numHeads(), config.headDim(), keys, values,
+        config.memDType().storage());
   }
 
   /** A window's [H, n, D] pairs into its row's [H, tokens, D] at token {@code at}. */
