@@ -48,7 +48,8 @@ public final class DemoCommand implements Callable<Integer> {
   @Option(names = "--tokens", defaultValue = "131072", description = "haystack length in tokens (default: ${DEFAULT-VALUE})")
   int tokens;
   @Option(names = "--seed", description = "seed of the key and its depth (default: a new one each run)") Long seed;
-  @Option(names = "--memory-top-k", defaultValue = "64") int topK;
+  @Option(names = "--memory-top-k", defaultValue = "" + BenchCommand.SHIPPED_MODEL_TOP_K,
+      description = "pairs per head and query (default: the shipped model's, ${DEFAULT-VALUE})") int topK;
 
   @Override
   public Integer call() throws Exception {
