@@ -47,7 +47,7 @@ class ShippedModelTest {
         write(model, ckpt, dir, h.ids(tok));
         try (MemoryEndpoint endpoint = InProcessNode.open(Map.of("haystack", dir), ckpt.fingerprint())) {
           ServiceMemory memory = new ServiceMemory(endpoint, new ServiceMemory.Options(List.of("haystack"), List.of(),
-              32, 0, 0, 60_000, 1), model.config(), ckpt.fingerprint(), 1);
+              32, 0, 0, 60_000, 1), model.config(), ckpt.fingerprint(), 1); // the model's k (BenchCommand)
           Haystack.Answer a = Haystack.ask(model, tok, memory, null);
           assertEquals(h.key(), a.key(), "trial " + t + ": key " + h.key() + " at depth " + h.depth() + ", answer '"
               + a.text() + "'");
