@@ -5,19 +5,32 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.compute.Bf16Matrix;
+import io.longmem.model.compute.ComputeDType;
+import io.longmem.model.compute.Projection;
 import java.util.SplittableRandom;
 
 /**
- * What the hardware alone allows a bfloat16 model: the rate of one bfloat16 GEMM of the model's
- * shape through the same {@link Bf16Matrix} call the model makes (so the prefill bound includes the
- * activation rounding), and the memory bandwidth of a large copy (a decode step streams every
- * weight once).
+ * What the hardware alone allows a model: the rate of one GEMM of the model's shape through the
+ * same call the model makes (for bfloat16 {@link Bf16Matrix}, so the prefill bound includes the
+ * activation rounding; for float32 DJL's matmul), and the memory bandwidth of a large copy (a
+ * decode step streams every weight once).
  */
 public final class ComputeBounds {
   private ComputeBounds() {}
 
   /** FLOP/s of [rows, hidden] x [hidden, 2 x intermediate] (the gate/up projection) in bfloat16. */
   public static double bf16GemmRate(LongLlamaConfig c, int rows) {
+    return gemmRate(c, rows, ComputeDType.BFLOAT16);
+  }
+
+  /**
+   * FLOP/s of the gate/up projection's GEMM, [rows, hidden] x [hidden, 2 x intermediate], through
+   * the {@link Projection} the model uses in that compute dtype (DJL's float32 matmul, or
+   * {@link Bf16Matrix}), with the threads the model's matmuls get (ai.djl.pytorch.num_threads).
+   * The ratio of the two rates is what the hardware gives bfloat16 compute over float32 at this
+   * shape, before any work outside the matmuls.
+   */
+  public static double gemmRate(LongLlamaConfig c, int rows, ComputeDType dtype) {
     int k = c.hiddenSize();
     int n = 2 * c.intermediateSize();
     float[] w = new float[n * k];
@@ -25,14 +38,16 @@ public final class ComputeBounds {
     for (int i = 0; i < w.length; i++) {
       w[i] = (float) (r.nextDouble() - 0.5) * 0.05f;
     }
-    try (Bf16Matrix m = Bf16Matrix.of(w, n, k); NDManager nd = NDManager.newBaseManager()) {
+    try (NDManager nd = NDManager.newBaseManager();
+         Projection p = dtype == ComputeDType.BFLOAT16 ? Bf16Matrix.of(w, n, k)
+             : Projection.float32(nd.create(w, new Shape(n, k)))) {
       w = null;
       NDArray x = nd.randomUniform(-1f, 1f, new Shape(rows, k));
-      m.apply(x).close(); // warm-up: primitive creation, pages
+      p.apply(x).close(); // warm-up: primitive creation, pages
       int times = 3;
       long t = System.nanoTime();
       for (int i = 0; i < times; i++) {
-        m.apply(x).close();
+        p.apply(x).close();
       }
       double seconds = (System.nanoTime() - t) / 1e9 / times;
       return 2.0 * rows * k * n / seconds;

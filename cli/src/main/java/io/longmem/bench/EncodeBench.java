@@ -11,6 +11,7 @@ import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import io.longmem.model.LongLlama;
 import io.longmem.model.checkpoint.Checkpoint;
+import io.longmem.model.checkpoint.LongLlamaConfig;
 import io.longmem.model.checkpoint.RandomCheckpoint;
 import io.longmem.model.compute.ComputeDType;
 import java.io.BufferedWriter;
@@ -56,7 +57,8 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
   int layersSample;
   @Option(names = "--compute-dtype", defaultValue = "float32", paramLabel = "float32|bfloat16",
       description = "bfloat16: instead of the plain-loop comparison, the Spark job in float32 (the baseline) and "
-          + "then in bfloat16 compute, same corpus, shards and threads, same run")
+          + "then in bfloat16 compute, same corpus, shards and threads, same run; then both dtypes' GEMM rates at the "
+          + "job's shape")
   String computeDType;
 
   @Override
@@ -135,7 +137,8 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
 
   /**
    * The Spark job on local[parallelism], the whole corpus, in float32 (the baseline) and then in
-   * bfloat16 compute, same shards, batches and threads; each model loaded and warmed up before its run.
+   * bfloat16 compute, same shards, batches and threads; each model loaded and warmed up before its run;
+   * then one GEMM of the job's shape in each dtype, whose ratio is the most the matmuls alone would give.
    */
   private int computeDTypes(EncodeSpec base, List<ShardEncoder.Document> docs) throws Exception {
     long tokens = docs.stream().mapToLong(d -> d.tokenIds().length).sum();
@@ -166,6 +169,15 @@ public final class EncodeBench implements java.util.concurrent.Callable<Integer>
           tokens / seconds[v]);
     }
     System.out.printf(Locale.ROOT, "bfloat16 / float32 encode tokens/s in this run: %.2fx%n", seconds[0] / seconds[1]);
+    // what the hardware gives the ratio: one GEMM of the job's shape in each dtype, on a task's threads
+    LongLlamaConfig c = LongLlamaConfig.load(dir.resolve("model"));
+    int rows = Math.min(window, tokensPerDocument) * batchSize;
+    double f32 = ComputeBounds.gemmRate(c, rows, ComputeDType.FLOAT32);
+    double bf16 = ComputeBounds.gemmRate(c, rows, ComputeDType.BFLOAT16);
+    System.out.printf(Locale.ROOT, "GEMM rates at the job's shape ([%d x %d] x [%d x %d], %s thread(s) as a task "
+        + "runs): float32 %.0f GFLOP/s, bfloat16 %.0f GFLOP/s = %.2fx (the ratio were encoding its matmuls alone)%n",
+        rows, c.hiddenSize(), c.hiddenSize(), 2 * c.intermediateSize(),
+        System.getProperty("ai.djl.pytorch.num_threads", "all"), f32 / 1e9, bf16 / 1e9, bf16 / f32);
     return 0;
   }
 

@@ -239,6 +239,10 @@ final class BenchCommand implements Runnable {
         if (f32 != null) {
           System.out.printf("bfloat16/float32 in this run: prefill %.2fx, decode %.2fx (median ms/token %.1f vs %.1f)%n",
               f32[0] / bf16[0], f32[1] / bf16[1], bf16[1] * 1000, f32[1] * 1000);
+          double f32Rate = io.longmem.bench.ComputeBounds.gemmRate(c, Math.min(window, tokens), ComputeDType.FLOAT32);
+          System.out.printf("GEMM rates at this shape: float32 %.0f GFLOP/s, bfloat16 %.0f GFLOP/s = %.2fx (what the "
+              + "matmuls alone give bfloat16 over float32 here); float32 prefill took %.2fx the float32 GEMM bound%n",
+              f32Rate / 1e9, gemmRate / 1e9, gemmRate / f32Rate, f32[0] / ((projections + attention) / f32Rate));
         }
         System.out.printf("GEMM bound: matmuls %.3g FLOP (projections %.3g, attention %.3g) / measured bf16 GEMM "
             + "%.0f GFLOP/s = %.2f s (%.0f tokens/s); prefill took %.2fx that%n", projections + attention, projections,
