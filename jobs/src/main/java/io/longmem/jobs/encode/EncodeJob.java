@@ -236,6 +236,10 @@ public final class EncodeJob implements Callable<Integer> {
         ckpt.tokenizerModel(spec.tokenizer() == null ? null : Path.of(spec.tokenizer())));
     int earlier = EncodeOutput.prepare(remote != null ? remote : OutputDir.local(out), resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint),
         resume);
+    // what an earlier run committed; a shard found committed later was an earlier attempt of this run
+    // (its executor lost after the commit), which is not resuming
+    java.util.Set<String> finishedBefore = earlier == 0 ? java.util.Set.of()
+        : new java.util.HashSet<>((remote != null ? remote : OutputDir.local(out)).finishedShardIds());
     LOG.info("encode: {} documents ({} {}) from {} ({}) into {} shards at {}{}", rows, units,
         in.format() == Corpus.Format.TEXT ? "characters" : "characters/tokens", in.path(),
         in.format().name().toLowerCase(Locale.ROOT), spec.shards(), shown
@@ -279,7 +283,9 @@ public final class EncodeJob implements Callable<Integer> {
       if (r.entry() != null) {
         entries.add(r.entry());
         if (r.resumed()) {
-          resumed++;
+          if (finishedBefore.contains(r.shard())) {
+            resumed++;
+          }
           counts = counts.plus(new ShardEncoder.Counts(r.entry().documents().size(), r.entry().rows(), 0, 0, 0, 0, 0, 0, 0));
         }
       }

@@ -22,8 +22,8 @@ import org.slf4j.LoggerFactory;
 /**
  * The encoding loop of one shard, the same in a Spark task and in a plain process: documents in
  * id order (duplicates of an id adjacent, the first kept), tokenized, read by the model a batch at
- * a time, their memory appended to one shard. A shard that an earlier run finished is not
- * encoded again.
+ * a time, their memory appended to one shard. A shard already committed (by an earlier run, or by
+ * an earlier attempt of this one) is not encoded again.
  */
 public final class ShardEncoder {
   private static final Logger LOG = LoggerFactory.getLogger(ShardEncoder.class);
@@ -55,7 +55,10 @@ public final class ShardEncoder {
     }
   }
 
-  /** A shard's outcome: its entry (null when no document had tokens), counts, and whether an earlier run wrote it. */
+  /**
+   * A shard's outcome: its entry (null when no document had tokens), counts, and whether it was
+   * found committed (by an earlier run, or by an earlier attempt of this one whose executor was lost).
+   */
   public record Result(String shard, Manifest.ShardEntry entry, Counts counts, boolean resumed) implements Serializable {}
 
   /** Where finished documents are reported as they happen (Spark accumulators, or a plain counter). */
@@ -99,7 +102,7 @@ public final class ShardEncoder {
     Optional<Manifest.ShardEntry> done = remote != null ? remote.finishedShard(id) : CollectionWriter.finishedShard(output, id);
     if (done.isPresent()) {
       Counts c = skim(docs, progress);
-      LOG.info("{}: finished by an earlier run ({} documents, {} tokens), not encoded again", id,
+      LOG.info("{}: already committed by an earlier run or attempt ({} documents, {} tokens), not encoded again", id,
           done.get().documents().size(), done.get().rows());
       return new Result(id, done.get(), c, true);
     }
