@@ -18,11 +18,6 @@ import java.util.SplittableRandom;
 public final class ComputeBounds {
   private ComputeBounds() {}
 
-  /** FLOP/s of [rows, hidden] x [hidden, 2 x intermediate] (the gate/up projection) in bfloat16. */
-  public static double bf16GemmRate(LongLlamaConfig c, int rows) {
-    return gemmRate(c, rows, ComputeDType.BFLOAT16);
-  }
-
   /**
    * FLOP/s of the gate/up projection's GEMM, [rows, hidden] x [hidden, 2 x intermediate], through
    * the {@link Projection} the model uses in that compute dtype (DJL's float32 matmul, or

@@ -230,7 +230,7 @@ final class BenchCommand implements Runnable {
         double[] bf16 = measure(dir, dev, ComputeDType.BFLOAT16, false);
         LongLlamaConfig c = Checkpoint.open(dir).config();
         long windows = (tokens + window - 1) / window;
-        double gemmRate = io.longmem.bench.ComputeBounds.bf16GemmRate(c, Math.min(window, tokens));
+        double gemmRate = io.longmem.bench.ComputeBounds.gemmRate(c, Math.min(window, tokens), ComputeDType.BFLOAT16);
         double projections = io.longmem.bench.ComputeBounds.projectionFlops(c, tokens, windows);
         double attention = io.longmem.bench.ComputeBounds.attentionFlops(c, tokens);
         double gemmBound = (projections + attention) / gemmRate;

@@ -234,12 +234,12 @@ public final class EncodeJob implements Callable<Integer> {
     }
     String tokFingerprint = tok == null ? null : "sha256:" + io.longmem.io.FileTrees.sha256(
         ckpt.tokenizerModel(spec.tokenizer() == null ? null : Path.of(spec.tokenizer())));
-    int earlier = EncodeOutput.prepare(remote != null ? remote : OutputDir.local(out), resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint),
-        resume);
+    OutputDir dir = remote != null ? remote : OutputDir.local(out);
     // what an earlier run committed; a shard found committed later was an earlier attempt of this run
     // (its executor lost after the commit), which is not resuming
-    java.util.Set<String> finishedBefore = earlier == 0 ? java.util.Set.of()
-        : new java.util.HashSet<>((remote != null ? remote : OutputDir.local(out)).finishedShardIds());
+    java.util.Set<String> finishedBefore = EncodeOutput.prepare(dir,
+        resolved.plan(fingerprint, config.memDType().pythonName(), tokFingerprint), resume);
+    int earlier = finishedBefore.size();
     LOG.info("encode: {} documents ({} {}) from {} ({}) into {} shards at {}{}", rows, units,
         in.format() == Corpus.Format.TEXT ? "characters" : "characters/tokens", in.path(),
         in.format().name().toLowerCase(Locale.ROOT), spec.shards(), shown
@@ -303,7 +303,6 @@ public final class EncodeJob implements Callable<Integer> {
       }
     }
     Report report = new Report(shown, entries.size(), resumed, counts, (System.nanoTime() - start) / 1e9);
-    OutputDir dir = remote != null ? remote : OutputDir.local(out);
     try {
       EncodeOutput.recordResult(dir, report);
     } catch (IOException | RuntimeException e) { // the collection is committed and whole: say so, do not fail

@@ -8,7 +8,6 @@ import com.google.gson.JsonParser;
 import io.longmem.memory.shard.CollectionWriter;
 import io.longmem.memory.shard.Manifest;
 import java.io.IOException;
-import java.nio.file.Path;
 import java.util.List;
 
 /**
@@ -24,13 +23,11 @@ final class EncodeOutput {
 
   private EncodeOutput() {}
 
-  /** Checks the directory and records the plan; returns how many shards an earlier run finished. */
-  static int prepare(Path out, EncodeSpec.Plan plan, boolean resume) throws IOException {
-    return prepare(OutputDir.local(out), plan, resume);
-  }
-
-  /** The same for any output directory (local or on a Hadoop filesystem). */
-  static int prepare(OutputDir out, EncodeSpec.Plan plan, boolean resume) throws IOException {
+  /**
+   * Checks the output directory (local or on a Hadoop filesystem) and records the plan; returns the
+   * ids of the shards an earlier run finished (empty for a new run).
+   */
+  static java.util.Set<String> prepare(OutputDir out, EncodeSpec.Plan plan, boolean resume) throws IOException {
     if (out.exists(Manifest.FILE)) {
       throw new InputException("output " + out.describe() + " already holds a committed collection; "
           + "choose another directory or delete it first");
@@ -47,7 +44,7 @@ final class EncodeOutput {
         throw new InputException("output " + out.describe() + " holds an unfinished encode of another plan: "
             + differences(earlier, plan) + "; resume with the same model, input and options, or delete the directory");
       }
-      return finished.size();
+      return java.util.Set.copyOf(finished);
     }
     if (out.nonEmpty()) {
       throw new InputException("output " + out.describe() + " is not empty and holds no longmem encode: "
@@ -55,7 +52,7 @@ final class EncodeOutput {
     }
     out.create();
     out.writeWhole(PLAN, GSON.toJson(plan));
-    return 0;
+    return java.util.Set.of();
   }
 
   /**
